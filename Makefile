@@ -1,0 +1,30 @@
+# Set-up is two commands on a fresh machine: `make demo` and `make test`.
+# Each builds its own virtual environment in .venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch: an unpinned torch would pull a CUDA build of several GB.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.pyx csrc/*.pxd)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q --benchmark-disable
+
+demo: $(STAMP)
+	$(BIN)/samplestore demo
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only
+
+clean:
+	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*.c csrc/*.c

@@ -1,0 +1,331 @@
+# cython: language_level=3
+"""Hot encode/decode kernels for the .ssf format.
+
+Every kernel takes typed memoryviews and a preallocated output, runs its loop without the
+GIL, and checks every size that came from a file before the loop, so a malformed file raises
+``ValueError`` (mapped to ``CorruptFileError`` by the caller) instead of reading out of bounds.
+Policy (which encoding to use) lives in ``samplestore.format.encodings``.
+"""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+
+
+# ---------------------------------------------------------------- byte shuffle (floats)
+
+def shuffle_bytes(const uint8_t[::1] src, Py_ssize_t itemsize, uint8_t[::1] out):
+    """Transpose ``src`` (n items of ``itemsize`` bytes) into ``itemsize`` planes of n bytes."""
+    cdef Py_ssize_t size = src.shape[0]
+    if itemsize <= 0 or size % itemsize != 0:
+        raise ValueError(f"byte shuffle: {size} bytes is not a whole number of {itemsize}-byte items")
+    if out.shape[0] != size:
+        raise ValueError(f"byte shuffle: output holds {out.shape[0]} bytes, expected {size}")
+    cdef Py_ssize_t n = size // itemsize, i, b
+    with nogil:
+        for b in range(itemsize):
+            for i in range(n):
+                out[b * n + i] = src[i * itemsize + b]
+
+
+def unshuffle_bytes(const uint8_t[::1] src, Py_ssize_t itemsize, uint8_t[::1] out):
+    """Invert :func:`shuffle_bytes`."""
+    cdef Py_ssize_t size = src.shape[0]
+    if itemsize <= 0 or size % itemsize != 0:
+        raise ValueError(f"byte unshuffle: {size} bytes is not a whole number of {itemsize}-byte items")
+    if out.shape[0] != size:
+        raise ValueError(f"byte unshuffle: output holds {out.shape[0]} bytes, expected {size}")
+    cdef Py_ssize_t n = size // itemsize, i, b
+    with nogil:
+        if itemsize == 4:
+            for i in range(n):
+                out[4 * i] = src[i]
+                out[4 * i + 1] = src[n + i]
+                out[4 * i + 2] = src[2 * n + i]
+                out[4 * i + 3] = src[3 * n + i]
+        else:
+            for b in range(itemsize):
+                for i in range(n):
+                    out[i * itemsize + b] = src[b * n + i]
+
+
+# ---------------------------------------------------------------- delta + zigzag + varint
+
+def delta_varint_encode(const int64_t[::1] values, uint8_t[::1] out):
+    """Delta, zigzag and LEB128-varint encode ``values`` into ``out``; return bytes written.
+
+    ``out`` must hold at least ``10 * len(values)`` bytes.
+    """
+    cdef Py_ssize_t n = values.shape[0], i, pos = 0
+    if out.shape[0] < 10 * n:
+        raise ValueError("delta varint: output buffer too small")
+    cdef int64_t prev = 0
+    cdef uint64_t d, z
+    with nogil:
+        for i in range(n):
+            # Wrapping subtraction in unsigned arithmetic keeps int64 extremes exact.
+            d = <uint64_t>values[i] - <uint64_t>prev
+            prev = values[i]
+            z = (d << 1) ^ <uint64_t>(-(<int64_t>(d >> 63)))
+            while z >= 0x80:
+                out[pos] = <uint8_t>(z | 0x80)
+                z >>= 7
+                pos += 1
+            out[pos] = <uint8_t>z
+            pos += 1
+    return pos
+
+
+def delta_varint_decode(const uint8_t[::1] src, int64_t[::1] out):
+    """Decode exactly ``len(out)`` values from ``src``; ``ValueError`` if ``src`` is malformed."""
+    cdef Py_ssize_t n = out.shape[0], size = src.shape[0], i, pos = 0
+    cdef uint64_t z, acc = 0
+    cdef int shift
+    cdef uint8_t byte
+    cdef int bad = 0
+    with nogil:
+        for i in range(n):
+            z = 0
+            shift = 0
+            while True:
+                if pos >= size or shift > 63:
+                    bad = 1
+                    break
+                byte = src[pos]
+                pos += 1
+                z |= (<uint64_t>(byte & 0x7F)) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+            if bad:
+                break
+            acc += (z >> 1) ^ (<uint64_t>0 - (z & 1))
+            out[i] = <int64_t>acc
+    if bad:
+        raise ValueError(f"delta varint: stream ends or overflows before value {i} of {n}")
+    if pos != size:
+        raise ValueError(f"delta varint: {size - pos} bytes left over after {n} values")
+
+
+# ---------------------------------------------------------------- frame of reference, narrow width
+
+def minmax_int64(const int64_t[::1] values):
+    """(min, max) of a non-empty int64 array in one pass."""
+    cdef Py_ssize_t n = values.shape[0], i
+    if n == 0:
+        raise ValueError("minmax of an empty array")
+    cdef int64_t lo = values[0], hi = values[0], v
+    with nogil:
+        for i in range(1, n):
+            v = values[i]
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+    return lo, hi
+
+
+def for_encode(const int64_t[::1] values, int64_t base, int width, uint8_t[::1] out):
+    """Store ``values - base`` in ``width`` (1, 2 or 4) little-endian bytes each."""
+    cdef Py_ssize_t n = values.shape[0], i
+    if out.shape[0] != n * width:
+        raise ValueError("frame of reference: output size mismatch")
+    cdef uint16_t* o16 = <uint16_t*>&out[0] if n else NULL
+    cdef uint32_t* o32 = <uint32_t*>&out[0] if n else NULL
+    with nogil:
+        if width == 1:
+            for i in range(n):
+                out[i] = <uint8_t>(<uint64_t>values[i] - <uint64_t>base)
+        elif width == 2:
+            for i in range(n):
+                o16[i] = <uint16_t>(<uint64_t>values[i] - <uint64_t>base)
+        elif width == 4:
+            for i in range(n):
+                o32[i] = <uint32_t>(<uint64_t>values[i] - <uint64_t>base)
+    if width not in (1, 2, 4):
+        raise ValueError(f"frame of reference: width must be 1, 2 or 4, found {width}")
+
+
+def for_decode(const uint8_t[::1] src, int64_t base, int width, int64_t[::1] out):
+    """Invert :func:`for_encode` into ``out`` (``len(src) == len(out) * width``)."""
+    cdef Py_ssize_t n = out.shape[0], i
+    if width not in (1, 2, 4):
+        raise ValueError(f"frame of reference: width must be 1, 2 or 4, found {width}")
+    if src.shape[0] != n * width:
+        raise ValueError(f"frame of reference: {src.shape[0]} bytes for {n} values of width {width}")
+    cdef const uint16_t* s16 = <const uint16_t*>&src[0] if n else NULL
+    cdef const uint32_t* s32 = <const uint32_t*>&src[0] if n else NULL
+    with nogil:
+        if width == 1:
+            for i in range(n):
+                out[i] = <int64_t>(<uint64_t>base + src[i])
+        elif width == 2:
+            for i in range(n):
+                out[i] = <int64_t>(<uint64_t>base + s16[i])
+        else:
+            for i in range(n):
+                out[i] = <int64_t>(<uint64_t>base + s32[i])
+
+
+def lengths_to_offsets(const uint8_t[::1] src, int width, int32_t[::1] out):
+    """Prefix-sum ``width``-byte unsigned lengths into int32 offsets (``out[0] = 0``).
+
+    Returns the total; ``ValueError`` if it does not fit an int32 offset.
+    """
+    cdef Py_ssize_t n = out.shape[0] - 1, i
+    if n < 0:
+        raise ValueError("offsets output must hold at least one entry")
+    if width not in (1, 2, 4):
+        raise ValueError(f"lengths: width must be 1, 2 or 4, found {width}")
+    if src.shape[0] != n * width:
+        raise ValueError(f"lengths: {src.shape[0]} bytes for {n} lengths of width {width}")
+    cdef const uint16_t* s16 = <const uint16_t*>&src[0] if n else NULL
+    cdef const uint32_t* s32 = <const uint32_t*>&src[0] if n else NULL
+    cdef int64_t acc = 0
+    cdef int overflow = 0
+    with nogil:
+        out[0] = 0
+        if width == 1:
+            for i in range(n):
+                acc += src[i]
+                out[i + 1] = <int32_t>acc
+        elif width == 2:
+            for i in range(n):
+                acc += s16[i]
+                out[i + 1] = <int32_t>acc
+        else:
+            for i in range(n):
+                acc += s32[i]
+                if acc > 2147483647:
+                    overflow = 1
+                    break
+                out[i + 1] = <int32_t>acc
+        if acc > 2147483647:
+            overflow = 1
+    if overflow:
+        raise ValueError("lengths add up to more than an int32 offset can hold")
+    return acc
+
+
+# ---------------------------------------------------------------- dictionary
+
+cdef inline uint64_t _mix(uint64_t x) nogil:
+    # splitmix64 finaliser: spreads zipf-clustered ids evenly over the table.
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111eb
+    x ^= x >> 31
+    return x
+
+
+def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
+               uint32_t[::1] indices, int64_t[::1] entries, int64_t[::1] counts):
+    """Assign each distinct value an index in order of first appearance.
+
+    Writes ``indices[i]`` for every value, the distinct values to ``entries`` and their
+    counts to ``counts``. Returns the number of distinct values, or -1 as soon as it would
+    exceed ``max_entries`` (the caller then picks another encoding).
+    """
+    cdef Py_ssize_t n = values.shape[0], i
+    if indices.shape[0] != n:
+        raise ValueError("dictionary: indices output size mismatch")
+    if entries.shape[0] < max_entries or counts.shape[0] < max_entries:
+        raise ValueError("dictionary: entries/counts outputs smaller than max_entries")
+    cdef Py_ssize_t cap = 16
+    while cap < 2 * max_entries + 2:
+        cap <<= 1
+    cdef uint64_t mask = <uint64_t>(cap - 1)
+    cdef uint32_t* slots = <uint32_t*>calloc(cap, sizeof(uint32_t))  # 0 = empty, else index + 1
+    if slots == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t k = 0
+    cdef uint64_t h
+    cdef uint32_t s
+    cdef int64_t v
+    try:
+        with nogil:
+            for i in range(n):
+                v = values[i]
+                h = _mix(<uint64_t>v) & mask
+                while True:
+                    s = slots[h]
+                    if s == 0:
+                        if k >= max_entries:
+                            k = -1
+                            break
+                        entries[k] = v
+                        counts[k] = 1
+                        k += 1
+                        slots[h] = <uint32_t>k
+                        indices[i] = <uint32_t>(k - 1)
+                        break
+                    if entries[s - 1] == v:
+                        counts[s - 1] += 1
+                        indices[i] = s - 1
+                        break
+                    h = (h + 1) & mask
+                if k < 0:
+                    break
+    finally:
+        free(slots)
+    return k
+
+
+def dict_decode(const int64_t[::1] entries, const uint8_t[::1] src, int width, int64_t[::1] out):
+    """``out[i] = entries[index i]`` for ``width``-byte indices in ``src``; checks every index."""
+    cdef Py_ssize_t n = out.shape[0], i, k = entries.shape[0]
+    if width not in (1, 2, 4):
+        raise ValueError(f"dictionary: index width must be 1, 2 or 4, found {width}")
+    if src.shape[0] != n * width:
+        raise ValueError(f"dictionary: {src.shape[0]} index bytes for {n} values of width {width}")
+    cdef const uint16_t* s16 = <const uint16_t*>&src[0] if n else NULL
+    cdef const uint32_t* s32 = <const uint32_t*>&src[0] if n else NULL
+    cdef uint32_t j
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        if width == 1:
+            for i in range(n):
+                j = src[i]
+                if j >= k:
+                    bad = i
+                    break
+                out[i] = entries[j]
+        elif width == 2:
+            for i in range(n):
+                j = s16[i]
+                if j >= k:
+                    bad = i
+                    break
+                out[i] = entries[j]
+        else:
+            for i in range(n):
+                j = s32[i]
+                if j >= k:
+                    bad = i
+                    break
+                out[i] = entries[j]
+    if bad >= 0:
+        raise ValueError(f"dictionary: index at position {bad} is outside the {k}-entry dictionary")
+
+
+def remap_narrow(const uint32_t[::1] indices, const uint32_t[::1] rank, int width, uint8_t[::1] out):
+    """Write ``rank[indices[i]]`` in ``width`` bytes each (re-ordering a dictionary by frequency).
+
+    ``indices`` come from :func:`dict_build` on the writer side, so every one is < ``len(rank)``.
+    """
+    cdef Py_ssize_t n = indices.shape[0], i, k = rank.shape[0]
+    if out.shape[0] != n * width or width not in (1, 2, 4):
+        raise ValueError("dictionary remap: output size or width mismatch")
+    cdef uint16_t* o16 = <uint16_t*>&out[0] if n else NULL
+    cdef uint32_t* o32 = <uint32_t*>&out[0] if n else NULL
+    with nogil:
+        if width == 1:
+            for i in range(n):
+                out[i] = <uint8_t>rank[indices[i]]
+        elif width == 2:
+            for i in range(n):
+                o16[i] = <uint16_t>rank[indices[i]]
+        else:
+            for i in range(n):
+                o32[i] = rank[indices[i]]

@@ -1,0 +1,24 @@
+"""Build the Cython kernels in csrc/ as extension modules of the samplestore package."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+COMPILE_ARGS = ["-O3", "-fno-strict-aliasing"]
+
+extensions = [
+    Extension("samplestore._codec", ["csrc/codec.pyx"], extra_compile_args=COMPILE_ARGS),
+    Extension("samplestore._gather", ["csrc/gather.pyx"], extra_compile_args=COMPILE_ARGS),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+)

@@ -1,0 +1,46 @@
+"""samplestore: columnar sample storage for recommendation-model training.
+
+Write samples into compacted ``.ssf`` files under a transactional catalog, and stream them
+back shuffled to PyTorch trainers in KeyedJaggedTensor layout.
+"""
+
+from __future__ import annotations
+
+from . import format
+from .errors import (
+    CatalogError,
+    CommitConflict,
+    CorruptFileError,
+    FormatVersionError,
+    MissingDependency,
+    SampleStoreError,
+    SchemaError,
+    SnapshotNotFound,
+    TableExists,
+    TableNotFound,
+)
+from .schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence, Sparse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "format",
+    "Schema",
+    "Feature",
+    "Dense",
+    "Sparse",
+    "Sequence",
+    "Embedding",
+    "Label",
+    "Scalar",
+    "SampleStoreError",
+    "SchemaError",
+    "CorruptFileError",
+    "FormatVersionError",
+    "CatalogError",
+    "CommitConflict",
+    "TableNotFound",
+    "TableExists",
+    "SnapshotNotFound",
+    "MissingDependency",
+]

@@ -1,0 +1,32 @@
+"""The .ssf columnar file format: writer, reader and encodings (see docs/FORMAT.md)."""
+
+from __future__ import annotations
+
+from .columns import ColumnData
+from .reader import FileReader, read_file
+from .writer import DEFAULT_ROW_GROUP_ROWS, TEMP_SUFFIX, FileInfo, FileWriter, write_file
+
+__all__ = [
+    "FileReader",
+    "FileWriter",
+    "FileInfo",
+    "ColumnData",
+    "read_file",
+    "write_file",
+    "read_metadata",
+    "DEFAULT_ROW_GROUP_ROWS",
+    "TEMP_SUFFIX",
+]
+
+
+def read_metadata(path: str) -> dict:
+    """Rows, row groups, size, columns and footer metadata of one file, as a dict."""
+    with FileReader(path) as r:
+        return {
+            "path": r.path,
+            "num_rows": r.num_rows,
+            "num_row_groups": r.num_row_groups,
+            "file_bytes": r.file_bytes,
+            "columns": r.column_names,
+            "metadata": r.metadata,
+        }

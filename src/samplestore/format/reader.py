@@ -1,0 +1,334 @@
+"""Read .ssf files: metadata, any columns of any row groups, into Arrow or raw numpy buffers.
+
+Opening a file reads the trailer and footer (two ``pread`` calls) and checks the footer's
+crc32; the footer's sections are fixed-size arrays viewed with ``numpy.frombuffer``, and a
+column is found by binary search over sorted name hashes, so reading k of N columns costs
+O(k) Python work. Every chunk is checked against its crc32 before it is decoded, and every
+size is checked against what the footer and the schema imply: damage raises
+:class:`~samplestore.errors.CorruptFileError` naming the file, row group and column.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import CorruptFileError, FormatVersionError, SchemaError
+from ..schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence as SequenceFeature, Sparse, feature_from_dict
+from .columns import ColumnData, stream_specs, to_arrow
+from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream
+from .spec import (
+    CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, STATS_ENTRY, STATS_FLOAT,
+    STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
+)
+from .writer import name_hash
+
+__all__ = ["FileReader", "read_file", "ColumnData"]
+
+
+class FileReader:
+    """An open .ssf file.
+
+    Args:
+        path: the file to open.
+
+    Raises:
+        CorruptFileError: the file is too short, not an .ssf file, or its footer is damaged.
+        FormatVersionError: the file was written by a newer major format version.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
+
+    # -- opening ----------------------------------------------------------------------------
+    def _corrupt(self, msg: str, row_group: int | None = None, column: str | None = None) -> CorruptFileError:
+        return CorruptFileError(msg, path=self.path, row_group=row_group, column=column)
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise self._corrupt(f"expected {size} bytes at offset {offset}, found {len(data)} (file truncated?)")
+        return data
+
+    def _open(self) -> None:
+        size = os.fstat(self._fd).st_size
+        self.file_bytes = size
+        min_size = HEADER.size + TRAILER.size + FOOTER_HEAD.size
+        if size < min_size:
+            raise self._corrupt(f"file is {size} bytes, shorter than the smallest .ssf file ({min_size} bytes)")
+        magic, major, _minor = HEADER.unpack(self._pread(0, HEADER.size))
+        if magic != MAGIC:
+            raise self._corrupt(f"not an .ssf file: starts with {magic!r}, expected {MAGIC!r}")
+        if major > VERSION_MAJOR:
+            raise FormatVersionError(
+                f"file uses .ssf format version {major}; this samplestore reads up to {VERSION_MAJOR} "
+                "(upgrade samplestore)", path=self.path)
+        flen, fcrc, tmajor, _tminor, _res, tmagic = TRAILER.unpack(self._pread(size - TRAILER.size, TRAILER.size))
+        if tmagic != MAGIC:
+            raise self._corrupt(f"trailer magic is {tmagic!r}, expected {MAGIC!r} (file truncated or not an .ssf file)")
+        if tmajor != major:
+            raise self._corrupt(f"header says format version {major}, trailer says {tmajor}")
+        data_end = size - TRAILER.size - flen
+        if flen < FOOTER_HEAD.size or data_end < HEADER.size:
+            raise self._corrupt(f"footer length {flen} does not fit a {size}-byte file")
+        footer = self._pread(data_end, flen)
+        if zlib.crc32(footer) != fcrc:
+            raise self._corrupt("footer checksum mismatch (file damaged)")
+        c, r, rows, rg_rows, desc_len, meta_len = FOOTER_HEAD.unpack_from(footer, 0)
+        pad = 4 if c % 2 else 0
+        sizes = [FOOTER_HEAD.size, 8 * r, 8 * c, 4 * c + pad, 8 * (c + 1),
+                 CHUNK_ENTRY.itemsize * c * r, STATS_ENTRY.itemsize * c * r, desc_len, meta_len]
+        if sum(sizes) != flen:
+            raise self._corrupt(f"footer sections add up to {sum(sizes)} bytes, footer is {flen}")
+        offs = np.cumsum([0, *sizes])
+        self.num_columns, self.num_row_groups, self.num_rows = c, r, rows
+        self.row_group_size = rg_rows
+        self._data_end = data_end
+        self.row_group_rows = np.frombuffer(footer, "<u8", r, int(offs[1])).astype(np.int64)
+        self._hashes = np.frombuffer(footer, "<u8", c, int(offs[2]))
+        self._order = np.frombuffer(footer, "<u4", c, int(offs[3]))
+        self._desc_offsets = np.frombuffer(footer, "<u8", c + 1, int(offs[4])).astype(np.int64)
+        self._chunks = np.frombuffer(footer, CHUNK_ENTRY, c * r, int(offs[5]))
+        self._stats = np.frombuffer(footer, STATS_ENTRY, c * r, int(offs[6]))
+        self._desc_blob = footer[int(offs[7]): int(offs[8])]
+        self._meta_blob = footer[int(offs[8]): int(offs[9])]
+        if int(self.row_group_rows.sum()) != rows:
+            raise self._corrupt(f"row groups add up to {int(self.row_group_rows.sum())} rows, footer says {rows}")
+        if c and (self._desc_offsets[0] != 0 or self._desc_offsets[-1] != desc_len or np.any(np.diff(self._desc_offsets) <= 0)):
+            raise self._corrupt("column descriptor offsets are inconsistent")
+        self.row_group_starts = np.concatenate([[0], np.cumsum(self.row_group_rows)]).astype(np.int64)
+        self._features: dict[int, Feature] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the file descriptor."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "FileReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except (OSError, AttributeError):
+            pass
+
+    # -- metadata ---------------------------------------------------------------------------
+    def _feature(self, ordinal: int) -> Feature:
+        f = self._features.get(ordinal)
+        if f is None:
+            a, b = int(self._desc_offsets[ordinal]), int(self._desc_offsets[ordinal + 1])
+            try:
+                f = feature_from_dict(json.loads(self._desc_blob[a:b]))
+            except (ValueError, SchemaError) as exc:
+                raise self._corrupt(f"column descriptor {ordinal} does not parse: {exc}") from exc
+            self._features[ordinal] = f
+        return f
+
+    def _ordinal(self, name: str) -> int:
+        h = name_hash(name)
+        i = int(np.searchsorted(self._hashes, np.uint64(h)))
+        while i < self.num_columns and int(self._hashes[i]) == h:
+            o = int(self._order[i])
+            if o < self.num_columns and self._feature(o).name == name:
+                return o
+            i += 1
+        names = self.column_names
+        shown = names if len(names) <= 20 else names[:20] + [f"... {len(names) - 20} more"]
+        raise SchemaError(f"no column {name!r} in {self.path!r}; columns: {shown}")
+
+    @property
+    def column_names(self) -> list[str]:
+        """All column names in file order (parses every descriptor: O(N))."""
+        return [self._feature(i).name for i in range(self.num_columns)]
+
+    @property
+    def schema(self) -> Schema:
+        """The schema of every column in the file (O(N))."""
+        return Schema(self._feature(i) for i in range(self.num_columns))
+
+    def schema_for(self, columns: Iterable[str]) -> Schema:
+        """The schema of just these columns (O(k))."""
+        return Schema(self._feature(self._ordinal(n)) for n in columns)
+
+    def has_column(self, name: str) -> bool:
+        """Whether the file holds a column called ``name``."""
+        try:
+            self._ordinal(name)
+        except SchemaError:
+            return False
+        return True
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The footer's JSON metadata (writer version, row-group size, user key/values)."""
+        try:
+            return json.loads(self._meta_blob)
+        except ValueError as exc:
+            raise self._corrupt(f"footer metadata does not parse: {exc}") from exc
+
+    def chunk_stats(self, name: str) -> np.ndarray:
+        """Per-row-group statistics of one column: records with nulls, values, min, max, flags.
+
+        ``min``/``max`` are int64, or float64 where ``flags & 2``; valid where ``flags & 1``.
+        """
+        o = self._ordinal(name)
+        return self._stats[o * self.num_row_groups: (o + 1) * self.num_row_groups]
+
+    def minmax(self, name: str, row_group: int) -> tuple[Any, Any] | None:
+        """(min, max) of a column in a row group, or None where not recorded."""
+        s = self.chunk_stats(name)[row_group]
+        if not s["flags"] & STATS_HAS_MINMAX:
+            return None
+        if s["flags"] & STATS_FLOAT:
+            return (float(np.int64(s["min"]).view(np.float64)), float(np.int64(s["max"]).view(np.float64)))
+        return int(s["min"]), int(s["max"])
+
+    # -- data -------------------------------------------------------------------------------
+    def _check_rg(self, rg: int) -> int:
+        if not 0 <= rg < self.num_row_groups:
+            raise IndexError(f"row group {rg} out of range: {self.path!r} has {self.num_row_groups}")
+        return int(rg)
+
+    def read_chunk(self, name: str, row_group: int) -> ColumnData:
+        """Decode one column of one row group into raw numpy buffers."""
+        return self._read_chunk(self._ordinal(name), self._check_rg(row_group))
+
+    def _read_chunk(self, o: int, rg: int) -> ColumnData:
+        feat = self._feature(o)
+        n = int(self.row_group_rows[rg])
+        entry = self._chunks[o * self.num_row_groups + rg]
+        off, length = int(entry["offset"]), int(entry["length"])
+        if off < HEADER.size or off + length > self._data_end or length < CHUNK_HEAD.size:
+            raise self._corrupt(f"chunk at offset {off}, length {length} lies outside the data region", rg, feat.name)
+        buf = self._pread(off, length)
+        if zlib.crc32(buf) != int(entry["crc"]):
+            raise self._corrupt("chunk checksum mismatch (file damaged)", rg, feat.name)
+        try:
+            return self._decode_chunk(feat, memoryview(buf), n)
+        except DecodeError as exc:
+            raise self._corrupt(f"chunk does not decode: {exc}", rg, feat.name) from exc
+
+    def _decode_chunk(self, feat: Feature, buf: memoryview, n: int) -> ColumnData:
+        specs = stream_specs(feat)
+        nstreams = CHUNK_HEAD.unpack_from(buf, 0)[0]
+        if nstreams != len(specs):
+            raise DecodeError(f"chunk holds {nstreams} streams, a {feat.kind} column has {len(specs)}")
+        pos = CHUNK_HEAD.size
+        if pos + nstreams * STREAM_HEAD.size > len(buf):
+            raise DecodeError("stream heads run past the end of the chunk")
+        heads = []
+        for _ in range(nstreams):
+            heads.append(StreamHead.unpack_from(buf, pos))
+            pos += STREAM_HEAD.size
+        datas = []
+        for h, spec in zip(heads, specs):
+            if h.dtype != spec.dtype:
+                raise DecodeError(f"{spec.role} stream has element type {h.dtype}, expected {spec.dtype}")
+            if pos + h.stored_size > len(buf):
+                raise DecodeError(f"{spec.role} stream runs past the end of the chunk")
+            datas.append(buf[pos: pos + h.stored_size])
+            pos += h.stored_size
+        if pos != len(buf):
+            raise DecodeError(f"{len(buf) - pos} unexplained bytes at the end of the chunk")
+        roles = {s.role: i for i, s in enumerate(specs)}
+
+        def stream(role: str, count: int | None = None) -> np.ndarray:
+            i = roles[role]
+            if count is not None and heads[i].count != count:
+                raise DecodeError(f"{role} stream holds {heads[i].count} values, expected {count}")
+            return decode_stream(heads[i], datas[i])
+
+        if isinstance(feat, (Dense, Embedding)):
+            return ColumnData(stream("values", n * feat.dim))
+        if isinstance(feat, Label):
+            return ColumnData(stream("values", n))
+        if isinstance(feat, (Sparse, SequenceFeature)):
+            nvals = heads[roles["ids"]].count
+            offsets = decode_offsets(heads[0], datas[0], n, nvals)
+            ids = stream("ids", nvals)
+            second = stream(specs[2].role, nvals) if len(specs) == 3 else None
+            return ColumnData(ids, offsets, second)
+        if isinstance(feat, Scalar):
+            vcount = heads[0].count
+            nbytes = (n + 7) // 8
+            if vcount not in (0, nbytes):
+                raise DecodeError(f"validity stream holds {vcount} bytes, expected 0 or {nbytes}")
+            validity = stream("validity") if vcount else None
+            if feat.dtype == "string":
+                nbytes_data = heads[2].count
+                offsets = decode_offsets(heads[1], datas[1], n, nbytes_data)
+                return ColumnData(stream("bytes", nbytes_data), offsets, None, validity)
+            count = nbytes if feat.dtype == "bool" else n
+            return ColumnData(stream("values", count), None, None, validity)
+        raise DecodeError(f"unknown feature kind {feat.kind!r}")
+
+    def read_raw(self, row_group: int, columns: Sequence[str]) -> dict[str, ColumnData]:
+        """Decode ``columns`` of one row group into raw buffers (the training path)."""
+        rg = self._check_rg(row_group)
+        return {name: self._read_chunk(self._ordinal(name), rg) for name in columns}
+
+    def read_row_group(self, row_group: int, columns: Sequence[str] | None = None) -> pa.RecordBatch:
+        """Read one row group as an Arrow record batch."""
+        rg = self._check_rg(row_group)
+        ords = self._ordinals(columns)
+        n = int(self.row_group_rows[rg])
+        arrays = [to_arrow(self._feature(o), self._read_chunk(o, rg), n) for o in ords]
+        return pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema(ords))
+
+    def _ordinals(self, columns: Sequence[str] | None) -> list[int]:
+        if columns is None:
+            return list(range(self.num_columns))
+        if isinstance(columns, str):
+            raise TypeError("columns must be a list of names, not a single string")
+        return [self._ordinal(c) for c in columns]
+
+    def _arrow_schema(self, ords: list[int]) -> pa.Schema:
+        return Schema(self._feature(o) for o in ords).to_arrow()
+
+    def read(self, columns: Sequence[str] | None = None, row_groups: Sequence[int] | None = None) -> pa.Table:
+        """Read ``columns`` (all if None) of ``row_groups`` (all if None) into a ``pyarrow.Table``."""
+        ords = self._ordinals(columns)
+        rgs = range(self.num_row_groups) if row_groups is None else [self._check_rg(r) for r in row_groups]
+        schema = self._arrow_schema(ords)
+        batches = []
+        for rg in rgs:
+            n = int(self.row_group_rows[rg])
+            arrays = [to_arrow(self._feature(o), self._read_chunk(o, rg), n) for o in ords]
+            batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def verify(self) -> int:
+        """Read and decode every chunk; return the number checked, or raise CorruptFileError."""
+        count = 0
+        for rg in range(self.num_row_groups):
+            for o in range(self.num_columns):
+                self._read_chunk(o, rg)
+                count += 1
+        return count
+
+
+def read_file(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """Read one whole .ssf file (or just ``columns``) into a ``pyarrow.Table``; no catalog needed."""
+    with FileReader(path) as r:
+        return r.read(columns)

@@ -1,0 +1,95 @@
+"""Constants and fixed binary structures of the .ssf v1 format (see docs/FORMAT.md)."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+__all__ = [
+    "MAGIC",
+    "VERSION_MAJOR",
+    "VERSION_MINOR",
+    "HEADER",
+    "TRAILER",
+    "FOOTER_HEAD",
+    "CHUNK_HEAD",
+    "STREAM_HEAD",
+    "CHUNK_ENTRY",
+    "STATS_ENTRY",
+    "Encoding",
+    "Codec",
+    "DType",
+    "DTYPE_NUMPY",
+]
+
+MAGIC = b"SSF1"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+
+#: File header: magic, major version, minor version.
+HEADER = struct.Struct("<4sHH")
+#: Trailer: footer length, footer crc32, major, minor, reserved, magic.
+TRAILER = struct.Struct("<QIHHI4s")
+#: Footer head: columns, row groups, rows, configured row-group rows, descriptor blob
+#: length, metadata length.
+FOOTER_HEAD = struct.Struct("<IIQQQQ")
+#: Chunk head: number of streams, reserved.
+CHUNK_HEAD = struct.Struct("<HHI")
+#: Stream head: encoding, codec, dtype, flags, reserved, count, encoded size, stored size,
+#: param0, param1.
+STREAM_HEAD = struct.Struct("<BBBBIQQQqq")
+
+#: One chunk-table entry in the footer: offset, length, crc32 of the chunk bytes, reserved.
+CHUNK_ENTRY = np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4"), ("reserved", "<u4")])
+#: One chunk-statistics entry in the footer: null count, value count, min and max (8 raw
+#: bytes, int64 or float64 by flags), flags (bit 0 has min/max, bit 1 min/max are float64).
+STATS_ENTRY = np.dtype(
+    [("nulls", "<u8"), ("values", "<u8"), ("min", "<i8"), ("max", "<i8"), ("flags", "<u4"), ("reserved", "<u4")]
+)
+STATS_HAS_MINMAX = 1
+STATS_FLOAT = 2
+
+
+class Encoding:
+    """Encoding ids (pluggable by id; a reader rejects ids it does not know)."""
+
+    PLAIN = 0
+    BYTE_SHUFFLE = 1
+    DELTA_VARINT = 2
+    FOR = 3  # frame of reference: value - base in 1, 2 or 4 bytes
+    DICT = 4  # frequency-ordered dictionary + narrow indices
+
+    NAMES = {0: "plain", 1: "byte_shuffle", 2: "delta_varint", 3: "frame_of_reference", 4: "dictionary"}
+
+
+class Codec:
+    """Codec ids applied after the encoding."""
+
+    NONE = 0
+    ZSTD = 1
+
+    NAMES = {0: "none", 1: "zstd"}
+
+
+class DType:
+    """Element type of a decoded stream."""
+
+    INT64 = 1
+    INT32 = 2
+    FLOAT32 = 3
+    FLOAT16 = 4
+    BFLOAT16 = 5  # stored as the upper 16 bits of a float32
+    FLOAT64 = 6
+    UINT8 = 7
+
+
+DTYPE_NUMPY: dict[int, np.dtype] = {
+    DType.INT64: np.dtype("<i8"),
+    DType.INT32: np.dtype("<i4"),
+    DType.FLOAT32: np.dtype("<f4"),
+    DType.FLOAT16: np.dtype("<f2"),
+    DType.BFLOAT16: np.dtype("<u2"),
+    DType.FLOAT64: np.dtype("<f8"),
+    DType.UINT8: np.dtype("u1"),
+}

@@ -1,0 +1,280 @@
+"""Write Arrow data into an .ssf file, crash-safely (temporary name, fsync, rename)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import SampleStoreError
+from ..schema import Schema
+from .columns import ChunkStats, column_streams, stats_flags, stream_specs
+from .encodings import Compressor, encode_stream
+from .spec import (
+    CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, STATS_ENTRY, TRAILER,
+    VERSION_MAJOR, VERSION_MINOR,
+)
+
+__all__ = ["FileWriter", "FileInfo", "ColumnSummary", "write_file", "name_hash", "TEMP_SUFFIX"]
+
+#: Temporary files end with this; ``verify``/``gc`` recognise leftovers by it.
+TEMP_SUFFIX = ".ssf-tmp"
+DEFAULT_ROW_GROUP_ROWS = 65_536
+_VERSION = "0.1.0"
+
+
+def name_hash(name: str) -> int:
+    """The 64-bit hash under which a column name is indexed in the footer."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+@dataclass(slots=True)
+class ColumnSummary:
+    """Per-file statistics of one column (summed over row groups)."""
+
+    nulls: int = 0
+    values: int = 0
+    min: float | int | None = None
+    max: float | int | None = None
+    stored_bytes: int = 0
+
+    def add(self, s: ChunkStats, nbytes: int) -> None:
+        self.nulls += s.nulls
+        self.values += s.values
+        self.stored_bytes += nbytes
+        if s.min is not None:
+            self.min = s.min if self.min is None else min(self.min, s.min)  # type: ignore[type-var]
+            self.max = s.max if self.max is None else max(self.max, s.max)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nulls": self.nulls, "values": self.values, "min": self.min, "max": self.max,
+                "bytes": self.stored_bytes}
+
+
+@dataclass(slots=True)
+class FileInfo:
+    """What a finished file holds: its path, size, rows, row groups and per-column stats."""
+
+    path: str
+    num_rows: int
+    num_row_groups: int
+    file_bytes: int
+    columns: dict[str, ColumnSummary] = field(default_factory=dict)
+
+
+class FileWriter:
+    """Stream Arrow record batches into one .ssf file.
+
+    The file is written under a temporary name beside ``path`` and renamed into place by
+    :meth:`close` after an fsync, so a crash never leaves a partial file at ``path``. Rows
+    are buffered into row groups of ``row_group_rows``.
+
+    Args:
+        path: destination file path.
+        schema: the features to store; data is validated against it.
+        row_group_rows: rows per row group (the last one may be shorter).
+        compression: ``"zstd"`` or ``"none"``.
+        compression_level: zstd level.
+        metadata: extra JSON-serialisable key/values kept in the footer.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        schema: Schema,
+        *,
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        compression: str = "zstd",
+        compression_level: int = 3,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be >= 1, found {row_group_rows}")
+        self.path = os.fspath(path)
+        self.schema = schema
+        self.row_group_rows = int(row_group_rows)
+        self._compressor = Compressor(compression, compression_level)
+        self._metadata = dict(metadata or {})
+        json.dumps(self._metadata)  # fail now, not at close, if it does not serialise
+        d, base = os.path.split(self.path)
+        self._tmp = os.path.join(d, f".{base}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+        self._f = open(self._tmp, "wb")
+        self._pos = 0
+        self._write(HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR))
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._rg_rows: list[int] = []
+        self._chunks: list[list[tuple[int, int, int]]] = [[] for _ in schema]
+        self._stats: list[list[tuple[int, int, int, int, int]]] = [[] for _ in schema]
+        self._summary = {f.name: ColumnSummary() for f in schema}
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------------------
+    def write(self, data: Any) -> None:
+        """Validate and buffer ``data`` (any input :meth:`Schema.conform` accepts)."""
+        self._check_open()
+        table = self.schema.conform(data)
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.row_group_rows:
+            self._flush_row_group(self.row_group_rows)
+
+    @property
+    def num_rows(self) -> int:
+        """Rows written so far, including rows still buffered."""
+        return sum(self._rg_rows) + self._pending_rows
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written to disk so far (buffered rows not included)."""
+        return self._pos
+
+    def close(self) -> FileInfo:
+        """Flush, write the footer, fsync and rename into place; return the file's info."""
+        self._check_open()
+        try:
+            if self._pending_rows:
+                self._flush_row_group(self._pending_rows)
+            footer = self._footer()
+            self._write(footer)
+            self._write(TRAILER.pack(len(footer), zlib.crc32(footer), VERSION_MAJOR, VERSION_MINOR, 0, MAGIC))
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self._tmp, self.path)
+            _fsync_dir(os.path.dirname(self.path) or ".")
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return FileInfo(self.path, sum(self._rg_rows), len(self._rg_rows), self._pos, self._summary)
+
+    def abort(self) -> None:
+        """Drop the file: close and remove the temporary file; nothing appears at ``path``."""
+        self._closed = True
+        try:
+            self._f.close()
+        finally:
+            try:
+                os.unlink(self._tmp)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> "FileWriter":
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._closed:
+            return
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- internals ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SampleStoreError(f"writer for {self.path!r} is closed")
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._f.write(data)
+        self._pos += len(data)
+
+    def _flush_row_group(self, nrows: int) -> None:
+        table = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
+        rg = table.slice(0, nrows)
+        rest = table.slice(nrows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+        for ci, feat in enumerate(self.schema):
+            col = rg.column(ci)
+            arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+            self._write_chunk(ci, feat, arr)
+        self._rg_rows.append(nrows)
+
+    def _write_chunk(self, ci: int, feat: Any, arr: pa.Array) -> None:
+        streams, stats = column_streams(feat, arr)
+        specs = stream_specs(feat)
+        heads, payloads = [], []
+        for spec, values in zip(specs, streams):
+            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor)
+            heads.append(head.pack())
+            payloads.append(stored)
+        parts = [CHUNK_HEAD.pack(len(specs), 0, 0), *heads, *payloads]
+        offset, crc, length = self._pos, 0, 0
+        for p in parts:
+            crc = zlib.crc32(p, crc)
+            length += len(p)
+            self._write(p)
+        self._chunks[ci].append((offset, length, crc))
+        flags, lo, hi = stats_flags(stats, feat)
+        self._stats[ci].append((stats.nulls, stats.values, lo, hi, flags))
+        self._summary[feat.name].add(stats, length)
+
+    def _footer(self) -> bytes:
+        c, r = len(self.schema), len(self._rg_rows)
+        names = self.schema.names
+        hashes = np.array([name_hash(n) for n in names], dtype="<u8")
+        order = np.argsort(hashes, kind="stable").astype("<u4")
+        descs = [json.dumps(f.to_dict(), separators=(",", ":")).encode() for f in self.schema]
+        desc_offsets = np.zeros(c + 1, dtype="<u8")
+        np.cumsum([len(d) for d in descs], out=desc_offsets[1:])
+        chunks = np.zeros((c, r), dtype=CHUNK_ENTRY)
+        stats = np.zeros((c, r), dtype=STATS_ENTRY)
+        for ci in range(c):
+            for ri in range(r):
+                off, length, crc = self._chunks[ci][ri]
+                chunks[ci, ri] = (off, length, crc, 0)
+                stats[ci, ri] = (*self._stats[ci][ri][:4], self._stats[ci][ri][4], 0)
+        meta = json.dumps({"created_by": f"samplestore {_VERSION}", "row_group_rows": self.row_group_rows,
+                           "user": self._metadata}, separators=(",", ":")).encode()
+        desc_blob = b"".join(descs)
+        pad = b"\0\0\0\0" if c % 2 else b""
+        return b"".join([
+            FOOTER_HEAD.pack(c, r, sum(self._rg_rows), self.row_group_rows, len(desc_blob), len(meta)),
+            np.asarray(self._rg_rows, dtype="<u8").tobytes(),
+            hashes[order].tobytes(),
+            order.tobytes(), pad,
+            desc_offsets.tobytes(),
+            chunks.tobytes(),
+            stats.tobytes(),
+            desc_blob,
+            meta,
+        ])
+
+
+def _fsync_dir(path: str) -> None:
+    """fsync a directory so a rename in it survives a power cut (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str | os.PathLike[str], data: Any, schema: Schema, **options: Any) -> FileInfo:
+    """Write ``data`` (anything :meth:`Schema.conform` accepts) to one .ssf file.
+
+    Options are those of :class:`FileWriter`. Returns the file's :class:`FileInfo`.
+    """
+    writer = FileWriter(path, schema, **options)
+    try:
+        writer.write(data)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
