@@ -49,6 +49,40 @@ def unshuffle_bytes(const uint8_t[::1] src, Py_ssize_t itemsize, uint8_t[::1] ou
                     out[i * itemsize + b] = src[b * n + i]
 
 
+def unshuffle_planes(planes, uint8_t[::1] out):
+    """Interleave byte planes (one bytes-like object each, equal sizes) into ``out``.
+
+    Same result as :func:`unshuffle_bytes` on the planes laid end to end, without first
+    copying them together.
+    """
+    cdef Py_ssize_t itemsize = len(planes), n, i, b
+    if itemsize < 1 or itemsize > 8:
+        raise ValueError(f"byte unshuffle: {itemsize} planes, expected 1 to 8")
+    n = out.shape[0] // itemsize
+    if out.shape[0] != n * itemsize:
+        raise ValueError("byte unshuffle: output is not a whole number of items")
+    cdef const uint8_t[::1] p, p0, p1, p2, p3
+    for b in range(itemsize):
+        p = planes[b]
+        if p.shape[0] != n:
+            raise ValueError(f"byte unshuffle: plane {b} holds {p.shape[0]} bytes, expected {n}")
+    cdef uint32_t* o32
+    if itemsize == 4 and n:
+        # Whole 32-bit words from the four planes in one pass (little-endian byte order).
+        p0, p1, p2, p3 = planes[0], planes[1], planes[2], planes[3]
+        o32 = <uint32_t*>&out[0]
+        with nogil:
+            for i in range(n):
+                o32[i] = (<uint32_t>p0[i] | (<uint32_t>p1[i] << 8) | (<uint32_t>p2[i] << 16)
+                          | (<uint32_t>p3[i] << 24))
+        return
+    for b in range(itemsize):
+        p = planes[b]
+        with nogil:
+            for i in range(n):
+                out[i * itemsize + b] = p[i]
+
+
 # ---------------------------------------------------------------- delta + zigzag + varint
 
 def delta_varint_encode(const int64_t[::1] values, uint8_t[::1] out):
@@ -272,26 +306,49 @@ def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
     return k
 
 
-def dict_decode(const int64_t[::1] entries, const uint8_t[::1] src, int width, int64_t[::1] out):
-    """``out[i] = entries[index i]`` for ``width``-byte indices in ``src``; checks every index."""
+ctypedef fused entry_t:
+    int64_t
+    int32_t
+
+
+def packed_size(Py_ssize_t n, int bits):
+    """Bytes that ``n`` indices of ``bits`` bits take when packed."""
+    return (n * bits + 7) // 8
+
+
+cdef inline int _check_bits(int bits) except -1:
+    if bits not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(f"dictionary: index width must be 1, 2, 4, 8, 16 or 32 bits, found {bits}")
+    return 0
+
+
+def dict_decode(const entry_t[::1] entries, const uint8_t[::1] src, int bits, entry_t[::1] out):
+    """``out[i] = entries[index i]`` for ``bits``-bit packed indices in ``src``; checks every index."""
+    _check_bits(bits)
     cdef Py_ssize_t n = out.shape[0], i, k = entries.shape[0]
-    if width not in (1, 2, 4):
-        raise ValueError(f"dictionary: index width must be 1, 2 or 4, found {width}")
-    if src.shape[0] != n * width:
-        raise ValueError(f"dictionary: {src.shape[0]} index bytes for {n} values of width {width}")
+    if src.shape[0] != (n * bits + 7) // 8:
+        raise ValueError(f"dictionary: {src.shape[0]} index bytes for {n} values of {bits} bits")
     cdef const uint16_t* s16 = <const uint16_t*>&src[0] if n else NULL
     cdef const uint32_t* s32 = <const uint32_t*>&src[0] if n else NULL
-    cdef uint32_t j
+    cdef uint32_t j, mask = (1u << bits) - 1 if bits < 32 else 0xFFFFFFFFu
+    cdef int per = 8 // bits if bits < 8 else 1
     cdef Py_ssize_t bad = -1
     with nogil:
-        if width == 1:
+        if bits < 8:
+            for i in range(n):
+                j = (src[i // per] >> ((i % per) * bits)) & mask
+                if j >= k:
+                    bad = i
+                    break
+                out[i] = entries[j]
+        elif bits == 8:
             for i in range(n):
                 j = src[i]
                 if j >= k:
                     bad = i
                     break
                 out[i] = entries[j]
-        elif width == 2:
+        elif bits == 16:
             for i in range(n):
                 j = s16[i]
                 if j >= k:
@@ -309,21 +366,28 @@ def dict_decode(const int64_t[::1] entries, const uint8_t[::1] src, int width, i
         raise ValueError(f"dictionary: index at position {bad} is outside the {k}-entry dictionary")
 
 
-def remap_narrow(const uint32_t[::1] indices, const uint32_t[::1] rank, int width, uint8_t[::1] out):
-    """Write ``rank[indices[i]]`` in ``width`` bytes each (re-ordering a dictionary by frequency).
+def pack_indices(const uint32_t[::1] indices, const uint32_t[::1] rank, int bits, uint8_t[::1] out):
+    """Write ``rank[indices[i]]`` packed in ``bits`` bits each (re-ordering a dictionary).
 
     ``indices`` come from :func:`dict_build` on the writer side, so every one is < ``len(rank)``.
     """
-    cdef Py_ssize_t n = indices.shape[0], i, k = rank.shape[0]
-    if out.shape[0] != n * width or width not in (1, 2, 4):
-        raise ValueError("dictionary remap: output size or width mismatch")
+    _check_bits(bits)
+    cdef Py_ssize_t n = indices.shape[0], i
+    if out.shape[0] != (n * bits + 7) // 8:
+        raise ValueError("dictionary pack: output size mismatch")
     cdef uint16_t* o16 = <uint16_t*>&out[0] if n else NULL
     cdef uint32_t* o32 = <uint32_t*>&out[0] if n else NULL
+    cdef int per = 8 // bits if bits < 8 else 1
     with nogil:
-        if width == 1:
+        if bits < 8:
+            for i in range(out.shape[0]):
+                out[i] = 0
+            for i in range(n):
+                out[i // per] |= <uint8_t>(rank[indices[i]] << ((i % per) * bits))
+        elif bits == 8:
             for i in range(n):
                 out[i] = <uint8_t>rank[indices[i]]
-        elif width == 2:
+        elif bits == 16:
             for i in range(n):
                 o16[i] = <uint16_t>rank[indices[i]]
         else:

@@ -20,11 +20,17 @@ from .errors import (
     TableNotFound,
 )
 from .schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence, Sparse
+from .table import Scan, Store, StreamingWriter, Table, open_store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "format",
+    "open_store",
+    "Store",
+    "Table",
+    "Scan",
+    "StreamingWriter",
     "Schema",
     "Feature",
     "Dense",

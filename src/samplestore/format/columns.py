@@ -59,12 +59,17 @@ class ColumnData:
 
 @dataclass(frozen=True, slots=True)
 class ChunkStats:
-    """Statistics of one chunk, kept in the footer and summed into the catalog."""
+    """Statistics of one chunk: nulls/values/min/max go to the footer; all are summed into
+    the catalog (``missing``: nulls, empty lists or NaNs by kind; ``lengths``: histogram of
+    list lengths; ``missing_by_dim``: NaNs per slot of a dense vector)."""
 
     nulls: int
     values: int
     min: float | int | None
     max: float | int | None
+    missing: int = 0
+    lengths: np.ndarray | None = None
+    missing_by_dim: np.ndarray | None = None
 
 
 def _embedding_dtype(storage: str) -> int:
@@ -150,11 +155,15 @@ def column_streams(feat: Feature, arr: pa.Array) -> tuple[list[np.ndarray], Chun
         vals = arr.flatten() if pa.types.is_fixed_size_list(arr.type) else arr
         v = _np(vals, np.float32)
         lo, hi = _minmax(v, True)
+        nan = np.isnan(v)
+        dim = getattr(feat, "dim", 1)
+        by_dim = nan.reshape(-1, dim).sum(axis=0) if dim > 1 and n else None
+        missing = int(nan.sum())
         if isinstance(feat, Embedding) and feat.storage == "float16":
             v = v.astype(np.float16)
         elif isinstance(feat, Embedding) and feat.storage == "bfloat16":
             v = _f32_to_bf16(np.ascontiguousarray(v))
-        return [v], ChunkStats(0, n, lo, hi)
+        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim)
     if isinstance(feat, (Sparse, Sequence)):
         if pa.types.is_struct(arr.type):
             first, second = arr.field(0), arr.field(1)
@@ -166,29 +175,31 @@ def column_streams(feat: Feature, arr: pa.Array) -> tuple[list[np.ndarray], Chun
             lengths, ids = _list_parts(arr)
             streams = [lengths, _np(ids, np.int64)]
         lo, hi = _minmax(streams[1], False)
-        return streams, ChunkStats(0, len(streams[1]), lo, hi)
+        hist = np.bincount(lengths) if n else np.zeros(0, np.int64)
+        missing = int(hist[0]) if len(hist) else 0
+        return streams, ChunkStats(0, len(streams[1]), lo, hi, missing, hist)
     if isinstance(feat, Scalar):
         validity = _validity(arr)
         nulls = arr.null_count
         if feat.dtype == "string":
             lengths, data = _list_parts_string(arr)
-            return [validity, lengths, data], ChunkStats(nulls, n - nulls, None, None)
+            return [validity, lengths, data], ChunkStats(nulls, n - nulls, None, None, nulls)
         if feat.dtype == "bool":
             bits = np.packbits(arr.fill_null(False).to_numpy(zero_copy_only=False), bitorder="little")
-            return [validity, bits], ChunkStats(nulls, n - nulls, None, None)
+            return [validity, bits], ChunkStats(nulls, n - nulls, None, None, nulls)
         if feat.dtype in ("int32", "int64", "timestamp"):
             raw = _np(arr, np.int32 if feat.dtype == "int32" else np.int64).astype(np.int64)
             if nulls:
                 raw = np.where(arr.is_valid().to_numpy(zero_copy_only=False), raw, 0)
             valid = raw if not nulls else raw[arr.is_valid().to_numpy(zero_copy_only=False)]
             lo, hi = _minmax(valid, False)
-            return [validity, raw], ChunkStats(nulls, n - nulls, lo, hi)
+            return [validity, raw], ChunkStats(nulls, n - nulls, lo, hi, nulls)
         raw = _np(arr, np.float32 if feat.dtype == "float32" else np.float64)
         if nulls:
             raw = np.where(arr.is_valid().to_numpy(zero_copy_only=False), raw, 0)
         valid = raw if not nulls else raw[arr.is_valid().to_numpy(zero_copy_only=False)]
         lo, hi = _minmax(valid, True)
-        return [validity, raw], ChunkStats(nulls, n - nulls, lo, hi)
+        return [validity, raw], ChunkStats(nulls, n - nulls, lo, hi, nulls)
     raise TypeError(f"no stream layout for feature kind {feat.kind!r}")
 
 

@@ -80,6 +80,27 @@ class Compressor:
             return Codec.NONE, payload
         return Codec.ZSTD, out
 
+    def compress_planes(self, payload: np.ndarray, planes: int) -> tuple[int, bytes | memoryview]:
+        """Compress each of ``planes`` equal byte planes on its own; keep a plane raw where
+        zstd does not shrink it (random mantissa bytes), so reading it costs a copy only."""
+        size = len(payload)
+        if self._zstd is None or size < _MIN_TRANSFORM_BYTES or size % planes:
+            return self.compress(memoryview(payload))
+        step = size // planes
+        parts, sizes, any_packed = [], [], False
+        for i in range(planes):
+            plane = memoryview(payload[i * step:(i + 1) * step])
+            out = self._zstd.compress(plane)
+            if len(out) < step * 15 // 16:
+                parts.append(out)
+                any_packed = True
+            else:
+                parts.append(plane)
+            sizes.append(len(parts[-1]))
+        if not any_packed:
+            return Codec.NONE, memoryview(payload)
+        return Codec.ZSTD_PLANES, b"".join([np.asarray(sizes, "<u4").tobytes(), *parts])
+
 
 _local = threading.local()
 
@@ -102,6 +123,46 @@ def _width(span: int) -> int:
     return 8
 
 
+def _index_bits(k: int) -> int:
+    """Smallest packable index width (1, 2, 4, 8, 16, 32 bits) for a ``k``-entry dictionary."""
+    for bits in (1, 2, 4, 8, 16, 32):
+        if k <= (1 << bits):
+            return bits
+    raise ValueError(f"dictionary of {k} entries is too large")
+
+
+def _dictionary(values: np.ndarray, keys: np.ndarray, beat: int) -> tuple[int, np.ndarray, int, int] | None:
+    """Dictionary-encode ``values`` (hashed through int64 ``keys``) if that beats ``beat`` bytes.
+
+    Payload: the entries, most frequent first and byte-shuffled (ids and float bits share
+    their high bytes), then the indices bit-packed to the narrowest width.
+    """
+    n = values.shape[0]
+    itemsize = values.dtype.itemsize
+    max_k = min(n // 2, _DICT_MAX_ENTRIES, beat // itemsize)
+    if max_k < 2:
+        return None
+    idx = np.empty(n, dtype=np.uint32)
+    entries = np.empty(max_k, dtype=np.int64)
+    counts = np.empty(max_k, dtype=np.int64)
+    k = _codec.dict_build(keys, max_k, idx, entries, counts)
+    if k <= 0:
+        return None
+    bits = _index_bits(k)
+    isize = _codec.packed_size(n, bits)
+    if k * itemsize + isize >= beat:
+        return None
+    # Most frequent entry first: small indices dominate, which zstd codes tightly.
+    order = np.argsort(-counts[:k], kind="stable")
+    rank = np.empty(k, dtype=np.uint32)
+    rank[order] = np.arange(k, dtype=np.uint32)
+    ent = entries[:k][order].astype(np.dtype(f"<i{itemsize}"))
+    payload = np.empty(k * itemsize + isize, dtype=np.uint8)
+    _codec.shuffle_bytes(ent.view(np.uint8), itemsize, payload[: k * itemsize])
+    _codec.pack_indices(idx, rank, bits, payload[k * itemsize:])
+    return Encoding.DICT, payload, k, bits
+
+
 def _encode_int(values: np.ndarray, hint: str) -> tuple[int, bytes | memoryview | np.ndarray, int, int]:
     """Pick the smallest integer encoding among those the hint allows."""
     n = values.shape[0]
@@ -122,24 +183,9 @@ def _encode_int(values: np.ndarray, hint: str) -> tuple[int, bytes | memoryview 
     if hint == Hint.LENGTHS:
         return best  # type: ignore[return-value]
     if hint in (Hint.IDS, Hint.INT) and n >= 64 and best_size > n:
-        max_k = min(n // 2, _DICT_MAX_ENTRIES)
-        idx = np.empty(n, dtype=np.uint32)
-        entries = np.empty(max_k, dtype=np.int64)
-        counts = np.empty(max_k, dtype=np.int64)
-        k = _codec.dict_build(values, max_k, idx, entries, counts)
-        if k > 0:
-            wk = _width(k - 1)
-            size = k * 8 + n * wk
-            if wk < 8 and size < best_size:
-                # Most frequent entry first: small indices dominate, which zstd codes tightly.
-                order = np.argsort(-counts[:k], kind="stable")
-                rank = np.empty(k, dtype=np.uint32)
-                rank[order] = np.arange(k, dtype=np.uint32)
-                payload = np.empty(k * 8 + n * wk, dtype=np.uint8)
-                payload[: k * 8] = entries[:k][order].view(np.uint8)
-                _codec.remap_narrow(idx, rank, wk, payload[k * 8:])
-                best = (Encoding.DICT, payload, k, wk)
-                best_size = size
+        d = _dictionary(values, values, best_size)
+        if d is not None:
+            best, best_size = d, len(d[1])
     if hint in (Hint.ORDERED, Hint.INT) and n >= 2:
         buf = np.empty(10 * n, dtype=np.uint8)
         size = _codec.delta_varint_encode(values, buf)
@@ -147,6 +193,12 @@ def _encode_int(values: np.ndarray, hint: str) -> tuple[int, bytes | memoryview 
             best = (Encoding.DELTA_VARINT, buf[:size], 0, 0)
             best_size = size
     return best  # type: ignore[return-value]
+
+
+def _shuffled(values: np.ndarray) -> np.ndarray:
+    out = np.empty(values.nbytes, dtype=np.uint8)
+    _codec.shuffle_bytes(values.view(np.uint8), values.dtype.itemsize, out)
+    return out
 
 
 def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compressor) -> tuple[StreamHead, bytes | memoryview]:
@@ -159,12 +211,20 @@ def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compres
     if values.nbytes >= _MIN_TRANSFORM_BYTES:
         if dtype == DType.INT64:
             enc, payload, p0, p1 = _encode_int(values, hint)
-        elif dtype in (DType.FLOAT32, DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16) and np_dtype.itemsize > 1:
-            out = np.empty(values.nbytes, dtype=np.uint8)
-            _codec.shuffle_bytes(values.view(np.uint8), np_dtype.itemsize, out)
-            enc, payload, p0 = Encoding.BYTE_SHUFFLE, out, np_dtype.itemsize
+        elif dtype == DType.FLOAT32:
+            # Counts, log-counts and labels take few distinct values: a dictionary wins there.
+            d = _dictionary(values, values.view(np.int32).astype(np.int64), values.nbytes * 3 // 4)
+            if d is not None:
+                enc, payload, p0, p1 = d
+            else:
+                enc, payload, p0 = Encoding.BYTE_SHUFFLE, _shuffled(values), 4
+        elif dtype in (DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16):
+            enc, payload, p0 = Encoding.BYTE_SHUFFLE, _shuffled(values), np_dtype.itemsize
     raw = memoryview(payload).cast("B") if isinstance(payload, np.ndarray) else memoryview(payload)  # type: ignore[arg-type]
-    codec, stored = compressor.compress(raw)
+    if enc == Encoding.BYTE_SHUFFLE:
+        codec, stored = compressor.compress_planes(payload, p0)  # type: ignore[arg-type]
+    else:
+        codec, stored = compressor.compress(raw)
     head = StreamHead(enc, codec, dtype, n, len(raw), len(stored), p0, p1)
     return head, stored
 
@@ -189,11 +249,46 @@ def _decompress(head: StreamHead, data: memoryview) -> memoryview | bytes:
     raise DecodeError(f"unknown codec id {head.codec}")
 
 
+def _decode_planes(head: StreamHead, data: memoryview, np_dtype: np.dtype) -> np.ndarray:
+    """Decode a byte-shuffled stream stored plane by plane, unshuffling straight from the planes."""
+    planes = head.param0
+    if head.encoding != Encoding.BYTE_SHUFFLE or planes != np_dtype.itemsize or head.encoded_size != head.count * planes:
+        raise DecodeError(f"plane-wise codec on a stream of {head.encoded_size} bytes in {planes} planes")
+    step = head.count
+    if len(data) < 4 * planes:
+        raise DecodeError("plane sizes run past the end of the stream")
+    sizes = np.frombuffer(data[: 4 * planes], "<u4").astype(np.int64)
+    if 4 * planes + int(sizes.sum()) != len(data):
+        raise DecodeError(f"planes add up to {4 * planes + int(sizes.sum())} bytes, the stream holds {len(data)}")
+    parts = []
+    pos = 4 * planes
+    d = _decompressor()
+    for i, size in enumerate(sizes.tolist()):
+        part = data[pos: pos + size]
+        pos += size
+        if size != step:
+            try:
+                part = d.decompress(part, max_output_size=step)
+            except zstandard.ZstdError as exc:
+                raise DecodeError(f"zstd plane {i} does not decompress: {exc}") from exc
+            if len(part) != step:
+                raise DecodeError(f"zstd plane {i} decompressed to {len(part)} bytes, expected {step}")
+        parts.append(part)
+    out = np.empty(step, dtype=np_dtype)
+    _codec.unshuffle_planes(parts, out.view(np.uint8))
+    return out
+
+
 def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
     """Decompress and decode one stream into a numpy array of ``head.count`` elements."""
     np_dtype = DTYPE_NUMPY.get(head.dtype)
     if np_dtype is None:
         raise DecodeError(f"unknown element type id {head.dtype}")
+    if head.codec == Codec.ZSTD_PLANES:
+        try:
+            return _decode_planes(head, data, np_dtype)
+        except ValueError as exc:
+            raise DecodeError(str(exc)) from exc
     raw = _decompress(head, data)
     n = head.count
     enc = head.encoding
@@ -208,19 +303,16 @@ def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
             out = np.empty(n, dtype=np_dtype)
             _codec.unshuffle_bytes(np.frombuffer(raw, np.uint8), np_dtype.itemsize, out.view(np.uint8))
             return out
-        if head.dtype != DType.INT64:
-            raise DecodeError(f"{Encoding.NAMES.get(enc, enc)} encoding on a non-int64 stream")
-        out = np.empty(n, dtype=np.int64)
         src = np.frombuffer(raw, np.uint8)
+        if enc == Encoding.DICT and head.dtype in (DType.INT64, DType.FLOAT32):
+            return _decode_dict(head, src, np_dtype)
+        if head.dtype != DType.INT64:
+            raise DecodeError(f"{Encoding.NAMES.get(enc, enc)} encoding on a {np_dtype} stream")
+        out = np.empty(n, dtype=np.int64)
         if enc == Encoding.FOR:
             _codec.for_decode(src, head.param0, int(head.param1), out)
         elif enc == Encoding.DELTA_VARINT:
             _codec.delta_varint_decode(src, out)
-        elif enc == Encoding.DICT:
-            k, w = head.param0, head.param1
-            if k < 0 or k * 8 > len(src):
-                raise DecodeError(f"dictionary of {k} entries does not fit a {len(src)}-byte stream")
-            _codec.dict_decode(src[: k * 8].view(np.int64), src[k * 8:], int(w), out)
         else:
             raise DecodeError(f"unknown encoding id {enc}")
         return out
@@ -228,6 +320,18 @@ def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
         raise
     except ValueError as exc:
         raise DecodeError(str(exc)) from exc
+
+
+def _decode_dict(head: StreamHead, src: np.ndarray, np_dtype: np.dtype) -> np.ndarray:
+    k, bits, itemsize = head.param0, int(head.param1), np_dtype.itemsize
+    if k < 1 or k * itemsize > len(src) or bits not in (1, 2, 4, 8, 16, 32):
+        raise DecodeError(f"dictionary of {k} entries with {bits}-bit indices does not fit a {len(src)}-byte stream")
+    int_dtype = np.dtype(f"<i{itemsize}")
+    entries = np.empty(k, dtype=int_dtype)
+    _codec.unshuffle_bytes(src[: k * itemsize], itemsize, entries.view(np.uint8))
+    out = np.empty(head.count, dtype=int_dtype)
+    _codec.dict_decode(entries, src[k * itemsize:], bits, out)
+    return out.view(np_dtype)
 
 
 def decode_offsets(head: StreamHead, data: memoryview, num_rows: int, num_values: int) -> np.ndarray:

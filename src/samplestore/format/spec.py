@@ -68,8 +68,11 @@ class Codec:
 
     NONE = 0
     ZSTD = 1
+    # Byte planes of a byte-shuffled stream compressed one by one: u32 stored size per plane,
+    # then the planes, each a zstd frame or (where zstd does not pay) the raw plane.
+    ZSTD_PLANES = 2
 
-    NAMES = {0: "none", 1: "zstd"}
+    NAMES = {0: "none", 1: "zstd", 2: "zstd_planes"}
 
 
 class DType:

@@ -44,18 +44,42 @@ class ColumnSummary:
     min: float | int | None = None
     max: float | int | None = None
     stored_bytes: int = 0
+    missing: int = 0
+    lengths: np.ndarray | None = None
+    missing_by_dim: np.ndarray | None = None
 
     def add(self, s: ChunkStats, nbytes: int) -> None:
         self.nulls += s.nulls
         self.values += s.values
         self.stored_bytes += nbytes
+        self.missing += s.missing
+        if s.lengths is not None:
+            self.lengths = _add_hist(self.lengths, s.lengths)
+        if s.missing_by_dim is not None:
+            self.missing_by_dim = s.missing_by_dim if self.missing_by_dim is None else self.missing_by_dim + s.missing_by_dim
         if s.min is not None:
             self.min = s.min if self.min is None else min(self.min, s.min)  # type: ignore[type-var]
             self.max = s.max if self.max is None else max(self.max, s.max)  # type: ignore[type-var]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"nulls": self.nulls, "values": self.values, "min": self.min, "max": self.max,
-                "bytes": self.stored_bytes}
+    def extra(self) -> dict[str, Any]:
+        """Kind-specific figures as JSON-ready values (sparse length histogram, NaNs per slot)."""
+        out: dict[str, Any] = {}
+        if self.lengths is not None:
+            nz = np.flatnonzero(self.lengths)
+            out["lengths"] = [[int(i), int(self.lengths[i])] for i in nz]
+        if self.missing_by_dim is not None:
+            out["missing_by_dim"] = [int(x) for x in self.missing_by_dim]
+        return out
+
+
+def _add_hist(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
+    if a is None:
+        return b.astype(np.int64)
+    if len(a) < len(b):
+        a, b = b, a
+    out = a.astype(np.int64)
+    out[: len(b)] += b
+    return out
 
 
 @dataclass(slots=True)

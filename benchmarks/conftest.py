@@ -1,0 +1,25 @@
+"""Benchmarks run in two modes: as quick tests (``--benchmark-disable``, small data) and as
+real measurements (``make bench`` / ``--benchmark-only``, full size).
+
+Sizes can be overridden with SAMPLESTORE_BENCH_ROWS / SAMPLESTORE_BENCH_WIDE_ROWS.
+"""
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def quick(request) -> bool:
+    """True when benchmarks run as quick tests (timing disabled)."""
+    return bool(request.config.getoption("benchmark_disable", False))
+
+
+@pytest.fixture(scope="session")
+def bench_rows(quick) -> int:
+    return int(os.environ.get("SAMPLESTORE_BENCH_ROWS", 20_000 if quick else 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def wide_rows(quick) -> int:
+    return int(os.environ.get("SAMPLESTORE_BENCH_WIDE_ROWS", 1_000 if quick else 100_000))

@@ -1,0 +1,110 @@
+"""File-format benchmark: .ssf against pyarrow Parquet (zstd) on the same Arrow data.
+
+Figures: write MB/s (Arrow in-memory bytes per second), bytes per sample, single-threaded
+full-read samples/s, and the time to open a wide file (5,000 float columns) and read 10.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import datagen
+from ..format import FileReader, write_file
+from ..schema import Dense, Schema
+from . import median_seconds
+
+__all__ = ["criteo_data", "wide_data", "run_format_bench", "format_markdown", "WIDE_READ_COLUMNS"]
+
+WIDE_READ_COLUMNS = 10
+
+
+def criteo_data(rows: int, seed: int = 0) -> tuple[pa.Table, Schema]:
+    """A Criteo-like table (13 dense, 26 sparse zipf id lists, 1 label) and its schema."""
+    schema = datagen.criteo_schema()
+    return schema.conform(datagen.criteo_like(rows, seed=seed)), schema
+
+
+def wide_data(rows: int, cols: int, seed: int = 0) -> tuple[pa.Table, Schema]:
+    """A table of ``cols`` float32 columns ``f0``..: a very wide feature table."""
+    rng = np.random.default_rng(seed)
+    schema = Schema([Dense(f"f{i}") for i in range(cols)])
+    block = rng.standard_normal((cols, rows), dtype=np.float32)
+    return pa.table({f"f{i}": pa.array(block[i]) for i in range(cols)}, schema=schema.to_arrow()), schema
+
+
+def write_ssf(table: pa.Table, schema: Schema, path: str) -> None:
+    write_file(path, table, schema)
+
+
+def write_parquet(table: pa.Table, path: str) -> None:
+    pq.write_table(table, path, compression="zstd")
+
+
+def read_ssf(path: str, columns: list[str] | None = None) -> pa.Table:
+    with FileReader(path) as r:
+        return r.read(columns)
+
+
+def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(path, columns=columns, use_threads=False)
+
+
+def run_format_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 100_000,
+                     wide_cols: int = 5_000, repeats: int = 3) -> dict[str, Any]:
+    """Measure both formats on the same data in this run; return figures and ratios."""
+    os.makedirs(workdir, exist_ok=True)
+    table, schema = criteo_data(rows)
+    mb = table.nbytes / 1e6
+    ssf, parquet = os.path.join(workdir, "criteo.ssf"), os.path.join(workdir, "criteo.parquet")
+    res: dict[str, Any] = {"rows": rows, "arrow_mb": round(mb, 1)}
+    t_ssf = median_seconds(lambda: write_ssf(table, schema, ssf), repeats)
+    t_pq = median_seconds(lambda: write_parquet(table, parquet), repeats)
+    res["write_mb_s"] = {"ssf": mb / t_ssf, "parquet": mb / t_pq}
+    res["bytes_per_sample"] = {"ssf": os.path.getsize(ssf) / rows, "parquet": os.path.getsize(parquet) / rows}
+    if not read_ssf(ssf).equals(table):
+        raise AssertionError("the .ssf file does not read back the table written")
+    r_ssf = median_seconds(lambda: read_ssf(ssf), repeats)
+    r_pq = median_seconds(lambda: read_parquet(parquet), repeats)
+    res["read_samples_s"] = {"ssf": rows / r_ssf, "parquet": rows / r_pq}
+    del table
+
+    wide, wschema = wide_data(wide_rows, wide_cols)
+    wssf, wpq = os.path.join(workdir, "wide.ssf"), os.path.join(workdir, "wide.parquet")
+    write_ssf(wide, wschema, wssf)
+    write_parquet(wide, wpq)
+    del wide
+    cols = [f"f{i}" for i in np.linspace(0, wide_cols - 1, WIDE_READ_COLUMNS).astype(int)]
+    o_ssf = median_seconds(lambda: read_ssf(wssf, cols), max(repeats, 5))
+    o_pq = median_seconds(lambda: read_parquet(wpq, cols), max(repeats, 5))
+    res["wide"] = {"rows": wide_rows, "columns": wide_cols, "read_columns": WIDE_READ_COLUMNS}
+    res["open_read_10_s"] = {"ssf": o_ssf, "parquet": o_pq}
+    res["ratios"] = {
+        "write": res["write_mb_s"]["ssf"] / res["write_mb_s"]["parquet"],
+        "bytes_per_sample": res["bytes_per_sample"]["ssf"] / res["bytes_per_sample"]["parquet"],
+        "read": res["read_samples_s"]["ssf"] / res["read_samples_s"]["parquet"],
+        "open_read_10_speedup": o_pq / o_ssf,
+    }
+    return res
+
+
+def format_markdown(res: dict[str, Any]) -> str:
+    """The format benchmark as a markdown table."""
+    r = res["ratios"]
+    w = res["wide"]
+    lines = [
+        f"Criteo-like table, {res['rows']:,} rows ({res['arrow_mb']} MB in Arrow); wide table "
+        f"{w['rows']:,} rows x {w['columns']:,} float columns.",
+        "",
+        "| figure | .ssf | Parquet (zstd) | ratio |",
+        "|---|---:|---:|---:|",
+        f"| write MB/s | {res['write_mb_s']['ssf']:.0f} | {res['write_mb_s']['parquet']:.0f} | {r['write']:.2f}x |",
+        f"| bytes per sample | {res['bytes_per_sample']['ssf']:.1f} | {res['bytes_per_sample']['parquet']:.1f} | {r['bytes_per_sample']:.3f}x |",
+        f"| full read, samples/s (1 thread) | {res['read_samples_s']['ssf']:,.0f} | {res['read_samples_s']['parquet']:,.0f} | {r['read']:.2f}x |",
+        f"| open + read 10 of {w['columns']:,} columns | {res['open_read_10_s']['ssf'] * 1e3:.1f} ms | {res['open_read_10_s']['parquet'] * 1e3:.1f} ms | {r['open_read_10_speedup']:.1f}x faster |",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""The catalog interface: tables, snapshots, data files and their statistics.
+
+A catalog records every committed change as one snapshot. Backends (embedded SQLite now,
+PostgreSQL for many hosts later) implement :class:`Catalog`; table code talks only to it.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from ..errors import CatalogError
+from ..schema import Schema
+
+__all__ = ["Catalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "validate_table_name"]
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+
+
+def validate_table_name(name: str) -> str:
+    """Return ``name`` if it is a valid table name; :class:`CatalogError` otherwise."""
+    if not isinstance(name, str) or not _TABLE_NAME.match(name):
+        raise CatalogError(
+            f"table name must start with a letter or '_' and hold only letters, digits, '_' and '-' "
+            f"(no path separators, no '..'), at most 128 characters; found {name!r}"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class TableMeta:
+    """A table's current definition."""
+
+    name: str
+    schema: Schema
+    partition_by: tuple[str, ...]
+    current_snapshot: int
+    created_at: float
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One committed state of a table.
+
+    Attributes:
+        snapshot_id: 1, 2, ... in commit order (0 is the empty table before any commit).
+        parent_id: the snapshot this one was committed on top of.
+        operation: ``append``, ``stream-append``, ``replace``, ``delete`` or ``schema``.
+        summary: counts (added/removed files and rows, totals).
+        writer_id / commit_token: what a streaming writer stored to resume exactly once.
+    """
+
+    snapshot_id: int
+    parent_id: int | None
+    created_at: float
+    operation: str
+    summary: Mapping[str, Any]
+    schema: Schema
+    writer_id: str | None = None
+    commit_token: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id,
+            "parent_id": self.parent_id,
+            "created_at": self.created_at,
+            "operation": self.operation,
+            "summary": dict(self.summary),
+            "writer_id": self.writer_id,
+            "commit_token": self.commit_token,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnStats:
+    """Statistics of one column in one file.
+
+    ``missing`` counts what a data-quality view calls missing: nulls for scalars, empty
+    lists for sparse/sequence features, NaN values for dense/embedding/label features.
+    ``extra`` holds kind-specific figures: ``lengths`` (a histogram of list lengths as
+    ``[[length, count], ...]``) and ``missing_by_dim`` for dense vectors.
+    """
+
+    nulls: int
+    missing: int
+    values: int
+    min: float | int | None
+    max: float | int | None
+    bytes: int
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    """One data file of a table."""
+
+    path: str  # relative to the table's directory
+    partition: Mapping[str, Any]
+    num_rows: int
+    file_bytes: int
+    num_row_groups: int
+    file_id: int | None = None
+    added_snapshot: int | None = None
+    removed_snapshot: int | None = None
+    stats: Mapping[str, ColumnStats] = field(default_factory=dict)
+
+
+class Catalog(abc.ABC):
+    """What table code needs from a metadata store. Every mutating call is one transaction."""
+
+    @abc.abstractmethod
+    def create_table(self, name: str, schema: Schema, partition_by: Iterable[str],
+                     properties: Mapping[str, Any] | None = None) -> TableMeta: ...
+
+    @abc.abstractmethod
+    def drop_table(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def table_names(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def load_table(self, name: str) -> TableMeta: ...
+
+    @abc.abstractmethod
+    def snapshots(self, name: str) -> list[Snapshot]: ...
+
+    @abc.abstractmethod
+    def snapshot(self, name: str, snapshot_id: int) -> Snapshot: ...
+
+    @abc.abstractmethod
+    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]: ...
+
+    @abc.abstractmethod
+    def commit(
+        self,
+        name: str,
+        operation: str,
+        *,
+        add: Iterable[DataFile] = (),
+        remove: Iterable[int] = (),
+        schema: Schema | None = None,
+        writer_id: str | None = None,
+        commit_token: str | None = None,
+        summary: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        """Atomically add and remove files (and/or change the schema) as a new snapshot.
+
+        Raises:
+            CommitConflict: a file in ``remove`` is no longer live (another commit removed
+                it); nothing was changed and the caller may re-plan and retry.
+        """
+
+    @abc.abstractmethod
+    def last_commit_token(self, name: str, writer_id: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The ``samplestore`` command-line interface."""

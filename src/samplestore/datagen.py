@@ -1,0 +1,149 @@
+"""Deterministic generators of Criteo-like recommendation samples with a learnable signal.
+
+* :func:`criteo_schema` / :func:`criteo_like`: 13 dense features (log-counts), 26 sparse id
+  lists (zipf ids, variable lengths), one click label that depends on both.
+* :func:`sessions_schema` / :func:`sessions_like`: the same plus users with sessions over
+  time, a behaviour-history sequence whose consecutive samples of one user overlap, a
+  timestamp and a day partition column.
+
+Everything is vectorised numpy and deterministic by ``seed``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .schema import Dense, Label, Scalar, Schema, Sequence, Sparse
+
+__all__ = ["criteo_schema", "criteo_like", "sessions_schema", "sessions_like", "NUM_DENSE", "NUM_SPARSE"]
+
+NUM_DENSE = 13
+NUM_SPARSE = 26
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def criteo_schema(num_sparse: int = NUM_SPARSE, dense_dim: int = NUM_DENSE) -> Schema:
+    """The schema of :func:`criteo_like`: ``dense`` [13], ``c0``..``c25``, ``click``."""
+    return Schema([Dense("dense", dim=dense_dim), *[Sparse(f"c{i}") for i in range(num_sparse)], Label("click")])
+
+
+def _vocab_sizes(num_sparse: int) -> np.ndarray:
+    # Criteo's categorical columns span 3 to ~10M distinct values; spread ours log-uniformly.
+    return np.unique(np.logspace(1, 6.3, num_sparse).astype(np.int64)) if num_sparse > 1 else np.array([1000])
+
+
+def _id_effect(ids: np.ndarray, salt: int) -> np.ndarray:
+    """A fixed pseudo-random effect in [-1, 1) per id (what a model can learn)."""
+    h = (ids.astype(np.uint64) + np.uint64(salt)) * _MIX
+    return ((h >> np.uint64(40)).astype(np.float64) / float(1 << 24)) * 2.0 - 1.0
+
+
+def _jagged_ids(rng: np.random.Generator, n: int, vocab: int, max_len: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lengths in 1..max_len (geometric, mean ~4) and zipf-distributed hashed ids."""
+    lengths = np.minimum(rng.geometric(0.25, n), max_len).astype(np.int64)
+    total = int(lengths.sum())
+    ranks = (rng.zipf(1.15, total) - 1) % vocab
+    # Hash ranks into sparse 40-bit ids, as production id columns look after feature hashing.
+    ids = ((ranks.astype(np.uint64) + np.uint64(salt)) * _MIX >> np.uint64(24)).astype(np.int64)
+    return lengths, ids
+
+
+def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.Array:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def criteo_like(n: int, seed: int = 0, num_sparse: int = NUM_SPARSE, max_len: int = 20) -> pa.Table:
+    """``n`` Criteo-like samples as a ``pyarrow.Table`` in :func:`criteo_schema` form."""
+    rng = np.random.default_rng(seed)
+    counts = np.floor(rng.lognormal(1.0, 1.5, (n, NUM_DENSE)))
+    dense = np.log1p(counts).astype(np.float32)
+    vocabs = _vocab_sizes(num_sparse)
+    vocabs = np.resize(vocabs, num_sparse)
+    logit = (dense[:, :4] - 1.0) @ np.array([0.8, -0.6, 0.5, 0.4])
+    columns: dict[str, pa.Array] = {"dense": pa.FixedSizeListArray.from_arrays(pa.array(dense.reshape(-1)), NUM_DENSE)}
+    for i in range(num_sparse):
+        lengths, ids = _jagged_ids(rng, n, int(vocabs[i]), max_len, salt=i * 7919)
+        if i < 6:  # the first ids of a few columns carry signal
+            first = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(lengths, out=first[1:])
+            logit += 1.2 * _id_effect(ids[first[:-1]], salt=i)
+        columns[f"c{i}"] = _list_array(lengths, ids)
+    p = 1.0 / (1.0 + np.exp(-(logit - 1.0)))
+    columns["click"] = pa.array((rng.random(n) < p).astype(np.float32))
+    return pa.table(columns)
+
+
+def sessions_schema(num_sparse: int = 8, history_len: int = 50) -> Schema:
+    """The schema of :func:`sessions_like`."""
+    return Schema([
+        Dense("dense", dim=NUM_DENSE),
+        *[Sparse(f"c{i}") for i in range(num_sparse)],
+        Sequence("history"),
+        Label("click"),
+        Scalar("user_id", "int64"),
+        Scalar("ts", "timestamp"),
+        Scalar("ds", "string"),
+    ])
+
+
+def sessions_like(
+    n: int,
+    seed: int = 0,
+    num_users: int | None = None,
+    num_sparse: int = 8,
+    days: int = 4,
+    history_len: int = 50,
+    start_day: str = "2026-11-01",
+) -> pa.Table:
+    """``n`` samples from users browsing in sessions over ``days`` days, in time order.
+
+    Each user's ``history`` is the list of items they clicked before the sample (at most
+    ``history_len``), so consecutive samples of one user share most of their history. The
+    click depends on dense features, the first ids of a few sparse columns, and whether the
+    candidate item (``c0``) matches the user's taste, which the history reveals.
+    """
+    rng = np.random.default_rng(seed)
+    num_users = num_users or max(10, n // 40)
+    base = criteo_like(n, seed=seed + 1, num_sparse=num_sparse)
+    user = np.sort(rng.zipf(1.3, n) % num_users).astype(np.int64)
+    rng.shuffle(user)
+    seconds = np.sort(rng.integers(0, days * 86_400, n))
+    day0 = np.datetime64(start_day, "s")
+    ts = (day0 + seconds.astype("timedelta64[s]")).astype("datetime64[us]")
+    ds = np.datetime_as_string((day0 + seconds.astype("timedelta64[s]")).astype("datetime64[D]"))
+    # Each user has a taste (a group of items); items they click come from it.
+    taste = (user * 2654435761) % 97
+    item = taste * 1000 + rng.integers(0, 50, n)
+    candidate_match = rng.random(n) < 0.5
+    candidate = np.where(candidate_match, item, rng.integers(0, 97_000, n))
+    # Histories: per user, the items of that user's earlier samples (bounded window).
+    order = np.lexsort((seconds, user))
+    hist_lengths = np.zeros(n, dtype=np.int64)
+    hist_values: list[np.ndarray] = []
+    u_sorted = user[order]
+    starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
+    pos_in_user = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    hist_lengths[order] = np.minimum(pos_in_user, history_len)
+    items_sorted = item[order]
+    hist_by_row: list[np.ndarray] = [np.empty(0, np.int64)] * n
+    for k, row in enumerate(order):
+        L = hist_lengths[row]
+        if L:
+            hist_by_row[row] = items_sorted[k - L:k][::-1]
+    hist_values = [h for h in hist_by_row]
+    flat_hist = np.concatenate(hist_values) if n else np.empty(0, np.int64)
+    logit = np.where(candidate_match, 1.5, -1.5) + 0.5 * (base.column("click").to_numpy() * 2 - 1)
+    p = 1.0 / (1.0 + np.exp(-logit))
+    click = (rng.random(n) < p).astype(np.float32)
+    cols = {name: base.column(name) for name in base.column_names if name != "click"}
+    c0 = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.array(candidate.astype(np.int64)))
+    cols["c0"] = c0
+    cols["history"] = _list_array(hist_lengths, flat_hist.astype(np.int64))
+    cols["click"] = pa.array(click)
+    cols["user_id"] = pa.array(user)
+    cols["ts"] = pa.array(ts)
+    cols["ds"] = pa.array(ds.astype(str))
+    return sessions_schema(num_sparse, history_len).conform(pa.table(cols))

@@ -1,0 +1,71 @@
+"""A store: a root folder holding tables, with an embedded SQLite catalog inside it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Iterable, Mapping
+
+from ..catalog.base import validate_table_name
+from ..catalog.sqlite import SQLiteCatalog
+from ..errors import TableExists
+from ..schema import Schema
+from .partition import check_partition_columns
+from .table import Table
+
+__all__ = ["Store", "open_store"]
+
+
+class Store:
+    """Tables under one root. Use :func:`open_store`."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.catalog = SQLiteCatalog(self.root, create=create)
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    def create_table(self, name: str, schema: Schema, partition_by: Iterable[str] = (), *,
+                     exist_ok: bool = False, properties: Mapping[str, Any] | None = None) -> Table:
+        """Create a table (its folder and catalog entry).
+
+        Raises:
+            TableExists: unless ``exist_ok`` (then the existing table is returned).
+            SchemaError: a partition column is not a scalar int/bool/string/timestamp feature.
+        """
+        validate_table_name(name)
+        parts = tuple(partition_by)
+        check_partition_columns(schema, parts)
+        try:
+            self.catalog.create_table(name, schema, parts, properties)
+        except TableExists:
+            if exist_ok:
+                return self.table(name)
+            raise
+        os.makedirs(os.path.join(self.root, "tables", name, "data"), exist_ok=True)
+        return Table(self, name)
+
+    def table(self, name: str) -> Table:
+        """An existing table; TableNotFound lists the tables that exist."""
+        return Table(self, name)
+
+    def tables(self) -> list[str]:
+        """Names of all tables."""
+        return self.catalog.table_names()
+
+    def drop_table(self, name: str, *, purge: bool = True) -> None:
+        """Remove a table from the catalog and (with ``purge``) its files from disk."""
+        validate_table_name(name)
+        self.catalog.drop_table(name)
+        if purge:
+            shutil.rmtree(os.path.join(self.root, "tables", name), ignore_errors=True)
+
+    def close(self) -> None:
+        """Close this process's catalog connection."""
+        self.catalog.close()
+
+
+def open_store(root: str | os.PathLike[str], *, create: bool = True) -> Store:
+    """Open the store at ``root`` (created, with an embedded SQLite catalog, if missing)."""
+    return Store(root, create=create)

@@ -1,0 +1,142 @@
+"""A table: a schema, partitions and snapshots of data files under one folder of the store."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..catalog.base import Snapshot, TableMeta
+from ..errors import SchemaError
+from ..schema import Feature, Schema
+from .scan import Scan
+from .writer import DEFAULT_TARGET_FILE_BYTES, StreamingWriter
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["Table"]
+
+
+class Table:
+    """A table of training samples. Obtain one from :meth:`Store.create_table` or :meth:`Store.table`."""
+
+    def __init__(self, store: "Store", name: str) -> None:
+        self.store = store
+        self.name = name
+        self._catalog = store.catalog
+        self.dir = os.path.join(store.root, "tables", name)
+        self.data_dir = os.path.join(self.dir, "data")
+        self._catalog.load_table(name)  # raises TableNotFound listing the tables
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r}, root={self.store.root!r})"
+
+    # -- metadata -------------------------------------------------------------------------
+    def _meta(self) -> TableMeta:
+        return self._catalog.load_table(self.name)
+
+    @property
+    def schema(self) -> Schema:
+        """The current schema."""
+        return self._meta().schema
+
+    @property
+    def partition_by(self) -> tuple[str, ...]:
+        """The partition columns."""
+        return self._meta().partition_by
+
+    @property
+    def current_snapshot_id(self) -> int:
+        """The id of the current snapshot (0 before the first commit)."""
+        return self._meta().current_snapshot
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every retained snapshot, oldest first."""
+        return self._catalog.snapshots(self.name)
+
+    def snapshot(self, snapshot_id: int | None = None) -> Snapshot:
+        """One snapshot (the current one if None); SnapshotNotFound lists what exists."""
+        sid = self.current_snapshot_id if snapshot_id is None else snapshot_id
+        return self._catalog.snapshot(self.name, sid)
+
+    def _resolve_snapshot(self, snapshot: int | None, as_of: Any) -> int:
+        if snapshot is not None and as_of is not None:
+            raise ValueError("give snapshot= or as_of=, not both")
+        if as_of is not None:
+            when = as_of.timestamp() if isinstance(as_of, _dt.datetime) else float(as_of)
+            return self._catalog.snapshot_as_of(self.name, when).snapshot_id
+        if snapshot is not None:
+            if snapshot != 0:
+                self._catalog.snapshot(self.name, int(snapshot))  # raises with the list
+            return int(snapshot)
+        return self.current_snapshot_id
+
+    def _schema_at(self, snapshot_id: int) -> Schema:
+        if snapshot_id == 0:
+            return self.schema
+        return self._catalog.snapshot(self.name, snapshot_id).schema
+
+    def last_commit_token(self, writer_id: str = "default") -> str | None:
+        """The commit token the streaming writer ``writer_id`` stored last (None if none)."""
+        return self._catalog.last_commit_token(self.name, writer_id)
+
+    # -- writing --------------------------------------------------------------------------
+    def append(self, data: Any, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, **writer_options: Any) -> Snapshot:
+        """Validate and append ``data`` (Arrow, pandas, dict of arrays) as one atomic commit.
+
+        Raises:
+            SchemaError: the data does not match the schema; nothing is committed.
+        """
+        w = StreamingWriter(self, commit_every_rows=None, commit_every_seconds=None,
+                            target_file_bytes=target_file_bytes, operation="append", writer_id=None,
+                            **writer_options)
+        try:
+            w.write(data)
+            sid = w.close()
+        except BaseException:
+            w.abort()
+            raise
+        return self.snapshot(sid) if sid is not None else self.snapshot()
+
+    def writer(self, *, commit_every_rows: int | None = 100_000, commit_every_seconds: float | None = None,
+               target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, writer_id: str = "default",
+               **options: Any) -> StreamingWriter:
+        """A :class:`StreamingWriter` that rolls files and commits on row/time triggers."""
+        return StreamingWriter(self, commit_every_rows=commit_every_rows, commit_every_seconds=commit_every_seconds,
+                               target_file_bytes=target_file_bytes, writer_id=writer_id, **options)
+
+    def add_features(self, features: Iterable[Feature]) -> Snapshot:
+        """Add features (schema evolution) without rewriting files; older files read defaults."""
+        meta = self._meta()
+        new = meta.schema.add(features)
+        return self._catalog.commit(self.name, "schema", schema=new,
+                                    summary={"added_features": [f.name for f in new.features[len(meta.schema):]]})
+
+    # -- reading --------------------------------------------------------------------------
+    def scan(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
+             snapshot: int | None = None, as_of: Any = None) -> Scan:
+        """A :class:`Scan` pinned to a snapshot (see there)."""
+        return Scan(self, columns, filter, snapshot, as_of)
+
+    def to_arrow(self, **scan_args: Any) -> pa.Table:
+        """Shorthand for ``scan(**scan_args).to_arrow()``."""
+        return self.scan(**scan_args).to_arrow()
+
+    def count(self, **scan_args: Any) -> int:
+        """Shorthand for ``scan(**scan_args).count()``."""
+        return self.scan(**scan_args).count()
+
+    def files(self, snapshot: int | None = None, with_stats: Iterable[str] | None = None) -> list:
+        """The live data files of a snapshot (with per-column statistics if asked)."""
+        sid = self._resolve_snapshot(snapshot, None)
+        return self._catalog.files(self.name, sid, with_stats=with_stats)
+
+    def _check_columns(self, columns: Iterable[str]) -> None:
+        schema = self.schema
+        for c in columns:
+            if c not in schema:
+                raise SchemaError(f"table {self.name!r} has no column {c!r}; columns: {schema.names}")

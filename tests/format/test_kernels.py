@@ -1,0 +1,100 @@
+"""Property tests of the Cython codec kernels and the encoding policy."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from samplestore import _codec, _gather
+from samplestore.format.encodings import Compressor, DecodeError, Hint, decode_stream, encode_stream
+from samplestore.format.spec import DType, Encoding
+
+I64_ARRAYS = hnp.arrays(np.int64, st.integers(0, 300), elements=st.integers(-(2**63), 2**63 - 1))
+SMALL_RANGE = hnp.arrays(np.int64, st.integers(0, 300), elements=st.integers(-5, 300))
+
+
+@settings(max_examples=200, deadline=None)
+@given(v=I64_ARRAYS | SMALL_RANGE)
+def test_delta_varint_roundtrip(v):
+    buf = np.empty(10 * len(v), np.uint8)
+    size = _codec.delta_varint_encode(v, buf)
+    out = np.empty_like(v)
+    _codec.delta_varint_decode(buf[:size], out)
+    assert np.array_equal(out, v)
+
+
+def test_delta_varint_rejects_truncated_and_trailing_bytes():
+    v = np.array([1, 1000, -5, 2**40], np.int64)
+    buf = np.empty(40, np.uint8)
+    size = _codec.delta_varint_encode(v, buf)
+    with pytest.raises(ValueError):
+        _codec.delta_varint_decode(buf[: size - 1], np.empty(4, np.int64))
+    with pytest.raises(ValueError):
+        _codec.delta_varint_decode(buf[:size], np.empty(3, np.int64))
+    with pytest.raises(ValueError):
+        _codec.delta_varint_decode(np.full(20, 0xFF, np.uint8), np.empty(1, np.int64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(v=I64_ARRAYS | SMALL_RANGE, hint=st.sampled_from([Hint.IDS, Hint.INT, Hint.ORDERED, Hint.LENGTHS]),
+       codec=st.sampled_from(["zstd", "none"]))
+def test_int_stream_roundtrip_any_encoding(v, hint, codec):
+    if hint == Hint.LENGTHS:
+        v = np.abs(v % 1000)
+    head, stored = encode_stream(v, DType.INT64, hint, Compressor(codec))
+    assert np.array_equal(decode_stream(head, memoryview(stored)), v)
+
+
+@settings(max_examples=150, deadline=None)
+@given(v=hnp.arrays(np.float32, st.integers(0, 300), elements=st.floats(width=32)) |
+       hnp.arrays(np.float32, st.integers(0, 300), elements=st.sampled_from([0.0, 1.0, -0.0, float("nan")])))
+def test_float_stream_roundtrip_bit_exact(v):
+    head, stored = encode_stream(v, DType.FLOAT32, Hint.FLOAT, Compressor())
+    out = decode_stream(head, memoryview(stored))
+    assert np.array_equal(out.view(np.uint32), v.view(np.uint32))
+
+
+@pytest.mark.parametrize("k,bits", [(2, 1), (4, 2), (16, 4), (256, 8), (65536, 16), (70000, 32)])
+def test_dictionary_chosen_for_every_index_width(k, bits):
+    rng = np.random.default_rng(k)
+    v = rng.integers(0, k, max(4 * k, 256)).astype(np.int64) * 1_000_003
+    v[:k] = np.arange(k) * 1_000_003  # every entry present
+    head, stored = encode_stream(v, DType.INT64, Hint.IDS, Compressor())
+    assert head.encoding == Encoding.DICT and head.param0 == k and head.param1 == bits
+    assert np.array_equal(decode_stream(head, memoryview(stored)), v)
+
+
+def test_dictionary_decode_checks_indices():
+    entries = np.array([5, 6], np.int64)
+    with pytest.raises(ValueError, match="outside"):
+        _codec.dict_decode(entries, np.array([0, 1, 7], np.uint8), 8, np.empty(3, np.int64))
+
+
+def test_corrupt_stream_head_raises_decode_error():
+    v = np.arange(1000, dtype=np.int64) % 7
+    head, stored = encode_stream(v, DType.INT64, Hint.IDS, Compressor())
+    from dataclasses import replace
+    for bad in (replace(head, count=head.count + 1), replace(head, encoded_size=3), replace(head, encoding=99),
+                replace(head, param1=3), replace(head, codec=7)):
+        with pytest.raises(DecodeError):
+            decode_stream(bad, memoryview(stored))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_gather_jagged_matches_python(data):
+    lengths = data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=30))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = np.arange(offsets[-1], dtype=np.int64) * 3
+    rows = np.array(data.draw(st.lists(st.integers(0, len(lengths) - 1), max_size=40)), np.int64)
+    total = _gather.jagged_total(offsets, rows)
+    out_len = np.empty(len(rows), np.int32)
+    out_val = np.empty(total, np.int64)
+    assert _gather.gather_jagged(offsets, values.view(np.uint8), 8, rows, out_len, out_val.view(np.uint8)) == total
+    expect = [values[offsets[r]:offsets[r + 1]] for r in rows]
+    assert out_len.tolist() == [len(e) for e in expect]
+    assert np.array_equal(out_val, np.concatenate(expect) if expect else np.empty(0, np.int64))
+    with pytest.raises(IndexError):
+        _gather.gather_jagged(offsets, values.view(np.uint8), 8, np.array([len(lengths)], np.int64),
+                              np.empty(1, np.int32), out_val.view(np.uint8))

@@ -1,0 +1,167 @@
+"""Property tests: any valid batch of every feature kind round-trips exactly through a file."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from helpers import assert_same_data, check_roundtrip
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import samplestore as ss
+from samplestore.format import FileReader, FileWriter, write_file
+
+I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+F32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
+# Values exactly representable in float16 / bfloat16 storage (so the round trip is exact).
+F16 = st.floats(width=16, allow_nan=False, allow_infinity=True)
+def _bf16(bits: int) -> float:
+    x = float(np.array([bits << 16], np.uint32).view(np.float32)[0])
+    return 0.0 if np.isnan(x) else x
+
+
+BF16 = st.integers(0, 0xFFFF).map(_bf16)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+SCHEMA = ss.Schema([
+    ss.Dense("d1"),
+    ss.Dense("d3", dim=3),
+    ss.Sparse("ids"),
+    ss.Sparse("tags", weighted=True),
+    ss.Sequence("hist"),
+    ss.Sequence("events", timestamps=True),
+    ss.Embedding("e32", dim=2),
+    ss.Embedding("e16", dim=2, storage="float16"),
+    ss.Embedding("ebf", dim=2, storage="bfloat16"),
+    ss.Label("y"),
+    ss.Scalar("i64", "int64"),
+    ss.Scalar("i32", "int32"),
+    ss.Scalar("f64", "float64"),
+    ss.Scalar("f32", "float32"),
+    ss.Scalar("flag", "bool"),
+    ss.Scalar("s", "string"),
+    ss.Scalar("ts", "timestamp"),
+])
+
+
+@st.composite
+def batches(draw):
+    n = draw(st.integers(0, 16))
+    lists = lambda elem, max_len=4: draw(st.lists(st.lists(elem, max_size=max_len), min_size=n, max_size=n))  # noqa: E731
+    vec = lambda elem, dim: draw(st.lists(st.lists(elem, min_size=dim, max_size=dim), min_size=n, max_size=n))  # noqa: E731
+    col = lambda elem: draw(st.lists(elem, min_size=n, max_size=n))  # noqa: E731
+
+    def pairs(second):
+        ids = lists(I64)
+        return [{"ids": r, "x": [draw(second) for _ in r]} for r in ids]
+
+    tags = pairs(F32)
+    events = pairs(I64)
+    data = {
+        "d1": pa.array(col(F32), pa.float32()),
+        "d3": pa.array(vec(F32, 3), pa.list_(pa.float32(), 3)),
+        "ids": pa.array(lists(I64), pa.list_(pa.int64())),
+        "tags": pa.array([{"ids": r["ids"], "weights": r["x"]} for r in tags],
+                         pa.struct([("ids", pa.list_(pa.int64())), ("weights", pa.list_(pa.float32()))])),
+        "hist": pa.array(lists(I64, 12), pa.list_(pa.int64())),
+        "events": pa.array([{"ids": r["ids"], "ts": r["x"]} for r in events],
+                           pa.struct([("ids", pa.list_(pa.int64())), ("ts", pa.list_(pa.int64()))])),
+        "e32": pa.array(vec(F32, 2), pa.list_(pa.float32(), 2)),
+        "e16": pa.array(vec(F16, 2), pa.list_(pa.float32(), 2)),
+        "ebf": pa.array(vec(BF16, 2), pa.list_(pa.float32(), 2)),
+        "y": pa.array(col(F32), pa.float32()),
+        "i64": pa.array(col(st.none() | I64), pa.int64()),
+        "i32": pa.array(col(st.none() | st.integers(-(2**31), 2**31 - 1)), pa.int32()),
+        "f64": pa.array(col(st.none() | st.floats(allow_nan=True)), pa.float64()),
+        "f32": pa.array(col(st.none() | F32), pa.float32()),
+        "flag": pa.array(col(st.none() | st.booleans()), pa.bool_()),
+        "s": pa.array(col(st.none() | st.text(max_size=8)), pa.string()),
+        "ts": pa.array(col(st.none() | st.integers(-(2**62), 2**62)), pa.timestamp("us")),
+    }
+    return pa.table(data)
+
+
+@SETTINGS
+@given(table=batches(), rg=st.integers(1, 9), codec=st.sampled_from(["zstd", "none"]))
+def test_every_kind_roundtrips_exactly(tmp_path, table, rg, codec):
+    check_roundtrip(tmp_path, SCHEMA, table, row_group_rows=rg, compression=codec)
+
+
+@SETTINGS
+@given(ids=st.lists(I64, min_size=0, max_size=400), rg=st.integers(1, 500))
+def test_id_columns_roundtrip_through_every_encoding(tmp_path, ids, rg):
+    # Repeating values in big chunks drives the dictionary, narrow and varint encoders.
+    s = ss.Schema([ss.Sparse("c"), ss.Scalar("u", "int64")])
+    rep = (ids * 5)[: max(len(ids) * 5, 1)] if ids else []
+    lengths = np.full(len(rep), 1)
+    check_roundtrip(tmp_path, s, {"c": (np.array(rep, np.int64), lengths), "u": pa.array(rep, pa.int64())},
+                    row_group_rows=rg)
+
+
+def test_extremes_and_special_floats(tmp_path):
+    s = ss.Schema([ss.Sparse("c"), ss.Dense("d", dim=2), ss.Label("y"), ss.Scalar("t", "timestamp")])
+    big = 2**63 - 1
+    data = {
+        "c": pa.array([[big, -(2**63), 0], [], [big] * 100], pa.list_(pa.int64())),
+        "d": pa.array([[float("nan"), -0.0], [float("inf"), -float("inf")], [1e-45, 3.4e38]], pa.list_(pa.float32(), 2)),
+        "y": pa.array([float("nan"), 1.0, 0.0], pa.float32()),
+        "t": pa.array([0, 2**62, -(2**62)], pa.timestamp("us")),
+    }
+    got = check_roundtrip(tmp_path, s, data, row_group_rows=2)
+    assert got.column("c").to_pylist()[0] == [big, -(2**63), 0]
+
+
+def test_empty_batches_and_empty_file(tmp_path):
+    s = ss.Schema([ss.Sparse("c"), ss.Label("y")])
+    path = tmp_path / "empty.ssf"
+    with FileWriter(path, s) as w:
+        w.write({"c": pa.array([], pa.list_(pa.int64())), "y": pa.array([], pa.float32())})
+    with FileReader(path) as r:
+        assert r.num_rows == 0 and r.num_row_groups == 0
+        t = r.read()
+    assert t.num_rows == 0 and t.schema == s.to_arrow()
+
+
+def test_many_small_writes_make_fixed_row_groups(tmp_path):
+    s = ss.Schema([ss.Scalar("i", "int64", nullable=False)])
+    path = tmp_path / "rg.ssf"
+    with FileWriter(path, s, row_group_rows=100) as w:
+        for k in range(37):
+            w.write({"i": pa.array(np.arange(k * 7, k * 7 + 7))})
+    with FileReader(path) as r:
+        assert list(r.row_group_rows) == [100, 100, 59]
+        assert r.read().column("i").to_pylist() == list(range(259))
+        assert r.read(row_groups=[1]).column("i").to_pylist() == list(range(100, 200))
+        assert r.minmax("i", 2) == (200, 258)
+
+
+def test_column_subsets_and_raw_buffers(tmp_path):
+    from samplestore import datagen
+    s = datagen.criteo_schema(num_sparse=4)
+    t = s.conform(datagen.criteo_like(3000, num_sparse=4))
+    path = tmp_path / "c.ssf"
+    write_file(path, t, s, row_group_rows=1000)
+    sub = ss.format.read_file(path, columns=["c3", "click"])
+    assert_same_data(sub, t.select(["c3", "click"]))
+    with FileReader(path) as r:
+        raw = r.read_raw(1, ["c2", "dense"])
+    c2 = t.column("c2").combine_chunks().slice(1000, 1000)
+    off = c2.offsets.to_numpy()
+    assert np.array_equal(raw["c2"].offsets, off - off[0])
+    assert np.array_equal(raw["c2"].values, c2.values.to_numpy()[off[0]:off[-1]])
+    assert raw["dense"].values.shape == (1000 * 13,)
+    with pytest.raises(ss.SchemaError, match="no column 'nope'"):
+        ss.format.read_file(path, columns=["nope"])
+
+
+def test_embedding_storage_is_smaller_and_rounds(tmp_path):
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((2000, 16)).astype(np.float32)
+    sizes = {}
+    for storage in ("float32", "float16", "bfloat16"):
+        s = ss.Schema([ss.Embedding("e", dim=16, storage=storage)])
+        info = write_file(tmp_path / f"{storage}.ssf", {"e": vecs}, s, compression="none")
+        sizes[storage] = info.columns["e"].stored_bytes
+        back = ss.format.read_file(tmp_path / f"{storage}.ssf").column("e").combine_chunks().flatten().to_numpy()
+        tol = {"float32": 0, "float16": 1e-3, "bfloat16": 8e-3}[storage]
+        np.testing.assert_allclose(back, vecs.reshape(-1), rtol=tol, atol=tol * 4)
+    assert sizes["float16"] < 0.55 * sizes["float32"] and sizes["bfloat16"] < 0.55 * sizes["float32"]
