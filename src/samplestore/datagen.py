@@ -147,3 +147,45 @@ def sessions_like(
     cols["ts"] = pa.array(ts)
     cols["ds"] = pa.array(ds.astype(str))
     return sessions_schema(num_sparse, history_len).conform(pa.table(cols))
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex8(ids: np.ndarray, null: np.ndarray) -> pa.Array:
+    """uint32 ids as 8-digit lower-case hex strings (null where ``null``), vectorised."""
+    n = len(ids)
+    shifts = np.arange(28, -4, -4, dtype=np.uint32)
+    chars = _HEX_DIGITS[(ids[:, None] >> shifts) & 0xF].reshape(-1)
+    offsets = np.arange(0, 8 * n + 1, 8, dtype=np.int32)
+    validity = pa.array(~null).buffers()[1]
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(chars)],
+                                 null_count=int(null.sum()))
+
+
+def write_criteo_tsv(path: str, n: int, seed: int = 0, missing_rate: float = 0.1) -> dict[str, int]:
+    """Write ``n`` lines in the Criteo click-log TSV layout; return missing fields per column.
+
+    Layout per line: label, 13 integer fields, 26 hex categorical fields, tab-separated;
+    a missing value is an empty field. Column names in the result: ``i1``..``i13``, ``c0``..``c25``.
+    """
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng(seed)
+    cols: dict[str, pa.Array] = {"label": pa.array(rng.integers(0, 2, n))}
+    missing: dict[str, int] = {}
+    for k in range(1, NUM_DENSE + 1):
+        rate = missing_rate * (k % 4) / 2  # some columns miss more than others, one never
+        mask = rng.random(n) < rate
+        vals = np.floor(rng.lognormal(1.0, 1.5, n)).astype(np.int64)
+        cols[f"i{k}"] = pa.array(vals, mask=mask)
+        missing[f"i{k}"] = int(mask.sum())
+    for k in range(NUM_SPARSE):
+        rate = missing_rate * (k % 3) / 2
+        mask = rng.random(n) < rate
+        ids = (rng.zipf(1.2, n) % 100_000 + k * 1_000_003).astype(np.uint32)
+        cols[f"c{k}"] = _hex8(ids, mask)
+        missing[f"c{k}"] = int(mask.sum())
+    pacsv.write_csv(pa.table(cols), path, write_options=pacsv.WriteOptions(
+        include_header=False, delimiter="\t", quoting_style="none"))
+    return missing

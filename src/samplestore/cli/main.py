@@ -1,29 +1,268 @@
-"""``samplestore`` command line: one sub-command per job; read commands take ``--json``."""
+"""``samplestore``: create, fill, inspect and check stores from the command line.
+
+Read commands (info, head, stats, snapshots, verify) take ``--json``. Errors print one
+line, no traceback, and exit with status 2 (``verify`` exits 1 when it finds damage).
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import json
 import os
 import sys
 import tempfile
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import SampleStoreError
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _json(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, (_dt.datetime, _dt.date)):
+            return o.isoformat()
+        if isinstance(o, bytes):
+            return o.hex()
+        if hasattr(o, "item"):
+            return o.item()
+        return str(o)
+
+    return json.dumps(obj, indent=2, default=default, allow_nan=True)
+
+
+def _store(root: str, create: bool = False) -> Any:
+    from ..table import open_store
+
+    if not create and not os.path.exists(os.path.join(root, "catalog.db")):
+        raise SampleStoreError(f"no samplestore store at {root!r} (create one with `samplestore init {root}`)")
+    return open_store(root, create=create)
+
+
+# ------------------------------------------------------------------------------ commands
+def _cmd_init(a: argparse.Namespace) -> int:
+    s = _store(a.root, create=True)
+    print(f"store ready at {s.root} (catalog: {s.catalog.path})")
+    return 0
+
+
+def _cmd_create(a: argparse.Namespace) -> int:
+    from ..schema import Schema
+    from ..table.ingest import criteo_tsv_schema
+
+    if a.criteo == bool(a.schema):
+        raise SampleStoreError("give exactly one of --schema FILE.json or --criteo")
+    if a.criteo:
+        schema = criteo_tsv_schema()
+    else:
+        with open(a.schema) as f:
+            schema = Schema.from_json(f.read())
+    t = _store(a.root, create=True).create_table(a.table, schema, partition_by=a.partition_by or ())
+    print(f"created table {t.name!r} with {len(schema)} features"
+          + (f", partitioned by {list(t.partition_by)}" if t.partition_by else ""))
+    return 0
+
+
+def _cmd_ingest(a: argparse.Namespace) -> int:
+    from ..errors import TableNotFound
+    from ..table.ingest import criteo_tsv_schema, ingest
+    from .progress import Progress
+
+    store = _store(a.root, create=True)
+    try:
+        table = store.table(a.table)
+    except TableNotFound:
+        if not a.create:
+            raise
+        if a.format != "criteo":
+            raise SampleStoreError("--create makes a table only for --format criteo; use `samplestore create` first")
+        table = store.create_table(a.table, criteo_tsv_schema())
+    for p in a.files:
+        if not os.path.exists(p):
+            raise SampleStoreError(f"input file {p!r} does not exist")
+    total = sum(os.path.getsize(p) for p in a.files)
+    bar = Progress(f"ingest {a.table}", total=total, unit=" MB", scale=1e6, enabled=not a.quiet)
+    rows = [0]
+
+    def on_rows(n: int) -> None:
+        rows[0] += n
+        bar.extra = f"{rows[0]:,} rows"
+
+    t0 = time.perf_counter()
+    sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows)
+    bar.done = total
+    bar.close()
+    print(f"ingested {rows[0]:,} rows into {a.table!r} in {time.perf_counter() - t0:.1f} s"
+          + (f" (snapshot {sid})" if sid else " (nothing to commit)"))
+    return 0
+
+
+def _table_info(t: Any) -> dict[str, Any]:
+    files = t.files()
+    snap = t.snapshot() if t.current_snapshot_id else None
+    return {
+        "table": t.name,
+        "current_snapshot": t.current_snapshot_id,
+        "rows": sum(f.num_rows for f in files),
+        "files": len(files),
+        "bytes": sum(f.file_bytes for f in files),
+        "partition_by": list(t.partition_by),
+        "partitions": len({json.dumps(dict(f.partition), sort_keys=True) for f in files}),
+        "schema": t.schema.to_dict()["features"],
+        "last_commit": snap.to_dict() if snap else None,
+    }
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    store = _store(a.root)
+    if a.table:
+        info = _table_info(store.table(a.table))
+        if a.json:
+            print(_json(info))
+        else:
+            print(f"table {info['table']}: {info['rows']:,} rows in {info['files']} files "
+                  f"({info['bytes'] / 1e6:.1f} MB), snapshot {info['current_snapshot']}, "
+                  f"{info['partitions']} partitions by {info['partition_by']}")
+            for f in info["schema"]:
+                params = ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("kind", "name"))
+                print(f"  {f['name']:<24} {f['kind']}" + (f" ({params})" if params else ""))
+        return 0
+    infos = [_table_info(store.table(n)) for n in store.tables()]
+    if a.json:
+        print(_json({"root": store.root, "tables": [{k: v for k, v in i.items() if k != "schema"} for i in infos]}))
+    else:
+        print(f"store {store.root}: {len(infos)} tables")
+        for i in infos:
+            print(f"  {i['table']:<24} {i['rows']:>14,} rows {i['files']:>7} files {i['bytes'] / 1e6:>10.1f} MB  "
+                  f"snapshot {i['current_snapshot']}")
+    return 0
+
+
+def _cmd_head(a: argparse.Namespace) -> int:
+    t = _store(a.root).table(a.table)
+    cols = a.columns.split(",") if a.columns else None
+    rows: list[dict[str, Any]] = []
+    for batch in t.scan(columns=cols, snapshot=a.snapshot).to_batches():
+        rows.extend(batch.slice(0, a.n - len(rows)).to_pylist())
+        if len(rows) >= a.n:
+            break
+    if a.json:
+        print(_json(rows))
+    else:
+        for r in rows:
+            print(", ".join(f"{k}={_short(v)}" for k, v in r.items()))
+    return 0
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list) and len(v) > 6:
+        return "[" + ", ".join(_short(x) for x in v[:6]) + f", ... ({len(v)})]"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    return str(v)
+
+
+def _cmd_stats(a: argparse.Namespace) -> int:
+    from ..table.stats import table_stats
+
+    st = table_stats(_store(a.root).table(a.table), a.snapshot, by_partition=a.by_partition)
+    if a.json:
+        print(_json(st))
+        return 0
+    print(f"table {st['table']} @ snapshot {st['snapshot_id']}: {st['rows']:,} rows, {st['files']} files, "
+          f"{st['bytes'] / 1e6:.1f} MB")
+    print(f"  {'column':<20} {'missing':>10} {'missing%':>9} {'min':>14} {'max':>14} {'len mean':>9} {'p50':>5} {'p99':>5} {'MB':>8}")
+    for name, c in st["columns"].items():
+        ll = c.get("list_length", {})
+        print(f"  {name:<20} {c['missing']:>10,} {100 * c['missing_fraction']:>8.2f}% {_short(c['min']):>14} "
+              f"{_short(c['max']):>14} {ll.get('mean', float('nan')):>9.2f} {ll.get('p50', ''):>5} "
+              f"{ll.get('p99', ''):>5} {c['bytes'] / 1e6:>8.2f}")
+        if "missing_by_dim" in c and any(c["missing_by_dim"]):
+            print(f"  {'':<20} missing by slot: {c['missing_by_dim']}")
+    for p in st.get("partitions", []):
+        worst = max(p["columns"].items(), key=lambda kv: kv[1]["missing_fraction"])
+        print(f"  partition {p['partition']}: {p['rows']:,} rows, {p['files']} files; most missing: "
+              f"{worst[0]} {100 * worst[1]['missing_fraction']:.2f}%")
+    return 0
+
+
+def _cmd_snapshots(a: argparse.Namespace) -> int:
+    snaps = _store(a.root).table(a.table).snapshots()
+    if a.json:
+        print(_json([s.to_dict() for s in snaps]))
+        return 0
+    for s in snaps:
+        when = _dt.datetime.fromtimestamp(s.created_at).isoformat(timespec="seconds")
+        sm = s.summary
+        tok = f" token={s.commit_token}" if s.commit_token is not None else ""
+        print(f"{s.snapshot_id:>6} {when} {s.operation:<13} +{sm.get('added_files', 0)} files "
+              f"+{sm.get('added_rows', 0):,} rows -{sm.get('removed_files', 0)} files; total {sm.get('total_rows', 0):,} rows{tok}")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from .progress import Progress
+
+    t = _store(a.root).table(a.table)
+    scan = t.scan(columns=a.columns.split(",") if a.columns else None, snapshot=a.snapshot)
+    bar = Progress(f"export {a.table}", total=scan.plan().num_rows, unit=" rows", enabled=not a.quiet)
+    tmp = a.out + ".tmp"
+    n = 0
+    with pq.ParquetWriter(tmp, scan.out_schema.to_arrow(), compression="zstd") as w:
+        for batch in scan.to_batches():
+            w.write_batch(batch)
+            n += batch.num_rows
+            bar.update(batch.num_rows)
+    os.replace(tmp, a.out)
+    bar.close()
+    print(f"exported {n:,} rows of {a.table!r} to {a.out}")
+    return 0
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    from ..table.verify import verify_table
+    from .progress import Progress
+
+    store = _store(a.root)
+    names = [a.table] if a.table else store.tables()
+    results = []
+    for n in names:
+        t = store.table(n)
+        bar = Progress(f"verify {n}", total=len(t.files()) or None, unit=" files", enabled=not (a.json or a.quiet))
+        results.append(verify_table(t, remove_leftovers=a.remove_leftovers, grace_seconds=a.grace, on_file=bar.update))
+        bar.close()
+    ok = all(r["ok"] for r in results)
+    if a.json:
+        print(_json({"ok": ok, "tables": results}))
+    else:
+        for r in results:
+            print(f"{r['table']}: {r['files_checked']} files, {r['chunks_checked']} chunks checked, "
+                  f"{len(r['errors'])} damaged, {len(r['temporary_files'])} temporary and "
+                  f"{len(r['orphan_files'])} orphan files left by dead writers, {len(r['removed'])} removed")
+            for e in r["errors"]:
+                print(f"  DAMAGED {e['path']}: {e['error']}")
+            for p in r["temporary_files"] + r["orphan_files"]:
+                if p not in r["removed"]:
+                    print(f"  leftover {p} (remove with --remove-leftovers)")
+    return 0 if ok else 1
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
     from .. import datagen
     from ..format import FileReader, write_file
 
-    root = args.root or tempfile.mkdtemp(prefix="samplestore-demo-")
+    root = a.root or tempfile.mkdtemp(prefix="samplestore-demo-")
     os.makedirs(root, exist_ok=True)
     path = os.path.join(root, "criteo.ssf")
     schema = datagen.criteo_schema()
     t0 = time.perf_counter()
-    table = datagen.criteo_like(args.rows)
+    table = datagen.criteo_like(a.rows)
     info = write_file(path, table, schema)
     t1 = time.perf_counter()
     with FileReader(path) as r:
@@ -36,10 +275,57 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    p = argparse.ArgumentParser(prog="samplestore", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="samplestore", description="Columnar sample storage for recommendation training.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn: Any, help: str, table: str | None = "required") -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("root", help="the store's root directory")
+        if table == "required":
+            sp.add_argument("table", help="table name")
+        elif table == "optional":
+            sp.add_argument("table", nargs="?", help="table name (all tables if omitted)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    cmd("init", _cmd_init, "create an empty store (a folder with its catalog)", table=None)
+    c = cmd("create", _cmd_create, "create a table from a schema JSON file")
+    c.add_argument("--schema", help="schema JSON ({\"features\": [{\"kind\": \"dense\", \"name\": ...}, ...]})")
+    c.add_argument("--criteo", action="store_true", help="use the Criteo click-log schema")
+    c.add_argument("--partition-by", nargs="*", help="scalar columns to partition by")
+    i = cmd("ingest", _cmd_ingest, "ingest Parquet, CSV/TSV or Criteo TSV files as one commit")
+    i.add_argument("files", nargs="+")
+    i.add_argument("--format", choices=["parquet", "csv", "tsv", "criteo"], help="default: from the file name")
+    i.add_argument("--create", action="store_true", help="create the table (Criteo schema) if it does not exist")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name, fn, help in [("info", _cmd_info, "describe the store or one table")]:
+        sp = cmd(name, fn, help, table="optional")
+        sp.add_argument("--json", action="store_true")
+    h = cmd("head", _cmd_head, "print the first rows of a table")
+    h.add_argument("-n", type=int, default=5)
+    h.add_argument("--columns", help="comma-separated column names")
+    h.add_argument("--snapshot", type=int)
+    h.add_argument("--json", action="store_true")
+    s = cmd("stats", _cmd_stats, "per-column statistics: missing values, min/max, list lengths")
+    s.add_argument("--by-partition", action="store_true")
+    s.add_argument("--snapshot", type=int)
+    s.add_argument("--json", action="store_true")
+    sn = cmd("snapshots", _cmd_snapshots, "list a table's snapshots")
+    sn.add_argument("--json", action="store_true")
+    e = cmd("export", _cmd_export, "export a table (snapshot) to a Parquet file")
+    e.add_argument("out")
+    e.add_argument("--columns")
+    e.add_argument("--snapshot", type=int)
+    e.add_argument("--quiet", action="store_true")
+    v = cmd("verify", _cmd_verify, "re-read every live file and check every checksum", table="optional")
+    v.add_argument("--remove-leftovers", action="store_true",
+                   help="remove temporary and orphan files of dead writers older than --grace")
+    v.add_argument("--grace", type=float, default=3600.0, help="seconds (default 3600)")
+    v.add_argument("--json", action="store_true")
+    v.add_argument("--quiet", action="store_true")
     d = sub.add_parser("demo", help="write, read back and verify generated samples")
     d.add_argument("--root", help="directory to write into (default: a new temporary one)")
     d.add_argument("--rows", type=int, default=200_000)
@@ -48,10 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; errors print one line (no traceback) and exit non-zero."""
+    """Run the CLI; errors print one line (no traceback) and exit with status 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
     except SampleStoreError as exc:
         print(f"samplestore: error: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, PermissionError) as exc:
+        print(f"samplestore: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("samplestore: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into a command that stopped reading (`| head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -85,8 +85,11 @@ class Table:
         return self._catalog.last_commit_token(self.name, writer_id)
 
     # -- writing --------------------------------------------------------------------------
-    def append(self, data: Any, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, **writer_options: Any) -> Snapshot:
+    def append(self, data: Any, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
+               **writer_options: Any) -> Snapshot | None:
         """Validate and append ``data`` (Arrow, pandas, dict of arrays) as one atomic commit.
+
+        Returns the new snapshot, or None when ``data`` holds no rows (nothing is committed).
 
         Raises:
             SchemaError: the data does not match the schema; nothing is committed.
@@ -100,7 +103,7 @@ class Table:
         except BaseException:
             w.abort()
             raise
-        return self.snapshot(sid) if sid is not None else self.snapshot()
+        return self.snapshot(sid) if sid is not None else None
 
     def writer(self, *, commit_every_rows: int | None = 100_000, commit_every_seconds: float | None = None,
                target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, writer_id: str = "default",

@@ -1,0 +1,98 @@
+"""The command line as a user runs it: exit codes, messages, --json output."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from samplestore import datagen
+from samplestore.cli.main import main
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_criteo_ingest_of_a_million_lines_and_missing_value_stats(tmp_path, capsys):
+    tsv = tmp_path / "day0.tsv"
+    missing = datagen.write_criteo_tsv(str(tsv), 1_000_000, seed=1, missing_rate=0.1)
+    root = tmp_path / "store"
+    code, out, err = run(capsys, "ingest", root, "criteo", tsv, "--format", "criteo", "--create")
+    assert code == 0, err
+    assert "ingested 1,000,000 rows" in out
+    assert "100.0%" in err and "ingest criteo [" in err  # the progress bar
+    code, out, _ = run(capsys, "stats", root, "criteo", "--json")
+    st = json.loads(out)
+    assert st["rows"] == 1_000_000
+    by_slot = st["columns"]["dense"]["missing_by_dim"]
+    assert by_slot == [missing[f"i{k}"] for k in range(1, 14)]
+    for k in range(26):
+        assert st["columns"][f"c{k}"]["missing"] == missing[f"c{k}"], k
+    assert st["columns"]["click"]["missing"] == 0
+    assert st["columns"]["c1"]["list_length"]["p99"] == 1
+
+
+def test_store_commands_end_to_end(tmp_path, capsys):
+    root = tmp_path / "store"
+    assert run(capsys, "init", root)[0] == 0
+    schema = datagen.sessions_schema(num_sparse=2)
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    code, out, _ = run(capsys, "create", root, "s", "--schema", tmp_path / "schema.json", "--partition-by", "ds")
+    assert code == 0 and "partitioned by ['ds']" in out
+    pq.write_table(datagen.sessions_like(2000, num_sparse=2, days=2), tmp_path / "in.parquet")
+    assert run(capsys, "ingest", root, "s", tmp_path / "in.parquet", "--quiet")[0] == 0
+    info = json.loads(run(capsys, "info", root, "s", "--json")[1])
+    assert info["rows"] == 2000 and info["partitions"] == 2 and info["current_snapshot"] == 1
+    store_info = json.loads(run(capsys, "info", root, "--json")[1])
+    assert store_info["tables"][0]["table"] == "s"
+    head = json.loads(run(capsys, "head", root, "s", "-n", "3", "--columns", "user_id,history", "--json")[1])
+    assert len(head) == 3 and set(head[0]) == {"user_id", "history"}
+    snaps = json.loads(run(capsys, "snapshots", root, "s", "--json")[1])
+    assert [s["operation"] for s in snaps] == ["append"]
+    st = json.loads(run(capsys, "stats", root, "s", "--by-partition", "--json")[1])
+    assert len(st["partitions"]) == 2 and st["columns"]["history"]["list_length"]["p99"] <= 50
+    assert run(capsys, "export", root, "s", tmp_path / "out.parquet", "--quiet")[0] == 0
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 2000
+    code, out, _ = run(capsys, "verify", root, "--json")
+    assert code == 0 and json.loads(out)["ok"]
+
+
+def test_bad_input_is_one_line_error_and_nothing_is_committed(tmp_path, capsys):
+    root = tmp_path / "store"
+    run(capsys, "init", root)
+    (tmp_path / "schema.json").write_text(datagen.criteo_schema(num_sparse=2).to_json())
+    run(capsys, "create", root, "t", "--schema", tmp_path / "schema.json")
+    wrong = pa.table({"dense": pa.array([[1.0] * 13] * 3, pa.list_(pa.float32(), 13)),
+                      "c0": pa.array([[1], [2], [3]]), "c1": pa.array(["x", "y", "z"]),
+                      "click": pa.array([1.0, 0.0, 1.0], pa.float32())})
+    pq.write_table(wrong, tmp_path / "bad.parquet")
+    code, out, err = run(capsys, "ingest", root, "t", tmp_path / "bad.parquet", "--quiet")
+    assert code == 2 and "Traceback" not in err
+    assert "'c1'" in err and "list<int64>" in err
+    info = json.loads(run(capsys, "info", root, "t", "--json")[1])
+    assert info["current_snapshot"] == 0 and info["files"] == 0
+    assert os.listdir(tmp_path / "store" / "tables" / "t" / "data") == []
+
+
+def test_unknown_table_and_missing_store(tmp_path, capsys):
+    root = tmp_path / "store"
+    run(capsys, "init", root)
+    code, _, err = run(capsys, "info", root, "nope")
+    assert code == 2 and "no table 'nope'" in err and "tables: []" in err
+    code, _, err = run(capsys, "info", tmp_path / "elsewhere")
+    assert code == 2 and "samplestore init" in err
+
+
+def test_entry_point_and_module_run_without_traceback(tmp_path):
+    bad = tmp_path / "x.tsv"
+    bad.write_text("1\tnot-a-number\n")
+    for cmd in ([os.path.join(os.path.dirname(sys.executable), "samplestore")], [sys.executable, "-m", "samplestore"]):
+        r = subprocess.run([*cmd, "ingest", str(tmp_path / "s"), "t", str(bad), "--format", "criteo", "--create",
+                            "--quiet"], capture_output=True, text=True)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and "error:" in r.stderr
