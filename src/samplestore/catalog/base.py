@@ -106,6 +106,13 @@ class DataFile:
     added_snapshot: int | None = None
     removed_snapshot: int | None = None
     stats: Mapping[str, ColumnStats] = field(default_factory=dict)
+    row_group_size: int = 0  # rows per row group (all but the last); 0 = unknown
+
+    def row_group_rows(self) -> list[int]:
+        """Rows of each row group, derived from the file's row-group size."""
+        size = self.row_group_size or self.num_rows
+        full, rest = divmod(self.num_rows, size) if size else (0, 0)
+        return [size] * full + ([rest] if rest else [])
 
 
 class Catalog(abc.ABC):

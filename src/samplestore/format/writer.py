@@ -91,6 +91,7 @@ class FileInfo:
     num_row_groups: int
     file_bytes: int
     columns: dict[str, ColumnSummary] = field(default_factory=dict)
+    row_group_size: int = 0
 
 
 class FileWriter:
@@ -180,7 +181,7 @@ class FileWriter:
             self.abort()
             raise
         self._closed = True
-        return FileInfo(self.path, sum(self._rg_rows), len(self._rg_rows), self._pos, self._summary)
+        return FileInfo(self.path, sum(self._rg_rows), len(self._rg_rows), self._pos, self._summary, self.row_group_rows)
 
     def abort(self) -> None:
         """Drop the file: close and remove the temporary file; nothing appears at ``path``."""

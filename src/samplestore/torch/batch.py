@@ -1,0 +1,120 @@
+"""What a trainer receives: a :class:`Batch` of tensors, sparse features in KeyedJaggedTensor layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from ..errors import MissingDependency
+
+__all__ = ["Batch", "SparseFeatures"]
+
+
+@dataclass
+class SparseFeatures:
+    """Jagged id features of a batch in KeyedJaggedTensor layout.
+
+    Attributes:
+        keys: feature names, in schema order (sparse, then sequence features).
+        values: int64 ids, key-major: all rows of ``keys[0]``, then of ``keys[1]``, ...
+        lengths: int32 ``[len(keys) * B]``, key-major.
+        weights: float32 parallel to ``values`` when any key is weighted (1.0 for the
+            unweighted keys), else None.
+    """
+
+    keys: list[str]
+    values: torch.Tensor
+    lengths: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """int64 ``[len(keys) * B + 1]`` offsets into ``values``."""
+        out = torch.zeros(self.lengths.numel() + 1, dtype=torch.int64)
+        torch.cumsum(self.lengths, 0, out=out[1:])
+        return out
+
+    def length_per_key(self) -> list[int]:
+        """Number of values of each key."""
+        b = self.lengths.numel() // max(1, len(self.keys))
+        return [int(x) for x in self.lengths.view(len(self.keys), b).sum(1)] if self.keys else []
+
+    def __getitem__(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, lengths) of one key."""
+        i = self.keys.index(key)
+        b = self.lengths.numel() // len(self.keys)
+        per = self.length_per_key()
+        start = sum(per[:i])
+        return self.values[start: start + per[i]], self.lengths[i * b:(i + 1) * b]
+
+    def _map(self, fn: Any) -> "SparseFeatures":
+        return SparseFeatures(self.keys, fn(self.values), fn(self.lengths),
+                              fn(self.weights) if self.weights is not None else None)
+
+
+@dataclass
+class Batch:
+    """One training batch.
+
+    Attributes:
+        dense: float32 ``[B, D]``: every dense feature, concatenated in schema order.
+        dense_names: the dense feature names with their column ranges in ``dense``.
+        sparse: sparse and sequence features (:class:`SparseFeatures`).
+        labels: float32 ``[B, T]`` (one column per label feature, schema order).
+        embeddings: float32 ``[B, dim]`` per embedding feature.
+        extras: requested scalar columns by name (tensors; strings as lists).
+        epoch / index: which epoch and which batch of this rank's epoch this is (for resume).
+    """
+
+    dense: torch.Tensor
+    sparse: SparseFeatures
+    labels: torch.Tensor
+    embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    dense_names: dict[str, tuple[int, int]] = field(default_factory=dict)
+    epoch: int = 0
+    index: int = 0
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return len(self)
+
+    def dense_feature(self, name: str) -> torch.Tensor:
+        """The columns of one dense feature (a view of ``dense``)."""
+        a, b = self.dense_names[name]
+        return self.dense[:, a:b]
+
+    def _map(self, fn: Any) -> "Batch":
+        return replace(
+            self,
+            dense=fn(self.dense),
+            sparse=self.sparse._map(fn),
+            labels=fn(self.labels),
+            embeddings={k: fn(v) for k, v in self.embeddings.items()},
+            extras={k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()},
+        )
+
+    def pin_memory(self) -> "Batch":
+        """A copy in page-locked memory (DataLoader's ``pin_memory=True`` calls this)."""
+        return self._map(lambda t: t.pin_memory())
+
+    def to(self, device: Any, non_blocking: bool = False) -> "Batch":
+        """A copy on ``device`` (asynchronous from pinned memory with ``non_blocking=True``)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def to_kjt(self) -> Any:
+        """The sparse features as a ``torchrec.KeyedJaggedTensor`` (needs torchrec)."""
+        try:
+            from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+        except ImportError as exc:
+            raise MissingDependency(
+                "Batch.to_kjt() needs torchrec: pip install 'samplestore[torchrec]' "
+                "(batch.sparse.keys/values/lengths/weights hold the same data without it)"
+            ) from exc
+        return KeyedJaggedTensor(keys=self.sparse.keys, values=self.sparse.values,
+                                 lengths=self.sparse.lengths, weights=self.sparse.weights)
