@@ -74,3 +74,158 @@ def gather_rows(const uint8_t[::1] src, Py_ssize_t rowbytes, const int64_t[::1] 
     with nogil:
         for i in range(n):
             memcpy(&out[i * rowbytes], &src[rows[i] * rowbytes], rowbytes)
+
+
+# ---------------------------------------------------------------- gathers from several pieces
+# A shuffle window is a list of decoded pieces (row ranges of row groups). These kernels
+# gather batch rows straight from the pieces (no copy of the window into one buffer): row i
+# of the batch is row ``local[i]`` of piece ``piece[i]``.
+
+from libc.stdlib cimport malloc, free
+
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define SS_PREFETCH(p) __builtin_prefetch((const void*)(p))
+    #else
+    #define SS_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void SS_PREFETCH(const void* p) nogil
+
+# Rows of a batch are random rows of a window far larger than the caches: each one costs a
+# DRAM round trip. Touching rows a few iterations ahead keeps several misses in flight.
+DEF AHEAD_OFFSETS = 16
+DEF AHEAD_VALUES = 8
+
+
+cdef int _check_rows(const int32_t[::1] piece, const int64_t[::1] local, Py_ssize_t npieces,
+                     const int64_t* rows_in) except -1:
+    cdef Py_ssize_t i
+    cdef int32_t p
+    if piece.shape[0] != local.shape[0]:
+        raise ValueError("gather: piece and local index arrays differ in length")
+    for i in range(piece.shape[0]):
+        p = piece[i]
+        if p < 0 or p >= npieces or local[i] < 0 or local[i] >= rows_in[p]:
+            raise IndexError(f"gather: row {local[i]} of piece {p} is out of range")
+    return 0
+
+
+def gather_jagged_pieces(list offsets, list values, Py_ssize_t itemsize, const int32_t[::1] piece,
+                         const int64_t[::1] local, int32_t[::1] out_lengths, uint8_t[::1] out_values):
+    """Copy the lists of the chosen rows from several pieces into ``out_values``.
+
+    ``offsets[p]`` (int32, rows+1 entries) index items of ``itemsize`` bytes in the byte view
+    ``values[p]``. Writes each row's length to ``out_lengths``; returns the items written.
+    """
+    cdef Py_ssize_t np_ = len(offsets), n = piece.shape[0], i, p
+    if len(values) != np_ or out_lengths.shape[0] != n or itemsize <= 0:
+        raise ValueError("gather: pieces, values and outputs do not match")
+    cdef const int32_t** offs = <const int32_t**>malloc(np_ * sizeof(int32_t*) + 1)
+    cdef const uint8_t** vals = <const uint8_t**>malloc(np_ * sizeof(uint8_t*) + 1)
+    cdef int64_t* rows_in = <int64_t*>malloc(np_ * sizeof(int64_t) + 1)
+    cdef const int32_t[::1] o
+    cdef const uint8_t[::1] v
+    cdef int64_t start, length, pos = 0, cap = out_values.shape[0] // itemsize
+    cdef int32_t a, b
+    try:
+        if offs == NULL or vals == NULL or rows_in == NULL:
+            raise MemoryError()
+        for p in range(np_):
+            o = offsets[p]
+            v = values[p]
+            if o.shape[0] < 1:
+                raise ValueError("gather: a piece has no offsets")
+            rows_in[p] = o.shape[0] - 1
+            if o[0] < 0 or <int64_t>o[o.shape[0] - 1] * itemsize > v.shape[0]:
+                raise ValueError(f"gather: offsets of piece {p} point past its values")
+            offs[p] = &o[0]
+            vals[p] = &v[0] if v.shape[0] else NULL
+        _check_rows(piece, local, np_, rows_in)
+        with nogil:
+            for i in range(n):
+                if i + AHEAD_OFFSETS < n:
+                    SS_PREFETCH(&offs[piece[i + AHEAD_OFFSETS]][local[i + AHEAD_OFFSETS]])
+                if i + AHEAD_VALUES < n and vals[piece[i + AHEAD_VALUES]] != NULL:
+                    SS_PREFETCH(&vals[piece[i + AHEAD_VALUES]][
+                        <int64_t>offs[piece[i + AHEAD_VALUES]][local[i + AHEAD_VALUES]] * itemsize])
+                p = piece[i]
+                a = offs[p][local[i]]
+                b = offs[p][local[i] + 1]
+                length = b - a
+                if length < 0 or pos + length > cap:
+                    pos = -1
+                    break
+                out_lengths[i] = <int32_t>length
+                if length:
+                    memcpy(&out_values[pos * itemsize], &vals[p][<int64_t>a * itemsize], length * itemsize)
+                pos += length
+    finally:
+        free(<void*>offs)
+        free(<void*>vals)
+        free(rows_in)
+    if pos < 0:
+        raise ValueError("gather: offsets decrease or the output is too small")
+    return pos
+
+
+def jagged_total_pieces(list offsets, const int32_t[::1] piece, const int64_t[::1] local):
+    """Total number of items the chosen rows hold (to size the output)."""
+    cdef Py_ssize_t np_ = len(offsets), n = piece.shape[0], i, p
+    cdef const int32_t** offs = <const int32_t**>malloc(np_ * sizeof(int32_t*) + 1)
+    cdef int64_t* rows_in = <int64_t*>malloc(np_ * sizeof(int64_t) + 1)
+    cdef const int32_t[::1] o
+    cdef int64_t total = 0
+    try:
+        if offs == NULL or rows_in == NULL:
+            raise MemoryError()
+        for p in range(np_):
+            o = offsets[p]
+            if o.shape[0] < 1:
+                raise ValueError("gather: a piece has no offsets")
+            rows_in[p] = o.shape[0] - 1
+            offs[p] = &o[0]
+        _check_rows(piece, local, np_, rows_in)
+        with nogil:
+            for i in range(n):
+                if i + AHEAD_OFFSETS < n:
+                    SS_PREFETCH(&offs[piece[i + AHEAD_OFFSETS]][local[i + AHEAD_OFFSETS]])
+                p = piece[i]
+                total += offs[p][local[i] + 1] - offs[p][local[i]]
+    finally:
+        free(<void*>offs)
+        free(rows_in)
+    return total
+
+
+def gather_rows_pieces(list srcs, Py_ssize_t rowbytes, const int32_t[::1] piece, const int64_t[::1] local,
+                       uint8_t[::1] out, Py_ssize_t out_stride, Py_ssize_t out_offset):
+    """Copy fixed-size rows (``rowbytes`` each) of several pieces into rows of ``out``.
+
+    Row ``i`` goes to ``out[i * out_stride + out_offset : ... + rowbytes]``, so a feature can
+    be written into its columns of a wider [B, D] output directly.
+    """
+    cdef Py_ssize_t np_ = len(srcs), n = piece.shape[0], i, p
+    if rowbytes <= 0 or out_offset < 0 or out_offset + rowbytes > out_stride or out.shape[0] < n * out_stride:
+        raise ValueError("gather: output layout does not fit the rows")
+    cdef const uint8_t** ptr = <const uint8_t**>malloc(np_ * sizeof(uint8_t*) + 1)
+    cdef int64_t* rows_in = <int64_t*>malloc(np_ * sizeof(int64_t) + 1)
+    cdef const uint8_t[::1] s
+    try:
+        if ptr == NULL or rows_in == NULL:
+            raise MemoryError()
+        for p in range(np_):
+            s = srcs[p]
+            rows_in[p] = s.shape[0] // rowbytes
+            ptr[p] = &s[0] if s.shape[0] else NULL
+        _check_rows(piece, local, np_, rows_in)
+        with nogil:
+            for i in range(n):
+                if i + AHEAD_VALUES < n:
+                    SS_PREFETCH(&ptr[piece[i + AHEAD_VALUES]][local[i + AHEAD_VALUES] * rowbytes])
+                memcpy(&out[i * out_stride + out_offset], &ptr[piece[i]][local[i] * rowbytes], rowbytes)
+    finally:
+        free(<void*>ptr)
+        free(rows_in)

@@ -77,133 +77,155 @@ class ReaderCache:
 
 @dataclass
 class Column:
-    """A feature's rows in a window: ``values`` ([n, dim] or flat) and, if jagged, offsets."""
+    """One feature's rows in a window, kept as the decoded pieces (no copy into one buffer).
 
-    values: np.ndarray
-    offsets: np.ndarray | None = None
-    second: np.ndarray | None = None
+    Vectors: ``pieces`` holds a byte view of each piece's ``[rows, dim]`` float32 rows.
+    Jagged features: ``offsets`` (int32, rows + 1 per piece) into ``pieces`` (byte views of
+    the piece's values) and ``second`` (weights / timestamps). Scalars: ``flat`` values of
+    the whole window (small), ``valid`` where the column has nulls.
+    """
+
+    pieces: list[np.ndarray]
+    offsets: list[np.ndarray] | None = None
+    second: list[np.ndarray] | None = None
+    flat: np.ndarray | None = None
     valid: np.ndarray | None = None
 
 
 @dataclass
 class Window:
-    """Decoded rows of a shuffle window, feature by feature."""
+    """Decoded rows of a shuffle window: pieces of row groups, and where each piece starts."""
 
     num_rows: int
+    starts: np.ndarray  # int64, first window row of each piece (+ total at the end)
     columns: dict[str, Column]
 
 
-def _slice(feat: Feature, cd: ColumnData | None, n_rg: int, lo: int, hi: int) -> Column:
-    n = hi - lo
-    if cd is None:  # feature added after this file was written: its default
-        if isinstance(feat, (Dense, Embedding)):
-            return Column(np.zeros((n, feat.dim), np.float32))
-        if isinstance(feat, Label):
-            return Column(np.full((n, 1), np.nan, np.float32))
-        if isinstance(feat, (Sparse, SequenceFeature)):
-            has2 = (isinstance(feat, Sparse) and feat.weighted) or (isinstance(feat, SequenceFeature) and feat.timestamps)
-            return Column(np.empty(0, np.int64), np.zeros(n + 1, np.int64),
-                          np.empty(0, np.float32 if isinstance(feat, Sparse) else np.int64) if has2 else None)
-        return Column(np.zeros(n, feat.arrow_type().to_pandas_dtype() if feat.dtype != "string" else object),
-                      valid=np.zeros(n, bool))
-    if isinstance(feat, (Dense, Embedding, Label)):
-        v = cd.values
-        if v.dtype == np.float16:
-            v = v.astype(np.float32)
-        elif v.dtype == np.uint16:
-            v = _bf16_to_f32(v)
-        dim = getattr(feat, "dim", 1)
-        return Column(v.reshape(n_rg, dim)[lo:hi])
-    if isinstance(feat, (Sparse, SequenceFeature)):
-        off = cd.offsets
-        a, b = int(off[lo]), int(off[hi])
-        offsets = off[lo: hi + 1].astype(np.int64) - a
-        return Column(cd.values[a:b], offsets, cd.second[a:b] if cd.second is not None else None)
-    # scalar
+_EMPTY_BYTES = np.empty(0, np.uint8)
+
+
+def _scalar_default(feat: Feature, n: int) -> np.ndarray:
+    if feat.dtype == "string":
+        return np.full(n, "", dtype=object)
+    if feat.dtype == "bool":
+        return np.zeros(n, bool)
+    return np.zeros(n, np.float64 if feat.dtype.startswith("float") else np.int64)
+
+
+def _scalar_piece(feat: Feature, cd: ColumnData | None, n_rg: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
+    if cd is None:  # feature added after this file was written: null
+        return _scalar_default(feat, hi - lo), np.zeros(hi - lo, bool)
     valid = None
     if cd.validity is not None:
         valid = np.unpackbits(cd.validity, bitorder="little", count=n_rg)[lo:hi].astype(bool)
     if feat.dtype == "string":
-        off = cd.offsets
-        data = cd.values.tobytes()
-        vals = np.array([data[off[i]:off[i + 1]].decode() for i in range(lo, hi)], dtype=object)
-        return Column(vals, valid=valid)
+        off, data = cd.offsets, cd.values.tobytes()
+        return np.array([data[off[i]:off[i + 1]].decode() for i in range(lo, hi)], dtype=object), valid
     if feat.dtype == "bool":
-        return Column(np.unpackbits(cd.values, bitorder="little", count=n_rg)[lo:hi].astype(bool), valid=valid)
-    v = cd.values[lo:hi]
-    if feat.dtype == "timestamp":
-        v = v.view("datetime64[us]").astype(np.int64)
-    return Column(v, valid=valid)
+        return np.unpackbits(cd.values, bitorder="little", count=n_rg)[lo:hi].astype(bool), valid
+    return cd.values[lo:hi], valid
 
 
-def _concat(feat: Feature, parts: list[Column]) -> Column:
-    if len(parts) == 1:
-        return parts[0]
-    if parts[0].offsets is None:
-        valid = None
-        if any(p.valid is not None for p in parts):
-            valid = np.concatenate([p.valid if p.valid is not None else np.ones(len(p.values), bool) for p in parts])
-        return Column(np.concatenate([p.values for p in parts]), valid=valid)
-    sizes = [len(p.values) for p in parts]
-    shift = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    offsets = np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, shift)])
-    second = np.concatenate([p.second for p in parts]) if parts[0].second is not None else None
-    return Column(np.concatenate([p.values for p in parts]), offsets, second)
+def _vector_rows(feat: Feature, cd: ColumnData | None, n_rg: int, lo: int, hi: int) -> np.ndarray:
+    dim = getattr(feat, "dim", 1)
+    if cd is None:
+        fill = np.nan if isinstance(feat, Label) else 0.0
+        return np.full((hi - lo) * dim, fill, np.float32).view(np.uint8)
+    v = cd.values
+    if v.dtype == np.float16:
+        v = v.reshape(n_rg, dim)[lo:hi].astype(np.float32)
+    elif v.dtype == np.uint16:
+        v = _bf16_to_f32(v.reshape(n_rg, dim)[lo:hi])
+    else:
+        v = v.reshape(n_rg, dim)[lo:hi]
+    return np.ascontiguousarray(v).reshape(-1).view(np.uint8)
 
 
 def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
                 layout: FeatureLayout, readers: ReaderCache) -> Window:
-    """Decode the rows of a window's pieces (unit, first row, end row) into contiguous buffers."""
-    per_feature: dict[str, list[Column]] = {f.name: [] for f in layout.all}
-    total = 0
+    """Decode the row groups of a window's pieces (unit, first row, end row); no copies of ids."""
+    cols: dict[str, Column] = {}
+    for f in layout.all:
+        jag = isinstance(f, (Sparse, SequenceFeature))
+        cols[f.name] = Column([], [] if jag else None, [] if jag else None)
+    scalars: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {f.name: [] for f in layout.extras}
     names = [f.name for f in layout.all]
+    starts = [0]
     for unit, lo, hi in pieces.tolist():
         reader = readers.get(paths[unit_file[unit]])
         rg = int(unit_rg[unit])
-        present = [n for n in names if reader.has_column(n)]
-        raw = reader.read_raw(rg, present)
+        raw = reader.read_raw(rg, [n for n in names if reader.has_column(n)])
         n_rg = int(reader.row_group_rows[rg])
         for f in layout.all:
-            per_feature[f.name].append(_slice(f, raw.get(f.name), n_rg, lo, hi))
-        total += hi - lo
-    return Window(total, {f.name: _concat(f, per_feature[f.name]) for f in layout.all})
+            cd = raw.get(f.name)
+            c = cols[f.name]
+            if isinstance(f, (Sparse, SequenceFeature)):
+                if cd is None:
+                    c.offsets.append(np.zeros(hi - lo + 1, np.int32))
+                    c.pieces.append(_EMPTY_BYTES)
+                    c.second.append(_EMPTY_BYTES)
+                else:
+                    c.offsets.append(cd.offsets[lo: hi + 1])
+                    c.pieces.append(cd.values.view(np.uint8))
+                    c.second.append(cd.second.view(np.uint8) if cd.second is not None else _EMPTY_BYTES)
+            elif isinstance(f, Scalar):
+                scalars[f.name].append(_scalar_piece(f, cd, n_rg, lo, hi))
+            else:
+                c.pieces.append(_vector_rows(f, cd, n_rg, lo, hi))
+        starts.append(starts[-1] + hi - lo)
+    for f in layout.extras:
+        parts = scalars[f.name]
+        c = cols[f.name]
+        c.flat = np.concatenate([v for v, _ in parts]) if parts else _scalar_default(f, 0)
+        if any(m is not None for _, m in parts):
+            c.valid = np.concatenate([m if m is not None else np.ones(len(v), bool) for v, m in parts])
+    return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols)
 
 
 def gather(win: Window, idx: np.ndarray, layout: FeatureLayout) -> dict[str, Any]:
     """Rows ``idx`` of a window as batch arrays (numpy), KeyedJaggedTensor layout for ids."""
     b = len(idx)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
+    piece = (np.searchsorted(win.starts, idx, side="right") - 1).astype(np.int32)
+    local = idx - win.starts[piece]
     dim_total = sum(f.dim for f in layout.dense)
     dense = np.empty((b, dim_total), dtype=np.float32)
     col = 0
     for f in layout.dense:
-        dense[:, col: col + f.dim] = win.columns[f.name].values[idx]
+        _gather.gather_rows_pieces(win.columns[f.name].pieces, f.dim * 4, piece, local, dense.view(np.uint8).reshape(-1),
+                                   dim_total * 4, col * 4)
         col += f.dim
-    labels = np.empty((b, len(layout.labels)), dtype=np.float32)
+    nl = len(layout.labels)
+    labels = np.empty((b, nl), dtype=np.float32)
     for j, f in enumerate(layout.labels):
-        labels[:, j] = win.columns[f.name].values[idx, 0]
-    totals = [_gather.jagged_total(win.columns[f.name].offsets, idx) for f in layout.sparse]
+        _gather.gather_rows_pieces(win.columns[f.name].pieces, 4, piece, local, labels.view(np.uint8).reshape(-1), nl * 4, j * 4)
+    totals = [_gather.jagged_total_pieces(win.columns[f.name].offsets, piece, local) for f in layout.sparse]
     values = np.empty(sum(totals), dtype=np.int64)
     lengths = np.empty(b * len(layout.sparse), dtype=np.int32)
     weights = np.ones(sum(totals), dtype=np.float32) if layout.weighted else None
     pos = 0
     for k, (f, t) in enumerate(zip(layout.sparse, totals)):
         c = win.columns[f.name]
-        out_v = values[pos: pos + t]
-        _gather.gather_jagged(c.offsets, c.values.view(np.uint8), 8, idx, lengths[k * b:(k + 1) * b], out_v.view(np.uint8))
+        _gather.gather_jagged_pieces(c.offsets, c.pieces, 8, piece, local, lengths[k * b:(k + 1) * b],
+                                     values[pos: pos + t].view(np.uint8))
         if weights is not None and isinstance(f, Sparse) and f.weighted:
-            _gather.gather_jagged(c.offsets, c.second.view(np.uint8), 4, idx, np.empty(b, np.int32),
-                                  weights[pos: pos + t].view(np.uint8))
+            _gather.gather_jagged_pieces(c.offsets, c.second, 4, piece, local, np.empty(b, np.int32),
+                                         weights[pos: pos + t].view(np.uint8))
         pos += t
-    out: dict[str, Any] = {"dense": dense, "labels": labels, "values": values, "lengths": lengths, "weights": weights,
-                           "embeddings": {f.name: win.columns[f.name].values[idx] for f in layout.embeddings},
-                           "extras": {}}
+    embeddings = {}
+    for f in layout.embeddings:
+        out = np.empty((b, f.dim), dtype=np.float32)
+        _gather.gather_rows_pieces(win.columns[f.name].pieces, f.dim * 4, piece, local, out.view(np.uint8).reshape(-1),
+                                   f.dim * 4, 0)
+        embeddings[f.name] = out
+    extras: dict[str, Any] = {}
     for f in layout.extras:
         c = win.columns[f.name]
-        out["extras"][f.name] = c.values[idx]
+        extras[f.name] = c.flat[idx]
         if c.valid is not None:
-            out["extras"][f"{f.name}.valid"] = c.valid[idx]
-    return out
+            extras[f"{f.name}.valid"] = c.valid[idx]
+    return {"dense": dense, "labels": labels, "values": values, "lengths": lengths, "weights": weights,
+            "embeddings": embeddings, "extras": extras}
 
 
 def concat_parts(parts: list[dict[str, Any]], num_keys: int) -> dict[str, Any]:
