@@ -172,13 +172,15 @@ def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int,
     it = iter(loader)
     first = next(it)
     t_first = time.perf_counter() - t0
-    ids = [first.extras["row_id"].numpy()]
+    # Copy what is kept: a batch's tensors may share one buffer, which a view would pin.
+    ids = [first.extras["row_id"].numpy().copy()]
     for b in it:
-        ids.append(b.extras["row_id"].numpy())
+        ids.append(b.extras["row_id"].numpy().copy())
     elapsed = time.perf_counter() - t0
     out = np.concatenate(ids)
     n = len(out)
-    rho = float(np.corrcoef(out.astype(np.float64), np.argsort(np.argsort(out)).astype(np.float64) * 0 + np.arange(n))[0, 1])
+    # row_id is the table position, and output positions are 0..n-1: Pearson on them is Spearman.
+    rho = float(np.corrcoef(out.astype(np.float64), np.arange(n, dtype=np.float64))[0, 1])
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return {

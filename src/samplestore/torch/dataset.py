@@ -159,6 +159,7 @@ class SampleDataset(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        self._in_worker = info is not None
         rank, world = self.rank_world()
         start = self._next_batch
         # Batch i of the epoch plan is made by planned worker i % W. Resuming at batch k, the
@@ -212,11 +213,11 @@ class SampleDataset(IterableDataset):
                         perm = perm_of(j, win.num_rows)
                         pos = 0
                     take = min(need, win.num_rows - pos)
-                    parts.append(gather(win, perm[pos: pos + take], self.layout))
+                    parts.append(gather(win, perm[pos: pos + take], self.layout, shared=self._in_worker))
                     pos += take
                     need -= take
                 if not parts:
-                    parts.append(gather(win, np.empty(0, np.int64), self.layout))
+                    parts.append(gather(win, np.empty(0, np.int64), self.layout, shared=self._in_worker))
                 yield self._to_batch(concat_parts(parts, len(self.layout.sparse)), int(index[b]))
         finally:
             source.close()
@@ -229,6 +230,9 @@ class SampleDataset(IterableDataset):
         return cache
 
     def _to_batch(self, a: dict[str, Any], index: int) -> Batch:
+        # torch.from_numpy on views of one arena keeps them views of one storage.
+        if "arena" in a:
+            return self._arena_batch(a, index)
         names, col = {}, 0
         for f in self.layout.dense:
             names[f.name] = (col, col + f.dim)
@@ -243,6 +247,34 @@ class SampleDataset(IterableDataset):
                                   torch.from_numpy(a["weights"]) if a["weights"] is not None else None),
             labels=torch.from_numpy(a["labels"]),
             embeddings={k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in a["embeddings"].items()},
+            extras=extras,
+            dense_names=names,
+            epoch=self.epoch,
+            index=index,
+        )
+
+    def _arena_batch(self, a: dict[str, Any], index: int) -> Batch:
+        base = a["arena"].tensor
+        start = base.numpy().ctypes.data
+
+        def t(arr: np.ndarray) -> torch.Tensor:
+            if arr.base is None or not arr.size:
+                return torch.from_numpy(np.ascontiguousarray(arr))
+            off = arr.ctypes.data - start
+            flat = base[off: off + arr.nbytes].view(torch.from_numpy(arr[:0]).dtype if arr.size else torch.uint8)
+            return flat.view(arr.shape)
+
+        names, col = {}, 0
+        for f in self.layout.dense:
+            names[f.name] = (col, col + f.dim)
+            col += f.dim
+        extras = {k: (v.tolist() if v.dtype == object else t(v)) for k, v in a["extras"].items()}
+        return Batch(
+            dense=t(a["dense"]),
+            sparse=SparseFeatures([f.name for f in self.layout.sparse], t(a["values"]), t(a["lengths"]),
+                                  t(a["weights"]) if a["weights"] is not None else None),
+            labels=t(a["labels"]),
+            embeddings={k: t(v) for k, v in a["embeddings"].items()},
             extras=extras,
             dense_names=names,
             epoch=self.epoch,
@@ -300,7 +332,8 @@ class SampleDataset(IterableDataset):
                 win = load_window(piece_set, paths, np.asarray(uf), np.asarray(ur), self.layout, readers)
                 perm = epoch_rng(self.seed, self.epoch, index).permutation(win.num_rows) if self.shuffle else np.arange(win.num_rows)
                 for s in range(0, win.num_rows, self.batch_size):
-                    yield self._to_batch(gather(win, perm[s: s + self.batch_size], self.layout), index)
+                    yield self._to_batch(gather(win, perm[s: s + self.batch_size], self.layout,
+                                                shared=get_worker_info() is not None), index)
                     index += 1
         finally:
             readers.close()

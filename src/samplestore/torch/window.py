@@ -182,27 +182,73 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
     return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols)
 
 
-def gather(win: Window, idx: np.ndarray, layout: FeatureLayout) -> dict[str, Any]:
-    """Rows ``idx`` of a window as batch arrays (numpy), KeyedJaggedTensor layout for ids."""
+class _Arena:
+    """Carves a batch's arrays out of one buffer.
+
+    In a DataLoader worker the buffer is one shared-memory torch storage, so the batch
+    crosses to the main process as a single shared segment (not one per tensor).
+    """
+
+    def __init__(self, nbytes: int, shared: bool) -> None:
+        import torch
+
+        self.shared = shared
+        if shared:
+            # Allocated in shared memory from the start: no private copy to move there later.
+            storage = torch.UntypedStorage._new_shared(max(nbytes, 1))
+            self.tensor = torch.empty(0, dtype=torch.uint8).set_(storage)
+            self.buf = self.tensor.numpy()
+        self.pos = 0
+
+    def take(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        dt = np.dtype(dtype)
+        if not self.shared:  # in-process: separate arrays, freed one by one
+            return np.empty(shape, dtype=dt)
+        self.pos = -(-self.pos // 8) * 8  # 8-byte alignment for every array
+        n = int(np.prod(shape)) * dt.itemsize
+        out = self.buf[self.pos: self.pos + n].view(dt).reshape(shape)
+        self.pos += n
+        return out
+
+
+def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
+    return -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 8) * 8
+
+
+def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = False) -> dict[str, Any]:
+    """Rows ``idx`` of a window as batch arrays (numpy), KeyedJaggedTensor layout for ids.
+
+    With ``shared``, every numeric array is a view of one shared-memory buffer.
+    """
     b = len(idx)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
     piece = (np.searchsorted(win.starts, idx, side="right") - 1).astype(np.int32)
     local = idx - win.starts[piece]
     dim_total = sum(f.dim for f in layout.dense)
-    dense = np.empty((b, dim_total), dtype=np.float32)
+    nl, nk = len(layout.labels), len(layout.sparse)
+    totals = [_gather.jagged_total_pieces(win.columns[f.name].offsets, piece, local) for f in layout.sparse]
+    total = sum(totals)
+    extra_src = {f.name: win.columns[f.name] for f in layout.extras if win.columns[f.name].flat.dtype != object}
+    shapes = [((b, dim_total), np.float32), ((b, nl), np.float32), ((total,), np.int64), ((b * nk,), np.int32)]
+    shapes += [((total,), np.float32)] if layout.weighted else []
+    shapes += [((b, f.dim), np.float32) for f in layout.embeddings]
+    shapes += [((b,), c.flat.dtype) for c in extra_src.values()]
+    arena = _Arena(sum(_nbytes(s, d) for s, d in shapes) if shared else 0, shared)
+    dense = arena.take((b, dim_total), np.float32)
     col = 0
     for f in layout.dense:
         _gather.gather_rows_pieces(win.columns[f.name].pieces, f.dim * 4, piece, local, dense.view(np.uint8).reshape(-1),
                                    dim_total * 4, col * 4)
         col += f.dim
-    nl = len(layout.labels)
-    labels = np.empty((b, nl), dtype=np.float32)
+    labels = arena.take((b, nl), np.float32)
     for j, f in enumerate(layout.labels):
         _gather.gather_rows_pieces(win.columns[f.name].pieces, 4, piece, local, labels.view(np.uint8).reshape(-1), nl * 4, j * 4)
-    totals = [_gather.jagged_total_pieces(win.columns[f.name].offsets, piece, local) for f in layout.sparse]
-    values = np.empty(sum(totals), dtype=np.int64)
-    lengths = np.empty(b * len(layout.sparse), dtype=np.int32)
-    weights = np.ones(sum(totals), dtype=np.float32) if layout.weighted else None
+    values = arena.take((total,), np.int64)
+    lengths = arena.take((b * nk,), np.int32)
+    weights = None
+    if layout.weighted:
+        weights = arena.take((total,), np.float32)
+        weights[:] = 1.0
     pos = 0
     for k, (f, t) in enumerate(zip(layout.sparse, totals)):
         c = win.columns[f.name]
@@ -214,24 +260,33 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout) -> dict[str, Any
         pos += t
     embeddings = {}
     for f in layout.embeddings:
-        out = np.empty((b, f.dim), dtype=np.float32)
+        out = arena.take((b, f.dim), np.float32)
         _gather.gather_rows_pieces(win.columns[f.name].pieces, f.dim * 4, piece, local, out.view(np.uint8).reshape(-1),
                                    f.dim * 4, 0)
         embeddings[f.name] = out
     extras: dict[str, Any] = {}
     for f in layout.extras:
         c = win.columns[f.name]
-        extras[f.name] = c.flat[idx]
+        if f.name in extra_src:
+            out = arena.take((b,), c.flat.dtype)
+            np.take(c.flat, idx, out=out)
+            extras[f.name] = out
+        else:
+            extras[f.name] = c.flat[idx]
         if c.valid is not None:
             extras[f"{f.name}.valid"] = c.valid[idx]
-    return {"dense": dense, "labels": labels, "values": values, "lengths": lengths, "weights": weights,
-            "embeddings": embeddings, "extras": extras}
+    out = {"dense": dense, "labels": labels, "values": values, "lengths": lengths, "weights": weights,
+           "embeddings": embeddings, "extras": extras}
+    if shared:
+        out["arena"] = arena
+    return out
 
 
 def concat_parts(parts: list[dict[str, Any]], num_keys: int) -> dict[str, Any]:
     """Join partial batches (a batch that spans two windows) keeping the key-major layout."""
     if len(parts) == 1:
         return parts[0]
+    # Joined parts are fresh arrays, no longer views of one arena.
     sizes = [len(p["labels"]) for p in parts]
     out: dict[str, Any] = {
         "dense": np.concatenate([p["dense"] for p in parts]),
