@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
 
 from ..errors import CatalogError, CommitConflict, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
@@ -62,6 +65,22 @@ CREATE TABLE IF NOT EXISTS files (
     UNIQUE (table_name, path)
 );
 CREATE INDEX IF NOT EXISTS files_by_snapshot ON files (table_name, added_snapshot, removed_snapshot);
+CREATE TABLE IF NOT EXISTS deletes (
+    table_name TEXT NOT NULL,
+    file_id INTEGER NOT NULL,
+    snapshot_id INTEGER NOT NULL,
+    positions BLOB NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (file_id, snapshot_id)
+);
+CREATE INDEX IF NOT EXISTS deletes_by_table ON deletes (table_name, snapshot_id);
+CREATE TABLE IF NOT EXISTS leases (
+    lease_id TEXT PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    snapshot_id INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    owner TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS column_stats (
     file_id INTEGER NOT NULL,
     column_name TEXT NOT NULL,
@@ -244,16 +263,117 @@ class SQLiteCatalog(Catalog):
         return [tuple(r) for r in c.execute(
             "SELECT file_id, path, removed_snapshot FROM files WHERE table_name = ?", (name,))]
 
+    # -- deletes -------------------------------------------------------------------------
+    def deleted_positions(self, name: str, snapshot_id: int, file_ids: Iterable[int] | None = None) -> dict[int, np.ndarray]:
+        """Deleted row positions (sorted int64) of each file, as of a snapshot."""
+        c = self._conn()
+        q = "SELECT file_id, positions FROM deletes WHERE table_name = ? AND snapshot_id <= ?"
+        args: list[Any] = [name, snapshot_id]
+        ids = list(file_ids) if file_ids is not None else None
+        if ids is not None:
+            if not ids:
+                return {}
+            q += f" AND file_id IN ({','.join('?' * len(ids))})"
+            args += ids
+        out: dict[int, list[np.ndarray]] = {}
+        for fid, blob in c.execute(q, args):
+            out.setdefault(fid, []).append(np.frombuffer(blob, dtype="<i8"))
+        return {k: (v[0] if len(v) == 1 else np.unique(np.concatenate(v))) for k, v in out.items()}
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "") -> str:
+        """Pin a snapshot for a reader; GC keeps its files until the lease lapses."""
+        lease = uuid.uuid4().hex
+        with self._tx() as c:
+            c.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?)", (lease, name, snapshot_id, time.time() + ttl, owner))
+        return lease
+
+    def renew_lease(self, lease_id: str, ttl: float) -> bool:
+        """Extend a lease (the reader's heartbeat); False if it had lapsed and was removed."""
+        with self._tx() as c:
+            cur = c.execute("UPDATE leases SET expires_at = ? WHERE lease_id = ?", (time.time() + ttl, lease_id))
+            return cur.rowcount == 1
+
+    def release_lease(self, lease_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+
+    def live_leases(self, name: str) -> list[tuple[str, int, float, str]]:
+        """(lease id, snapshot, expires at, owner) of the unexpired leases of a table."""
+        return [tuple(r) for r in self._conn().execute(
+            "SELECT lease_id, snapshot_id, expires_at, owner FROM leases WHERE table_name = ? AND expires_at > ?",
+            (name, time.time()))]
+
+    def expire_snapshots(self, name: str, keep: Iterable[int]) -> list[int]:
+        """Forget every snapshot of a table not in ``keep`` (the current one is always kept)."""
+        keep = set(int(k) for k in keep)
+        with self._tx() as c:
+            row = self._require(c, name)
+            keep.add(row[5])
+            c.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
+            keep |= {r[0] for r in c.execute("SELECT snapshot_id FROM leases WHERE table_name = ?", (name,))}
+            ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ?", (name,))]
+            drop = [i for i in ids if i not in keep]
+            c.executemany("DELETE FROM snapshots WHERE table_name = ? AND snapshot_id = ?", [(name, i) for i in drop])
+        return drop
+
+    def unreferenced_files(self, name: str) -> list[tuple[int, str]]:
+        """Files live in no retained snapshot and no leased one: (file id, path) safe to delete."""
+        c = self._conn()
+        c.execute("BEGIN")
+        try:
+            self._require(c, name)
+            pinned = {r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ?", (name,))}
+            pinned |= {r[0] for r in c.execute("SELECT snapshot_id FROM leases WHERE table_name = ? AND expires_at > ?",
+                                               (name, time.time()))}
+            rows = c.execute("SELECT file_id, path, added_snapshot, removed_snapshot FROM files WHERE table_name = ? "
+                             "AND removed_snapshot IS NOT NULL", (name,)).fetchall()
+        finally:
+            c.execute("COMMIT")
+        pins = np.array(sorted(pinned), dtype=np.int64)
+        out = []
+        for fid, path, added, removed in rows:
+            # Live in snapshot s iff added <= s < removed.
+            lo = np.searchsorted(pins, added, side="left")
+            if lo >= len(pins) or pins[lo] >= removed:
+                out.append((fid, path))
+        return out
+
+    def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
+        """Drop files (already deleted from disk) and their statistics and deletes from the catalog."""
+        ids = list(file_ids)
+        if not ids:
+            return
+        with self._tx() as c:
+            for k in range(0, len(ids), 500):
+                part = ids[k:k + 500]
+                marks = ",".join("?" * len(part))
+                c.execute(f"DELETE FROM column_stats WHERE file_id IN ({marks})", part)
+                c.execute(f"DELETE FROM deletes WHERE file_id IN ({marks})", part)
+                c.execute(f"DELETE FROM files WHERE table_name = ? AND removed_snapshot IS NOT NULL AND file_id IN ({marks})",
+                          (name, *part))
+
     # -- commit --------------------------------------------------------------------------
     def commit(self, name: str, operation: str, *, add: Iterable[DataFile] = (), remove: Iterable[int] = (),
                schema: Schema | None = None, writer_id: str | None = None, commit_token: str | None = None,
-               summary: Mapping[str, Any] | None = None) -> Snapshot:
+               summary: Mapping[str, Any] | None = None, deletes: Mapping[int, Any] | None = None,
+               planned_at: int | None = None) -> Snapshot:
         add, remove = list(add), sorted(set(int(i) for i in remove))
+        deletes = {int(k): v for k, v in (deletes or {}).items() if len(v)}
         with self._tx() as c:
             row = self._require(c, name)
             parent = row[5]
             new_id = parent + 1
             removed_rows = 0
+            guarded = sorted(set(remove) | set(deletes))
+            if planned_at is not None and guarded:
+                marks = ",".join("?" * len(guarded))
+                late = c.execute(f"SELECT DISTINCT file_id FROM deletes WHERE file_id IN ({marks}) AND snapshot_id > ?",
+                                 (*guarded, planned_at)).fetchall()
+                if late:
+                    raise CommitConflict(
+                        f"{operation} on table {name!r} lost a race: rows of file(s) {[r[0] for r in late][:10]} were "
+                        f"deleted after snapshot {planned_at}, when this commit was planned; re-plan and retry")
             if remove:
                 marks = ",".join("?" * len(remove))
                 live = c.execute(f"SELECT file_id, num_rows FROM files WHERE table_name = ? AND removed_snapshot IS NULL "
@@ -264,6 +384,9 @@ class SQLiteCatalog(Catalog):
                         f"{operation} on table {name!r} lost a race: file(s) {gone[:10]} were removed by a commit "
                         f"after this one was planned (snapshot {parent} is current); re-plan and retry")
                 removed_rows = sum(r[1] for r in live)
+                # Rows of these files already deleted were subtracted from the totals by their delete.
+                removed_rows -= c.execute(f"SELECT COALESCE(SUM(count), 0) FROM deletes WHERE file_id IN ({marks})",
+                                          tuple(remove)).fetchone()[0]
                 c.execute(f"UPDATE files SET removed_snapshot = ? WHERE file_id IN ({marks})", (new_id, *remove))
             added_rows = 0
             for f in add:
@@ -276,13 +399,26 @@ class SQLiteCatalog(Catalog):
                 c.executemany("INSERT INTO column_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                     (fid, col, s.nulls, s.missing, s.values, _sql_value(s.min), _sql_value(s.max), s.bytes,
                      json.dumps(dict(s.extra))) for col, s in f.stats.items()])
+            deleted_rows = 0
+            if deletes:
+                marks = ",".join("?" * len(deletes))
+                live = {r[0] for r in c.execute(f"SELECT file_id FROM files WHERE table_name = ? AND removed_snapshot IS NULL "
+                                                f"AND file_id IN ({marks})", (name, *deletes))}
+                if len(live) != len(deletes):
+                    raise CommitConflict(f"delete on table {name!r} lost a race: file(s) "
+                                         f"{sorted(set(deletes) - live)[:10]} were replaced; re-plan and retry")
+                for fid, pos in deletes.items():
+                    arr = np.unique(np.asarray(pos, dtype="<i8"))
+                    deleted_rows += len(arr)
+                    c.execute("INSERT INTO deletes VALUES (?, ?, ?, ?, ?)", (name, fid, new_id, arr.tobytes(), len(arr)))
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = ? AND snapshot_id = ?", (name, parent)).fetchone()
             prev_totals = json.loads(prev[0]) if prev else {"total_rows": 0, "total_files": 0}
             full = {
                 "added_files": len(add), "added_rows": added_rows,
                 "removed_files": len(remove), "removed_rows": removed_rows,
                 "total_files": prev_totals.get("total_files", 0) + len(add) - len(remove),
-                "total_rows": prev_totals.get("total_rows", 0) + added_rows - removed_rows,
+                "deleted_rows": deleted_rows,
+                "total_rows": prev_totals.get("total_rows", 0) + added_rows - removed_rows - deleted_rows,
                 **dict(summary or {}),
             }
             schema_json = schema.to_json() if schema is not None else row[1]

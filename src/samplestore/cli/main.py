@@ -253,6 +253,79 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_compact(a: argparse.Namespace) -> int:
+    import logging
+
+    from ..compaction import run_daemon, run_once
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    store = _store(a.root)
+    opts = dict(target_file_bytes=int(a.target_mb * (1 << 20)), sort_by=a.sort_by.split(",") if a.sort_by else None,
+                retain_last=a.retain_last, older_than=a.older_than, grace_seconds=a.grace)
+    if a.daemon:
+        if a.table:
+            raise SampleStoreError("--daemon works on every table of the store; leave out TABLE")
+        run_daemon(store, interval=a.interval, **opts)
+        return 0
+    reports = run_once(store, [a.table] if a.table else None, **opts)
+    if a.json:
+        print(_json(reports))
+    else:
+        for r in reports:
+            if "error" in r:
+                print(f"{r['table']}: error: {r['error']}")
+                continue
+            print(f"{r['table']}: {r['files_in']} files ({r['bytes_in'] / 1e6:.1f} MB) -> {r['files_out']} files "
+                  f"({r['bytes_out'] / 1e6:.1f} MB) in {len(r['commits'])} commits; {r['snapshots_expired']} snapshots "
+                  f"expired; {r['files_removed']} files and {r['leftovers_removed']} leftovers removed")
+    return 1 if any("error" in r for r in reports) else 0
+
+
+def _parse_where(table: Any, text: str) -> Any:
+    """``col=v1,v2`` -> ``pc.field(col).isin([v1, v2])`` with values of the column's type."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "=" not in text:
+        raise SampleStoreError(f"--where expects COLUMN=VALUE[,VALUE...]; found {text!r}")
+    col, _, vals = text.partition("=")
+    feat = table.schema.field(col.strip())
+    t = feat.arrow_type()
+    try:
+        values = pa.array([v.strip() for v in vals.split(",")]).cast(t)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SampleStoreError(f"--where: values {vals!r} are not of column {col!r}'s type {t}: {exc}") from exc
+    return pc.field(col.strip()).isin(values)
+
+
+def _cmd_delete(a: argparse.Namespace) -> int:
+    t = _store(a.root).table(a.table)
+    snap = t.delete(_parse_where(t, a.where))
+    if snap is None:
+        print("no rows matched; nothing committed")
+    else:
+        print(f"deleted {snap.summary['deleted_rows']:,} rows (snapshot {snap.snapshot_id}); hidden from readers now, "
+              f"purged from disk by the next compaction + expire + gc")
+    return 0
+
+
+def _cmd_expire(a: argparse.Namespace) -> int:
+    t = _store(a.root).table(a.table)
+    dropped = t.expire_snapshots(older_than=a.older_than, retain_last=a.retain_last)
+    print(f"expired {len(dropped)} snapshots of {a.table!r}; {len(t.snapshots())} retained")
+    return 0
+
+
+def _cmd_gc(a: argparse.Namespace) -> int:
+    store = _store(a.root)
+    names = [a.table] if a.table else store.tables()
+    for n in names:
+        r = store.table(n).gc(a.grace)
+        print(f"{n}: removed {r['files_removed']} unreferenced files and {r['leftovers_removed']} leftovers, "
+              f"{r['bytes_freed'] / 1e6:.1f} MB freed")
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from .. import datagen
     from ..format import FileReader, write_file
@@ -326,6 +399,22 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--grace", type=float, default=3600.0, help="seconds (default 3600)")
     v.add_argument("--json", action="store_true")
     v.add_argument("--quiet", action="store_true")
+    cp = cmd("compact", _cmd_compact, "compact small files, expire snapshots and collect garbage", table="optional")
+    cp.add_argument("--daemon", action="store_true", help="run in a loop until SIGTERM")
+    cp.add_argument("--interval", type=float, default=60.0, help="seconds between passes (daemon)")
+    cp.add_argument("--target-mb", type=float, default=128.0, help="target file size in MiB")
+    cp.add_argument("--sort-by", help="comma-separated cluster key, e.g. user_id,ts")
+    cp.add_argument("--retain-last", type=int, default=1, help="snapshots to keep")
+    cp.add_argument("--older-than", type=float, help="also keep snapshots younger than this many seconds")
+    cp.add_argument("--grace", type=float, default=3600.0, help="age before leftovers of dead writers are removed")
+    cp.add_argument("--json", action="store_true")
+    de = cmd("delete", _cmd_delete, "delete rows (e.g. a user's, for erasure)")
+    de.add_argument("--where", required=True, help="COLUMN=VALUE[,VALUE...], e.g. user_id=42,43")
+    ex = cmd("expire", _cmd_expire, "forget old snapshots")
+    ex.add_argument("--retain-last", type=int, default=1)
+    ex.add_argument("--older-than", type=float, help="keep snapshots younger than this many seconds")
+    g = cmd("gc", _cmd_gc, "remove files no snapshot or reader needs", table="optional")
+    g.add_argument("--grace", type=float, default=3600.0)
     d = sub.add_parser("demo", help="write, read back and verify generated samples")
     d.add_argument("--root", help="directory to write into (default: a new temporary one)")
     d.add_argument("--rows", type=int, default=200_000)

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -28,7 +29,7 @@ from .partition import partition_expression
 if TYPE_CHECKING:
     from .table import Table
 
-__all__ = ["Scan", "ScanPlan", "FileTask"]
+__all__ = ["Scan", "ScanPlan", "FileTask", "live_mask"]
 
 _PRUNE_TYPES = ("int32", "int64", "timestamp")
 
@@ -42,6 +43,11 @@ class FileTask:
     partition: dict
     num_rows: int
     row_groups: tuple[int, ...]
+    deleted: "np.ndarray | None" = None  # sorted row positions deleted as of the snapshot
+
+    @property
+    def live_rows(self) -> int:
+        return self.num_rows - (len(self.deleted) if self.deleted is not None else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +65,18 @@ class ScanPlan:
 
     @property
     def num_rows(self) -> int:
-        """Rows in the planned files (before row filtering)."""
-        return sum(t.num_rows for t in self.tasks)
+        """Live rows in the planned files (deleted rows excluded; before row filtering)."""
+        return sum(t.live_rows for t in self.tasks)
+
+
+def live_mask(deleted: np.ndarray, start: int, n: int) -> np.ndarray | None:
+    """Boolean mask of the rows [start, start + n) of a file not deleted (None: all live)."""
+    a, b = np.searchsorted(deleted, [start, start + n])
+    if a == b:
+        return None
+    keep = np.ones(n, dtype=bool)
+    keep[deleted[a:b] - start] = False
+    return keep
 
 
 def _range_guarantee(name: str, t: pa.DataType, lo: object, hi: object) -> pc.Expression:
@@ -136,9 +152,10 @@ class Scan:
         if self.filter is not None and files:
             arrow_schema = self.schema.to_arrow()
             files = _prune(arrow_schema, files, [_file_guarantee(self.schema, f, prune_cols) for f in files], self.filter)
+        dvs = self.table._catalog.deleted_positions(self.table.name, self.snapshot_id, [f.file_id for f in files])
         tasks = tuple(
             FileTask(os.path.join(self.table.dir, f.path), int(f.file_id), dict(f.partition), f.num_rows,
-                     tuple(range(f.num_row_groups)))
+                     tuple(range(f.num_row_groups)), dvs.get(f.file_id))
             for f in files
         )
         self._plan = ScanPlan(self.snapshot_id, self.out_schema, self.columns, tasks)
@@ -180,6 +197,10 @@ class Scan:
                 present = [c for c in read_cols if reader.has_column(c)]
                 for rg in self._row_groups(reader, task):
                     batch = reader.read_row_group(rg, present)
+                    if task.deleted is not None:
+                        keep = live_mask(task.deleted, int(reader.row_group_starts[rg]), batch.num_rows)
+                        if keep is not None:
+                            batch = batch.filter(pa.array(keep))
                     if len(present) != len(read_cols):
                         # Features added after this file was written read as their defaults.
                         n = batch.num_rows

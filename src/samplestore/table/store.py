@@ -61,6 +61,10 @@ class Store:
         if purge:
             shutil.rmtree(os.path.join(self.root, "tables", name), ignore_errors=True)
 
+    def gc(self, grace_seconds: float = 3600.0) -> list[dict]:
+        """Garbage-collect every table (see :meth:`Table.gc`)."""
+        return [self.table(n).gc(grace_seconds) for n in self.tables()]
+
     def close(self) -> None:
         """Close this process's catalog connection."""
         self.catalog.close()

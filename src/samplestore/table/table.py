@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["Table"]
+
+
+def _evaluate(batch: pa.RecordBatch, filter: pc.Expression) -> np.ndarray:
+    """Boolean numpy mask of the rows of ``batch`` that ``filter`` selects (null = not selected)."""
+    import pyarrow.dataset as pads
+
+    mask = pads.dataset(pa.Table.from_batches([batch])).to_table(
+        columns={"_m": filter}).column("_m")
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
 
 
 class Table:
@@ -118,6 +128,69 @@ class Table:
         new = meta.schema.add(features)
         return self._catalog.commit(self.name, "schema", schema=new,
                                     summary={"added_features": [f.name for f in new.features[len(meta.schema):]]})
+
+    def delete(self, filter: pc.Expression) -> Snapshot | None:
+        """Delete the rows matching ``filter`` (e.g. ``pc.field("user_id").isin([42])``).
+
+        Commits at once: scans and datasets made afterwards no longer see the rows. Their
+        bytes leave the disk when compaction rewrites the files that hold them and
+        ``expire_snapshots`` + ``gc`` drop the old files. Returns None if nothing matched.
+        """
+        from ..errors import CommitConflict
+        from .scan import _referenced
+
+        for _attempt in range(5):
+            scan = self.scan(filter=filter)
+            plan = scan.plan()
+            cols = _referenced(scan.schema, filter)
+            positions: dict[int, list] = {}
+            from ..format import FileReader
+            for task in plan.tasks:
+                with FileReader(task.path) as reader:
+                    present = [c for c in cols if reader.has_column(c)]
+                    for rg in task.row_groups:
+                        batch = reader.read_row_group(rg, present)
+                        if len(present) != len(cols):
+                            n = batch.num_rows
+                            arrays = [batch.column(c) if c in present else scan.schema.field(c).default_array(n) for c in cols]
+                            batch = pa.RecordBatch.from_arrays(arrays, schema=scan.schema.select(cols).to_arrow())
+                        hit = np.flatnonzero(_evaluate(batch, filter)) + int(reader.row_group_starts[rg])
+                        if task.deleted is not None:
+                            hit = np.setdiff1d(hit, task.deleted, assume_unique=True)
+                        if len(hit):
+                            positions.setdefault(task.file_id, []).append(hit)
+            if not positions:
+                return None
+            dv = {fid: np.concatenate(parts) for fid, parts in positions.items()}
+            try:
+                return self._catalog.commit(self.name, "delete", deletes=dv, planned_at=plan.snapshot_id,
+                                            summary={"filter": str(filter)})
+            except CommitConflict:
+                continue  # a compaction replaced a file meanwhile: find the rows again
+        raise CommitConflict(f"delete on table {self.name!r} kept losing races with compaction; try again")
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def compact(self, target_file_bytes: int | None = None, sort_by: Sequence[str] | None = None,
+                partitions: Iterable[Any] | None = None) -> Any:
+        """Merge small files per partition (optionally sorted by ``sort_by``), purging deleted
+        rows; see :func:`samplestore.compaction.compact`."""
+        from ..compaction import DEFAULT_TARGET_FILE_BYTES, compact
+        return compact(self, target_file_bytes or DEFAULT_TARGET_FILE_BYTES, sort_by=sort_by, partitions=partitions)
+
+    def compaction_plan(self, target_file_bytes: int | None = None, partitions: Iterable[Any] | None = None) -> Any:
+        """What :meth:`compact` would do now (a :class:`~samplestore.compaction.CompactionPlan`)."""
+        from ..compaction import DEFAULT_TARGET_FILE_BYTES, plan_compaction
+        return plan_compaction(self, target_file_bytes or DEFAULT_TARGET_FILE_BYTES, partitions)
+
+    def expire_snapshots(self, older_than: Any = None, retain_last: int = 1) -> list[int]:
+        """Forget old snapshots (see :func:`samplestore.compaction.expire_snapshots`)."""
+        from ..compaction import expire_snapshots
+        return expire_snapshots(self, older_than=older_than, retain_last=retain_last)
+
+    def gc(self, grace_seconds: float = 3600.0) -> dict:
+        """Remove files no snapshot or reader needs, and old leftovers of dead writers."""
+        from ..compaction import gc_table
+        return gc_table(self, grace_seconds)
 
     # -- reading --------------------------------------------------------------------------
     def scan(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,

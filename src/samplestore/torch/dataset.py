@@ -54,6 +54,9 @@ class SampleDataset(IterableDataset):
         filter: a ``pyarrow.compute`` expression selecting partitions/files to read
             (pruned by partition values and statistics; rows are not filtered one by one).
         rank, world_size: override the ``torch.distributed`` process group.
+        lease_seconds: the snapshot is pinned by a lease in the catalog, renewed by this
+            process while the dataset lives; garbage collection keeps its files until the
+            lease lapses (``lease_seconds`` after the process stops renewing it).
         follow: after the snapshot's rows, keep delivering rows of snapshots appended later
             (each once), polling every ``poll_seconds``; stop after ``follow_idle_seconds``
             without new data (None: never).
@@ -63,7 +66,7 @@ class SampleDataset(IterableDataset):
                  seed: int = 0, shuffle_buffer_rows: int = DEFAULT_SHUFFLE_BUFFER_ROWS, drop_last: bool = False,
                  snapshot: int | None = None, filter: pc.Expression | None = None, rank: int | None = None,
                  world_size: int | None = None, follow: bool = False, poll_seconds: float = 1.0,
-                 follow_idle_seconds: float | None = None) -> None:
+                 follow_idle_seconds: float | None = None, lease_seconds: float = 300.0) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
@@ -91,21 +94,44 @@ class SampleDataset(IterableDataset):
         files = table._catalog.files(table.name, self.snapshot_id)
         by_id = {f.file_id: f for f in files}
         unit_file, unit_rg, unit_rows = [], [], []
+        self._live: dict[int, np.ndarray] = {}  # unit -> live rows, for units with deleted rows
         for i, t in enumerate(plan.tasks):
+            start = 0
             for rg, n in enumerate(by_id[t.file_id].row_group_rows()):
+                if t.deleted is not None:
+                    a, b = np.searchsorted(t.deleted, [start, start + n])
+                    if b > a:
+                        keep = np.ones(n, dtype=bool)
+                        keep[t.deleted[a:b] - start] = False
+                        self._live[len(unit_rows)] = np.flatnonzero(keep)
+                        n = int(keep.sum())
                 unit_file.append(i)
                 unit_rg.append(rg)
                 unit_rows.append(n)
+                start += int(by_id[t.file_id].row_group_rows()[rg])
         self._unit_file = np.asarray(unit_file, dtype=np.int32)
         self._unit_rg = np.asarray(unit_rg, dtype=np.int32)
         self._unit_rows = np.asarray(unit_rows, dtype=np.int64)
         self._seen_file_ids = np.asarray(sorted(by_id), dtype=np.int64)
+        from ..table.lease import Lease
+        self._lease = Lease(table._catalog, table.name, self.snapshot_id, ttl=lease_seconds)
         self.epoch = 0
         self._next_batch = 0  # rank-level index of the next batch to deliver (resume point)
         self._role: int | None = None  # planned worker this process plays (from a per-worker state)
         self._delivered = 0
 
     # -- public ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the snapshot lease now (it also lapses by itself once not renewed)."""
+        self._lease.release()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies in spawned workers do not own the lease; only the creating process renews it.
+        state = dict(self.__dict__)
+        state["_lease"] = self._lease.detached()
+        state.pop("_reader_cache", None)
+        return state
+
     @property
     def num_rows(self) -> int:
         """Rows in the pinned snapshot (after file pruning)."""
@@ -197,7 +223,7 @@ class SampleDataset(IterableDataset):
         perm_of = lambda j, n: (epoch_rng(self.seed, self.epoch, rank, worker, j).permutation(n)  # noqa: E731
                                 if self.shuffle else np.arange(n))
         source = _Prefetch(lambda j: load_window(windows[j], self._paths, self._unit_file, self._unit_rg, self.layout,
-                                                 self._readers()), range(first_window, len(windows)))
+                                                 self._readers(), self._live), range(first_window, len(windows)))
         try:
             j = first_window
             win = source.next()

@@ -99,6 +99,7 @@ class Window:
     num_rows: int
     starts: np.ndarray  # int64, first window row of each piece (+ total at the end)
     columns: dict[str, Column]
+    maps: list[np.ndarray | None] | None = None  # live row -> row of the piece, where rows were deleted
 
 
 _EMPTY_BYTES = np.empty(0, np.uint8)
@@ -142,8 +143,12 @@ def _vector_rows(feat: Feature, cd: ColumnData | None, n_rg: int, lo: int, hi: i
 
 
 def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
-                layout: FeatureLayout, readers: ReaderCache) -> Window:
-    """Decode the row groups of a window's pieces (unit, first row, end row); no copies of ids."""
+                layout: FeatureLayout, readers: ReaderCache, live: dict[int, np.ndarray] | None = None) -> Window:
+    """Decode the row groups of a window's pieces (unit, first row, end row); no copies of ids.
+
+    ``live`` maps a unit with deleted rows to its live rows (sorted); piece rows then count
+    live rows only.
+    """
     cols: dict[str, Column] = {}
     for f in layout.all:
         jag = isinstance(f, (Sparse, SequenceFeature))
@@ -151,7 +156,16 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
     scalars: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {f.name: [] for f in layout.extras}
     names = [f.name for f in layout.all]
     starts = [0]
+    maps: list[np.ndarray | None] = []
     for unit, lo, hi in pieces.tolist():
+        n_live = hi - lo
+        sel = live.get(unit) if live else None
+        if sel is not None:
+            phys = sel[lo:hi]
+            lo, hi = int(phys[0]), int(phys[-1]) + 1
+            maps.append(phys - lo)
+        else:
+            maps.append(None)
         reader = readers.get(paths[unit_file[unit]])
         rg = int(unit_rg[unit])
         raw = reader.read_raw(rg, [n for n in names if reader.has_column(n)])
@@ -169,17 +183,21 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
                     c.pieces.append(cd.values.view(np.uint8))
                     c.second.append(cd.second.view(np.uint8) if cd.second is not None else _EMPTY_BYTES)
             elif isinstance(f, Scalar):
-                scalars[f.name].append(_scalar_piece(f, cd, n_rg, lo, hi))
+                v, m = _scalar_piece(f, cd, n_rg, lo, hi)
+                if maps[-1] is not None:
+                    v, m = v[maps[-1]], (m[maps[-1]] if m is not None else None)
+                scalars[f.name].append((v, m))
             else:
                 c.pieces.append(_vector_rows(f, cd, n_rg, lo, hi))
-        starts.append(starts[-1] + hi - lo)
+        starts.append(starts[-1] + n_live)
     for f in layout.extras:
         parts = scalars[f.name]
         c = cols[f.name]
         c.flat = np.concatenate([v for v, _ in parts]) if parts else _scalar_default(f, 0)
         if any(m is not None for _, m in parts):
             c.valid = np.concatenate([m if m is not None else np.ones(len(v), bool) for v, m in parts])
-    return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols)
+    return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols,
+                  maps if any(m is not None for m in maps) else None)
 
 
 class _Arena:
@@ -224,6 +242,11 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
     idx = np.ascontiguousarray(idx, dtype=np.int64)
     piece = (np.searchsorted(win.starts, idx, side="right") - 1).astype(np.int32)
     local = idx - win.starts[piece]
+    if win.maps is not None:  # pieces with deleted rows: live row -> row of the piece
+        for p, m in enumerate(win.maps):
+            if m is not None:
+                sel = piece == p
+                local[sel] = m[local[sel]]
     dim_total = sum(f.dim for f in layout.dense)
     nl, nk = len(layout.labels), len(layout.sparse)
     totals = [_gather.jagged_total_pieces(win.columns[f.name].offsets, piece, local) for f in layout.sparse]

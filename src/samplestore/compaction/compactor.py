@@ -1,0 +1,161 @@
+"""Run a compaction: rewrite each planned group and commit it as one replace snapshot."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import CommitConflict
+from ..format import FileReader, FileWriter
+from ..table.partition import partition_path
+from ..table.scan import live_mask
+from ..table.writer import TABLE_ROW_GROUP_ROWS, data_file_from_info
+from .plan import DEFAULT_TARGET_FILE_BYTES, CompactionGroup, plan_compaction
+
+__all__ = ["compact", "CompactionResult"]
+
+log = logging.getLogger("samplestore.compaction")
+
+
+@dataclass
+class CompactionResult:
+    """What a compaction did: per committed group, files and bytes in and out, rows, time."""
+
+    table: str
+    commits: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: int = 0
+
+    @property
+    def files_in(self) -> int:
+        return sum(c["files_in"] for c in self.commits)
+
+    @property
+    def files_out(self) -> int:
+        return sum(c["files_out"] for c in self.commits)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(c["bytes_in"] for c in self.commits)
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(c["bytes_out"] for c in self.commits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "files_in": self.files_in, "files_out": self.files_out, "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out, "conflicts": self.conflicts, "commits": self.commits}
+
+
+def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
+    with FileReader(os.path.join(table.dir, path)) as r:
+        schema = table.schema
+        present = [c for c in schema.names if r.has_column(c)]
+        data = r.read(present)
+        if len(present) != len(schema):  # files from before a schema change: fill defaults
+            n = data.num_rows
+            data = pa.table({f.name: data.column(f.name) if f.name in present else f.default_array(n) for f in schema},
+                            schema=schema.to_arrow())
+        if deleted is not None and len(deleted):
+            keep = live_mask(deleted, 0, data.num_rows)
+            if keep is not None:
+                data = data.filter(pa.array(keep))
+        return data
+
+
+def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], target: int,
+             sort_by: Sequence[str] | None, row_group_rows: int) -> list[Any]:
+    """Write the group's live rows into new files (not yet visible); return their entries."""
+    folder = os.path.join(table.data_dir, partition_path(group.partition))
+    os.makedirs(folder, exist_ok=True)
+    schema = table.schema
+    parts = (_live_rows(table, p, deletes.get(fid)) for fid, p in zip(group.file_ids, group.paths))
+    if sort_by:
+        data = pa.concat_tables(list(parts))
+        data = data.take(pc.sort_indices(data, [(c, "ascending") for c in sort_by]))
+        parts = iter([data])
+    out, writer = [], None
+    try:
+        for data in parts:
+            for start in range(0, data.num_rows, row_group_rows):
+                if writer is None:
+                    path = os.path.join(folder, f"part-{time.strftime('%Y%m%d%H%M%S')}-c{uuid.uuid4().hex[:15]}.ssf")
+                    writer = FileWriter(path, schema, row_group_rows=row_group_rows)
+                writer.write(data.slice(start, row_group_rows))
+                if writer.bytes_written >= target:
+                    out.append(data_file_from_info(writer.close(), table.dir, dict(group.partition)))
+                    writer = None
+        if writer is not None and writer.num_rows:
+            out.append(data_file_from_info(writer.close(), table.dir, dict(group.partition)))
+        elif writer is not None:
+            writer.abort()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        for f in out:
+            _unlink(os.path.join(table.dir, f.path))
+        raise
+    return out
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
+            partitions: Iterable[Mapping[str, Any]] | None = None, max_attempts: int = 5,
+            row_group_rows: int = TABLE_ROW_GROUP_ROWS, should_stop: Any = None) -> CompactionResult:
+    """Compact a table: merge small files per partition, drop deleted rows, optionally sort.
+
+    Each group is one ``replace`` commit. Appends committed meanwhile are untouched; a group
+    that lost a race (its files were replaced, or rows in them deleted, after planning) is
+    re-planned and retried up to ``max_attempts`` times. ``should_stop()`` ends the run
+    between groups (the daemon's SIGTERM).
+    """
+    if sort_by:
+        table._check_columns(sort_by)
+    result = CompactionResult(table.name)
+    parts = list(partitions) if partitions is not None else None
+    for _attempt in range(max_attempts):
+        plan = plan_compaction(table, target_file_bytes, parts)
+        if not plan.groups:
+            return result
+        deletes = table._catalog.deleted_positions(table.name, plan.snapshot_id,
+                                                   [i for g in plan.groups for i in g.file_ids])
+        retry = False
+        for group in plan.groups:
+            if should_stop is not None and should_stop():
+                return result
+            t0 = time.perf_counter()
+            new = _rewrite(table, group, deletes, target_file_bytes, sort_by, row_group_rows)
+            try:
+                snap = table._catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
+                                             planned_at=plan.snapshot_id,
+                                             summary={"compaction": True, "sort_by": list(sort_by or [])})
+            except CommitConflict as exc:
+                for f in new:
+                    _unlink(os.path.join(table.dir, f.path))
+                result.conflicts += 1
+                log.info("compaction of %s %s lost a race, re-planning: %s", table.name, dict(group.partition), exc)
+                retry = True
+                break
+            entry = {"snapshot_id": snap.snapshot_id, "partition": dict(group.partition), "files_in": len(group.file_ids),
+                     "files_out": len(new), "bytes_in": group.bytes, "bytes_out": sum(f.file_bytes for f in new),
+                     "rows": sum(f.num_rows for f in new), "deleted_rows_purged": group.deleted_rows,
+                     "seconds": round(time.perf_counter() - t0, 3)}
+            result.commits.append(entry)
+            log.info("compacted %s %s: %d files (%.1f MB) -> %d files (%.1f MB), %d rows, %d deleted rows purged, %.2f s",
+                     table.name, dict(group.partition), entry["files_in"], entry["bytes_in"] / 1e6, entry["files_out"],
+                     entry["bytes_out"] / 1e6, entry["rows"], entry["deleted_rows_purged"], entry["seconds"])
+        if not retry:
+            return result
+    return result

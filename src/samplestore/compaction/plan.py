@@ -1,0 +1,87 @@
+"""Compaction planning: which small files of each partition to merge into which new files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+__all__ = ["CompactionGroup", "CompactionPlan", "plan_compaction", "DEFAULT_TARGET_FILE_BYTES"]
+
+DEFAULT_TARGET_FILE_BYTES = 128 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionGroup:
+    """Files of one partition to rewrite together into files near the target size."""
+
+    partition: Mapping[str, Any]
+    file_ids: tuple[int, ...]
+    paths: tuple[str, ...]
+    rows: int
+    bytes: int
+    deleted_rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionPlan:
+    """What a compaction would do, planned on one snapshot."""
+
+    table: str
+    snapshot_id: int
+    target_file_bytes: int
+    groups: tuple[CompactionGroup, ...]
+
+    @property
+    def files_in(self) -> int:
+        return sum(len(g.file_ids) for g in self.groups)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(g.bytes for g in self.groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "snapshot_id": self.snapshot_id, "target_file_bytes": self.target_file_bytes,
+                "files_in": self.files_in, "bytes_in": self.bytes_in,
+                "groups": [{"partition": dict(g.partition), "files": len(g.file_ids), "rows": g.rows, "bytes": g.bytes,
+                            "deleted_rows": g.deleted_rows} for g in self.groups]}
+
+
+def plan_compaction(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
+                    partitions: Iterable[Mapping[str, Any]] | None = None, small_fraction: float = 0.75) -> CompactionPlan:
+    """Bin-pack, per partition, the files below ``small_fraction * target`` (and every file
+    holding deleted rows, which must be rewritten to purge them) into groups of about
+    ``target_file_bytes``. A group of one file without deletes is left alone.
+    """
+    sid = table.current_snapshot_id
+    files = table._catalog.files(table.name, sid)
+    dvs = table._catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
+    wanted = None if partitions is None else {json.dumps(dict(p), sort_keys=True) for p in partitions}
+    by_part: dict[str, list[Any]] = {}
+    for f in files:
+        key = json.dumps(dict(f.partition), sort_keys=True)
+        if wanted is not None and key not in wanted:
+            continue
+        if f.file_bytes < small_fraction * target_file_bytes or f.file_id in dvs:
+            by_part.setdefault(key, []).append(f)
+    groups = []
+    for key, fs in sorted(by_part.items()):
+        bins: list[list[Any]] = []
+        sizes: list[int] = []
+        for f in sorted(fs, key=lambda f: -f.file_bytes):  # first fit decreasing
+            for i, size in enumerate(sizes):
+                if size + f.file_bytes <= target_file_bytes:
+                    bins[i].append(f)
+                    sizes[i] += f.file_bytes
+                    break
+            else:
+                bins.append([f])
+                sizes.append(f.file_bytes)
+        for b in bins:
+            deleted = sum(len(dvs.get(f.file_id, ())) for f in b)
+            if len(b) < 2 and not deleted:
+                continue
+            b.sort(key=lambda f: f.file_id)  # keep commit order inside the new file
+            groups.append(CompactionGroup(json.loads(key), tuple(f.file_id for f in b), tuple(f.path for f in b),
+                                          sum(f.num_rows for f in b) - deleted, sum(f.file_bytes for f in b), deleted))
+    return CompactionPlan(table.name, sid, target_file_bytes, tuple(groups))

@@ -1,0 +1,63 @@
+"""Snapshot leases: a reader pins its snapshot so garbage collection keeps its files."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any
+
+__all__ = ["Lease"]
+
+
+class Lease:
+    """A lease on a table snapshot, renewed by a background heartbeat.
+
+    Only the process that took the lease renews or releases it: a forked DataLoader worker
+    holds a copy that does nothing. If the process dies the lease lapses after ``ttl``
+    seconds, and GC may then remove the snapshot's files.
+    """
+
+    def __init__(self, catalog: Any, table: str, snapshot_id: int, ttl: float = 300.0) -> None:
+        self.catalog, self.table, self.snapshot_id, self.ttl = catalog, table, snapshot_id, ttl
+        self.owner_pid = os.getpid()
+        self.lease_id: str | None = None
+        self._stop = threading.Event()
+        if snapshot_id:
+            self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=f"pid {self.owner_pid}")
+            t = threading.Thread(target=Lease._beat, args=(weakref.ref(self), self._stop, ttl), daemon=True)
+            t.start()
+        weakref.finalize(self, Lease._release, catalog, self.lease_id, self.owner_pid, self._stop)
+
+    @staticmethod
+    def _beat(ref: Any, stop: threading.Event, ttl: float) -> None:
+        while not stop.wait(max(0.05, ttl / 3)):
+            lease = ref()
+            if lease is None or os.getpid() != lease.owner_pid:
+                return
+            try:
+                lease.catalog.renew_lease(lease.lease_id, ttl)
+            except Exception:  # noqa: BLE001 - a missed heartbeat only shortens the lease
+                pass
+            del lease
+
+    @staticmethod
+    def _release(catalog: Any, lease_id: str | None, owner_pid: int, stop: threading.Event) -> None:
+        stop.set()
+        if lease_id is not None and os.getpid() == owner_pid:
+            try:
+                catalog.release_lease(lease_id)
+            except Exception:  # noqa: BLE001 - at interpreter exit the lease lapses by itself
+                pass
+
+    def release(self) -> None:
+        """Release now (idempotent)."""
+        Lease._release(self.catalog, self.lease_id, self.owner_pid, self._stop)
+        self.lease_id = None
+
+    def detached(self) -> "Lease":
+        """A copy for another process: it neither renews nor releases."""
+        d = Lease.__new__(Lease)
+        d.catalog, d.table, d.snapshot_id, d.ttl = None, self.table, self.snapshot_id, self.ttl
+        d.owner_pid, d.lease_id, d._stop = -1, None, threading.Event()
+        return d
