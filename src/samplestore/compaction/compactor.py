@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -16,7 +15,8 @@ from ..errors import CommitConflict
 from ..format import FileReader, FileWriter
 from ..table.partition import partition_path
 from ..table.scan import live_mask
-from ..table.writer import TABLE_ROW_GROUP_ROWS, data_file_from_info
+from ..table.lease import Lease
+from ..table.writer import TABLE_ROW_GROUP_ROWS, data_file_from_info, data_file_name
 from .plan import DEFAULT_TARGET_FILE_BYTES, CompactionGroup, plan_compaction
 
 __all__ = ["compact", "CompactionResult"]
@@ -70,7 +70,7 @@ def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
 
 
 def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], target: int,
-             sort_by: Sequence[str] | None, row_group_rows: int) -> list[Any]:
+             sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None = None) -> list[Any]:
     """Write the group's live rows into new files (not yet visible); return their entries."""
     folder = os.path.join(table.data_dir, partition_path(group.partition))
     os.makedirs(folder, exist_ok=True)
@@ -85,7 +85,7 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
         for data in parts:
             for start in range(0, data.num_rows, row_group_rows):
                 if writer is None:
-                    path = os.path.join(folder, f"part-{time.strftime('%Y%m%d%H%M%S')}-c{uuid.uuid4().hex[:15]}.ssf")
+                    path = os.path.join(folder, data_file_name(lease_id))
                     writer = FileWriter(path, schema, row_group_rows=row_group_rows)
                 writer.write(data.slice(start, row_group_rows))
                 if writer.bytes_written >= target:
@@ -118,14 +118,28 @@ def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort
 
     Each group is one ``replace`` commit. Appends committed meanwhile are untouched; a group
     that lost a race (its files were replaced, or rows in them deleted, after planning) is
-    re-planned and retried up to ``max_attempts`` times. ``should_stop()`` ends the run
-    between groups (the daemon's SIGTERM).
+    re-planned and retried, ``max_attempts`` times in all. Passes repeat until no small
+    files are left to merge. ``should_stop()`` ends the run between groups (SIGTERM).
     """
     if sort_by:
         table._check_columns(sort_by)
     result = CompactionResult(table.name)
     parts = list(partitions) if partitions is not None else None
-    for _attempt in range(max_attempts):
+    # Merged files compress better than their inputs, so outputs of one pass can still be
+    # "small": passes repeat until nothing is left to merge or a pass stops reducing files.
+    conflicts_left = max_attempts
+    lease = Lease(table._catalog, table.name, 0)  # marks the files being written as in progress
+    try:
+        return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,
+                        lease.lease_id)
+    finally:
+        lease.release()
+
+
+def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes: int, sort_by: Any,
+             row_group_rows: int, should_stop: Any, conflicts_left: int, lease_id: str | None) -> CompactionResult:
+    for _pass in range(32):
+        before = (result.files_in, result.files_out)
         plan = plan_compaction(table, target_file_bytes, parts)
         if not plan.groups:
             return result
@@ -136,7 +150,7 @@ def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort
             if should_stop is not None and should_stop():
                 return result
             t0 = time.perf_counter()
-            new = _rewrite(table, group, deletes, target_file_bytes, sort_by, row_group_rows)
+            new = _rewrite(table, group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id)
             try:
                 snap = table._catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
                                              planned_at=plan.snapshot_id,
@@ -156,6 +170,12 @@ def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort
             log.info("compacted %s %s: %d files (%.1f MB) -> %d files (%.1f MB), %d rows, %d deleted rows purged, %.2f s",
                      table.name, dict(group.partition), entry["files_in"], entry["bytes_in"] / 1e6, entry["files_out"],
                      entry["bytes_out"] / 1e6, entry["rows"], entry["deleted_rows_purged"], entry["seconds"])
-        if not retry:
+        if retry:
+            conflicts_left -= 1
+            if conflicts_left <= 0:
+                return result
+            continue
+        merged = (result.files_in - before[0]) - (result.files_out - before[1])
+        if merged <= 0:
             return result
     return result

@@ -13,6 +13,10 @@ __all__ = ["Lease"]
 class Lease:
     """A lease on a table snapshot, renewed by a background heartbeat.
 
+    Readers lease the snapshot they read. Writers hold a lease on snapshot 0 (it pins
+    nothing) whose id is part of every file name they write: garbage collection leaves the
+    temporary and not-yet-committed files of a writer whose lease is live alone.
+
     Only the process that took the lease renews or releases it: a forked DataLoader worker
     holds a copy that does nothing. If the process dies the lease lapses after ``ttl``
     seconds, and GC may then remove the snapshot's files.
@@ -23,10 +27,10 @@ class Lease:
         self.owner_pid = os.getpid()
         self.lease_id: str | None = None
         self._stop = threading.Event()
-        if snapshot_id:
-            self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=f"pid {self.owner_pid}")
-            t = threading.Thread(target=Lease._beat, args=(weakref.ref(self), self._stop, ttl), daemon=True)
-            t.start()
+        # Snapshot 0 pins no files: that is a writer's lease, which marks its files in progress.
+        self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=f"pid {self.owner_pid}")
+        t = threading.Thread(target=Lease._beat, args=(weakref.ref(self), self._stop, ttl), daemon=True)
+        t.start()
         weakref.finalize(self, Lease._release, catalog, self.lease_id, self.owner_pid, self._stop)
 
     @staticmethod

@@ -19,11 +19,19 @@ __all__ = ["verify_table", "leftover_files"]
 
 
 def leftover_files(table: Any) -> tuple[list[str], list[str]]:
-    """(temporary files, orphan .ssf files) under the table's folder, as absolute paths."""
+    """(temporary files, orphan .ssf files) under the table's folder, as absolute paths.
+
+    Files of writers whose lease is live are work in progress, not leftovers.
+    """
+    from .writer import writer_lease_of
+
     known = {os.path.normpath(os.path.join(table.dir, p)) for _, p, _ in table._catalog.all_file_paths(table.name)}
+    live = {lease for lease, *_ in table._catalog.live_leases(table.name)}
     temps, orphans = [], []
     for dirpath, _dirs, names in os.walk(table.data_dir):
         for n in names:
+            if writer_lease_of(n) in live:
+                continue
             full = os.path.normpath(os.path.join(dirpath, n))
             if n.endswith(TEMP_SUFFIX):
                 temps.append(full)

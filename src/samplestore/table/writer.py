@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -14,13 +15,28 @@ from .partition import partition_path, split_by_partition
 if TYPE_CHECKING:
     from .table import Table
 
-__all__ = ["StreamingWriter", "DEFAULT_TARGET_FILE_BYTES", "TABLE_ROW_GROUP_ROWS"]
+__all__ = ["StreamingWriter", "DEFAULT_TARGET_FILE_BYTES", "TABLE_ROW_GROUP_ROWS", "data_file_name", "writer_lease_of"]
 
 DEFAULT_TARGET_FILE_BYTES = 256 << 20
 #: Tables use smaller row groups than standalone files: a row group is the unit the training
 #: loader shuffles, and a bounded-memory shuffle is only as fine as its units (see
 #: docs/ARCHITECTURE.md). 8,192 rows cost ~20% more bytes than 65,536 on Criteo-like data.
 TABLE_ROW_GROUP_ROWS = 8_192
+
+
+def data_file_name(writer_lease: str | None) -> str:
+    """A new data file name; it carries the writer's lease id (see :class:`~.lease.Lease`)."""
+    tag = f"{writer_lease}-" if writer_lease else ""
+    return f"part-{time.strftime('%Y%m%d%H%M%S')}-{tag}{uuid.uuid4().hex[:12]}.ssf"
+
+
+_LEASE_IN_NAME = re.compile(r"part-\d{14}-([0-9a-f]{32})-")
+
+
+def writer_lease_of(name: str) -> str | None:
+    """The lease id a data or temporary file name carries, if any."""
+    m = _LEASE_IN_NAME.search(name)
+    return m.group(1) if m else None
 
 
 def data_file_from_info(info: FileInfo, table_dir: str, partition: dict[str, Any]) -> DataFile:
@@ -59,6 +75,7 @@ class StreamingWriter:
         writer_id: str | None = "default",
         operation: str = "stream-append",
         compression_level: int = 3,
+        lease_seconds: float = 600.0,
     ) -> None:
         self.table = table
         self.commit_every_rows = commit_every_rows
@@ -78,6 +95,8 @@ class StreamingWriter:
         self._token: str | None = None
         self._done = False
         self.snapshots: list[int] = []
+        from .lease import Lease
+        self._lease = Lease(table._catalog, table.name, 0, ttl=lease_seconds)
 
     def write(self, data: Any, commit_token: Any = None) -> None:
         """Validate and write rows; ``commit_token`` marks the source position they reach."""
@@ -110,7 +129,7 @@ class StreamingWriter:
     def _new_file(self, key: str) -> FileWriter:
         folder = os.path.join(self.table.data_dir, key) if key else self.table.data_dir
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:16]}.ssf")
+        path = os.path.join(folder, data_file_name(self._lease.lease_id))
         return FileWriter(path, self.schema, row_group_rows=self.row_group_rows,
                           compression_level=self.compression_level)
 
@@ -159,6 +178,7 @@ class StreamingWriter:
             return self.snapshots[-1] if self.snapshots else None
         snap = self.commit()
         self._done = True
+        self._lease.release()
         return snap if snap is not None else (self.snapshots[-1] if self.snapshots else None)
 
     def abort(self) -> None:
@@ -169,6 +189,7 @@ class StreamingWriter:
         self._open.clear()
         self._delete(self._closed_files)
         self._closed_files = []
+        self._lease.release()
 
     def __enter__(self) -> "StreamingWriter":
         return self

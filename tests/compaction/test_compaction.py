@@ -1,0 +1,221 @@
+"""Compaction, deletes and their physical purge, expiry, leases, GC, crash safety, soak."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+import samplestore as ss
+from samplestore.format import FileReader
+from samplestore.torch import SampleDataset
+
+HERE = os.path.dirname(__file__)
+WORKER = os.path.join(HERE, "workers.py")
+sys.path.insert(0, HERE)
+from workers import SCHEMA, rows  # noqa: E402
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def ids(table, **kw) -> np.ndarray:
+    return np.sort(table.scan(columns=["row_id"], **kw).to_arrow().column("row_id").to_numpy())
+
+
+def on_disk_row_ids(table) -> np.ndarray:
+    """Decode every .ssf file under the table folder (live or not) and return all row ids."""
+    out = []
+    for d, _, names in os.walk(table.dir):
+        for n in names:
+            if n.endswith(".ssf"):
+                with FileReader(os.path.join(d, n)) as r:
+                    out.append(r.read(["row_id"]).column("row_id").to_numpy())
+    return np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+@pytest.fixture
+def table(tmp_path):
+    t = ss.open_store(tmp_path / "s").create_table("t", SCHEMA, partition_by=["ds"])
+    for k in range(30):
+        t.append(rows(k * 100, 100))
+    return t
+
+
+def test_compaction_merges_small_files_and_keeps_every_row(table):
+    assert len(table.files()) == 60
+    plan = table.compaction_plan()
+    assert plan.files_in == 60 and len(plan.groups) == 2
+    res = table.compact()
+    assert res.files_in == 60 and res.files_out == 2
+    assert len(table.files()) == 2 and np.array_equal(ids(table), np.arange(3000))
+    assert table.snapshots()[-1].operation == "replace"
+    assert table.compaction_plan().groups == ()  # nothing left to do
+    assert np.array_equal(ids(table, snapshot=30), np.arange(3000))  # time travel still reads old files
+
+
+def test_sort_by_clusters_rows(table):
+    table.compact(sort_by=["row_id"])
+    for f in table.files():
+        with FileReader(os.path.join(table.dir, f.path)) as r:
+            col = r.read(["row_id"]).column("row_id").to_numpy()
+        assert np.all(np.diff(col) > 0)
+
+
+def test_appends_during_compaction_are_kept(table, monkeypatch):
+    from samplestore.compaction import compactor
+    real = compactor._rewrite
+    calls = []
+
+    def slow(*a, **k):
+        out = real(*a, **k)
+        table.append(rows(10_000 + 50 * len(calls), 50))  # another writer commits meanwhile
+        calls.append(1)
+        return out
+
+    monkeypatch.setattr(compactor, "_rewrite", slow)
+    table.compact()
+    assert len(calls) >= 2
+    assert np.array_equal(ids(table), np.concatenate([np.arange(3000), np.arange(10_000, 10_000 + 50 * len(calls))]))
+
+
+def test_delete_racing_compaction_is_not_undone(table, monkeypatch):
+    from samplestore.compaction import compactor
+    real = compactor._rewrite
+    fired = []
+
+    def racing(*a, **k):
+        out = real(*a, **k)
+        if not fired:
+            fired.append(1)
+            table.delete(pc.field("row_id").isin([0, 1, 2, 3]))  # lands after the plan
+        return out
+
+    monkeypatch.setattr(compactor, "_rewrite", racing)
+    res = table.compact()
+    assert res.conflicts >= 1
+    assert np.array_equal(ids(table), np.arange(4, 3000))
+    assert len(table.files()) == 2
+
+
+def test_erasure_of_a_user(table):
+    gone = [7, 8, 1234, 2999]
+    snap = table.delete(pc.field("row_id").isin(gone))
+    assert snap.summary["deleted_rows"] == 4
+    # Hidden at once, from scans and from the training dataset.
+    assert not set(gone) & set(ids(table))
+    ds = SampleDataset(table, batch_size=256)
+    seen = np.concatenate([b.extras["row_id"].numpy() for b in ds])
+    assert len(seen) == 2996 and not set(gone) & set(seen)
+    ds.close()
+    holders = {f.path for f in table.files() if set(gone) & set(
+        FileReader(os.path.join(table.dir, f.path)).read(["row_id"]).column("row_id").to_pylist())}
+    assert holders  # still on disk until compaction + expiry + gc
+    table.compact()
+    table.expire_snapshots(retain_last=1)
+    table.gc(grace_seconds=0)
+    on_disk = on_disk_row_ids(table)
+    assert not set(gone) & set(on_disk)
+    assert len(on_disk) == 2996 and len(np.unique(on_disk)) == 2996
+    for p in holders:
+        assert not os.path.exists(os.path.join(table.dir, p))
+
+
+def test_live_lease_keeps_files_and_dead_reader_lease_lapses(table):
+    ds = SampleDataset(table, batch_size=500, lease_seconds=30)
+    table.compact()
+    table.expire_snapshots(retain_last=1)
+    table.gc(grace_seconds=0)
+    # The dataset's snapshot files survived GC: it still reads its whole epoch.
+    assert np.array_equal(np.sort(np.concatenate([b.extras["row_id"].numpy() for b in ds])), np.arange(3000))
+    ds.close()
+    # Released: the snapshot it kept is expired by the next pass, and then its files go.
+    assert table.gc(grace_seconds=0)["files_removed"] == 0
+    table.expire_snapshots(retain_last=1)
+    assert table.gc(grace_seconds=0)["files_removed"] == 60
+    # A reader process that dies without releasing: its lease lapses after its ttl.
+    table.append(rows(5000, 10))
+    table.compact()
+    p = subprocess.Popen([sys.executable, WORKER, "lease", table.store.root], env=env(), stdout=subprocess.PIPE, text=True)
+    pinned = int(p.stdout.readline())
+    table.append(rows(6000, 10))
+    table.compact()
+    table.expire_snapshots(retain_last=1)
+    assert pinned in [s.snapshot_id for s in table.snapshots()]  # kept while leased
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p.stdout.close()
+    time.sleep(2.5)
+    table.expire_snapshots(retain_last=1)
+    assert pinned not in [s.snapshot_id for s in table.snapshots()]
+    assert table.gc(grace_seconds=0)["files_removed"] > 0
+    assert np.array_equal(ids(table), np.concatenate([np.arange(3000), np.arange(5000, 5010), np.arange(6000, 6010)]))
+
+
+def test_sigkill_of_the_compactor_at_random_points(tmp_path):
+    rng = np.random.default_rng(11)
+    cli = [sys.executable, "-m", "samplestore"]
+    for trial in range(4):
+        t = ss.open_store(tmp_path / f"k{trial}").create_table("t", SCHEMA, partition_by=["ds"])
+        for k in range(60):
+            t.append(rows(k * 200, 200))
+        p = subprocess.Popen([*cli, "compact", t.store.root, "t", "--target-mb", "0.05", "--grace", "0"], env=env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(0.3, 2.0)))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert np.array_equal(ids(t), np.arange(12_000)), f"trial {trial}"
+        from samplestore.table.verify import verify_table
+        assert verify_table(t)["ok"]
+        r = subprocess.run([*cli, "compact", t.store.root, "t", "--target-mb", "0.05", "--grace", "0"], env=env(),
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert np.array_equal(ids(t), np.arange(12_000))
+        assert t.compaction_plan(target_file_bytes=int(0.05 * (1 << 20))).groups == ()
+        assert len(t.files()) < 60
+        # Nothing the catalog does not know is left on disk.
+        assert len(on_disk_row_ids(t)) == 12_000
+
+
+def test_soak_writers_daemon_and_reader(tmp_path):
+    """Three streaming writers, the daemon with a short interval, a reader iterating epochs."""
+    root = str(tmp_path / "soak")
+    store = ss.open_store(root)
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
+    commits, batch = 300, 20
+    writers = [subprocess.Popen([sys.executable, WORKER, "stream", root, str(p), str(commits), str(batch)], env=env())
+               for p in range(3)]
+    daemon = subprocess.Popen([sys.executable, "-m", "samplestore", "compact", root, "--daemon", "--interval", "0.5",
+                               "--target-mb", "1", "--grace", "0"], env=env(), stderr=subprocess.PIPE, text=True)
+    epochs, started = 0, time.monotonic()
+    try:
+        while any(w.poll() is None for w in writers) and time.monotonic() - started < 80:
+            ds = SampleDataset(t, batch_size=256, lease_seconds=20)
+            got = np.concatenate([b.extras["row_id"].numpy() for b in ds] or [np.empty(0, np.int64)])
+            assert len(got) == ds.num_rows and len(np.unique(got)) == len(got)  # the reader never fails
+            ds.close()
+            epochs += 1
+        assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
+        # The writers are done: give the daemon a few passes to catch up with their last commits.
+        deadline = time.monotonic() + 15
+        while len(t.files()) >= (3 * commits) / 10 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+        log = daemon.stderr.read()
+        daemon.stderr.close()
+    assert daemon.returncode == 0, log[-2000:]
+    assert "compacted t" in log and "daemon stopped" in log
+    expected = np.sort(np.concatenate([p * 10_000_000 + np.arange(commits * batch) for p in range(3)]))
+    assert np.array_equal(ids(t), expected)  # every committed row exactly once
+    stream_commits = 3 * commits  # each writer commits once per batch
+    print(f"\nsoak: {stream_commits} streaming commits, {epochs} reader epochs, {len(t.files())} files at the end, "
+          f"{len(expected):,} rows present exactly once, {time.monotonic() - started:.1f} s")
+    assert epochs >= 3
+    assert len(t.files()) < (3 * commits) / 10, (len(t.files()), stream_commits)
