@@ -15,9 +15,9 @@ from samplestore.format import FileReader
 from samplestore.torch import SampleDataset
 
 HERE = os.path.dirname(__file__)
-WORKER = os.path.join(HERE, "workers.py")
+WORKER = os.path.join(HERE, "compaction_workers.py")
 sys.path.insert(0, HERE)
-from workers import SCHEMA, rows  # noqa: E402
+from compaction_workers import SCHEMA, rows  # noqa: E402
 
 
 def env():
