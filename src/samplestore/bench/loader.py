@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -154,6 +153,19 @@ class ParquetLoader(torch.utils.data.IterableDataset):
                      torch.from_numpy(labels), extras=extras)
 
 
+def _vm_hwm(pid: int | str = "self") -> float:
+    """Peak resident memory (VmHWM, bytes) of a process; reset at exec, unlike ru_maxrss,
+    which a child inherits from the process that forked it."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int, buffer_rows: int) -> dict[str, Any]:
     """One configuration, in this (fresh) process: one epoch, timed."""
     import torch
@@ -161,7 +173,7 @@ def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int,
     import samplestore as ss
     from ..torch import SampleDataset
 
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base_rss = _vm_hwm()
     if kind == "samplestore":
         ds = SampleDataset(ss.open_store(store).table("criteo"), batch_size=batch_size, shuffle_buffer_rows=buffer_rows)
     else:
@@ -174,21 +186,24 @@ def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int,
     t_first = time.perf_counter() - t0
     # Copy what is kept: a batch's tensors may share one buffer, which a view would pin.
     ids = [first.extras["row_id"].numpy().copy()]
-    for b in it:
+    worker_peak = 0.0
+    for k, b in enumerate(it):
         ids.append(b.extras["row_id"].numpy().copy())
+        if workers and k % 8 == 0:  # workers exit with the epoch: sample their peaks meanwhile
+            worker_peak = max([worker_peak] + [_vm_hwm(w.pid) for w in getattr(it, "_workers", [])])
     elapsed = time.perf_counter() - t0
     out = np.concatenate(ids)
     n = len(out)
     # row_id is the table position, and output positions are 0..n-1: Pearson on them is Spearman.
     rho = float(np.corrcoef(out.astype(np.float64), np.arange(n, dtype=np.float64))[0, 1])
-    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    self_rss = _vm_hwm()
     return {
         "loader": kind, "workers": workers, "rows": n, "unique_rows": int(len(np.unique(out))),
         "samples_per_s": n / elapsed, "seconds": elapsed, "first_batch_s": t_first,
         "spearman": rho, "neighbour_rate": float(np.mean(np.abs(np.diff(out)) == 1)),
         "import_rss_mb": base_rss / 1e6,
-        "peak_rss_mb": (child_rss if workers else self_rss) / 1e6,
+        # Per process doing the loading: the worker with the highest peak, or this process.
+        "peak_rss_mb": (worker_peak if workers else self_rss) / 1e6,
     }
 
 
