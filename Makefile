@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch: an unpinned torch would pull a CUDA build of several GB.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-pytest clean
 
 install: $(STAMP)
 
@@ -21,10 +21,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --benchmark-disable
 
 demo: $(STAMP)
-	$(BIN)/samplestore demo
+	$(BIN)/samplestore demo --root demo-store
+	$(BIN)/samplestore verify demo-store
 
+# The figures quoted in the README: `samplestore bench` at full size (JSON, markdown, PNG).
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[plot]'
+	$(BIN)/samplestore bench --out bench-out
+
+bench-pytest: $(STAMP)
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
 
 clean:
-	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*.c csrc/*.c
+	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*.c csrc/*.c demo-store bench-out

@@ -11,7 +11,6 @@ import datetime as _dt
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Sequence
 
@@ -326,25 +325,25 @@ def _cmd_gc(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(a: argparse.Namespace) -> int:
-    from .. import datagen
-    from ..format import FileReader, write_file
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from ..bench.report import run_all
 
-    root = a.root or tempfile.mkdtemp(prefix="samplestore-demo-")
-    os.makedirs(root, exist_ok=True)
-    path = os.path.join(root, "criteo.ssf")
-    schema = datagen.criteo_schema()
+    which = ["format", "loader", "compaction"] if a.which == "all" else [a.which]
     t0 = time.perf_counter()
-    table = datagen.criteo_like(a.rows)
-    info = write_file(path, table, schema)
-    t1 = time.perf_counter()
-    with FileReader(path) as r:
-        back = r.read()
-        r.verify()
-    t2 = time.perf_counter()
-    print(f"wrote {info.num_rows:,} Criteo-like samples to {path}: {info.file_bytes / info.num_rows:.1f} bytes/sample, "
-          f"{info.num_row_groups} row groups, {t1 - t0:.2f} s (with generation)")
-    print(f"read back and verified every checksum in {t2 - t1:.2f} s; identical: {back.equals(schema.conform(table))}")
+    run_all(a.out, which, a.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
+    with open(os.path.join(a.out, "bench.md")) as f:
+        print(f.read())
+    print(f"wrote {a.out}/bench.json, bench.md and bench.png in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    res = run_demo(a.root, rows=a.rows, epochs=a.epochs, workers=a.workers)
+    if not res["losses"][-1] < res["losses"][0]:
+        print("samplestore: warning: the loss did not fall", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -415,9 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--older-than", type=float, help="keep snapshots younger than this many seconds")
     g = cmd("gc", _cmd_gc, "remove files no snapshot or reader needs", table="optional")
     g.add_argument("--grace", type=float, default=3600.0)
-    d = sub.add_parser("demo", help="write, read back and verify generated samples")
-    d.add_argument("--root", help="directory to write into (default: a new temporary one)")
-    d.add_argument("--rows", type=int, default=200_000)
+    b = sub.add_parser("bench", help="run the benchmarks against Parquet baselines; write JSON, markdown, PNG")
+    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction"])
+    b.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
+    b.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
+    b.set_defaults(fn=_cmd_bench)
+    d = sub.add_parser("demo", help="stream, compact and train a DLRM-style model on generated samples")
+    d.add_argument("--root", default="demo-store", help="store directory (default ./demo-store)")
+    d.add_argument("--rows", type=int, default=300_000)
+    d.add_argument("--epochs", type=int, default=3)
+    d.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     d.set_defaults(fn=_cmd_demo)
     return p
 

@@ -35,10 +35,12 @@ class Progress:
         el = max(time.monotonic() - self._start, 1e-9)
         done = self.done / self.scale
         rate = done / el
+        digits = 1 if self.scale != 1 else 0  # whole counts print without decimals
         if self.total:
             frac = min(1.0, self.done / self.total)
             bar = "#" * int(frac * 30)
-            text = f"{self.desc} [{bar:<30}] {frac * 100:5.1f}% {done:,.1f}{self.unit} {rate:,.1f}{self.unit}/s {el:.1f}s"
+            text = (f"{self.desc} [{bar:<30}] {frac * 100:5.1f}% {done:,.{digits}f}{self.unit} "
+                    f"{rate:,.{digits}f}{self.unit}/s {el:.1f}s")
         else:
             text = f"{self.desc} {done:,.0f}{self.unit} {rate:,.0f}{self.unit}/s {el:.1f}s"
         if self.extra:

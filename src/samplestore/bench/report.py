@@ -1,0 +1,113 @@
+"""``samplestore bench``: run the benchmarks and write JSON, a markdown table and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from typing import Any, Callable
+
+__all__ = ["run_all", "SIZES"]
+
+#: Sizes of each benchmark: full (the figures we quote) and --quick (under 5 minutes here).
+SIZES = {
+    "full": {"format": dict(rows=1_000_000, wide_rows=100_000, wide_cols=5_000, repeats=5),
+             "loader": dict(rows=2_000_000, repeats=3),
+             "compaction": dict(files=1000)},
+    "quick": {"format": dict(rows=200_000, wide_rows=20_000, wide_cols=5_000, repeats=3),
+              "loader": dict(rows=400_000, repeats=1),
+              "compaction": dict(files=300)},
+}
+
+
+def _machine() -> dict[str, Any]:
+    import numpy
+    import pyarrow
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(next(ln.split()[1] for ln in f if ln.startswith("MemTotal"))) * 1024
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1), "python": platform.python_version(),
+            "torch": torch.__version__, "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _chart(results: dict[str, Any], path: str) -> str | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install 'samplestore[plot]'): chart skipped"
+    panels = []
+    if "format" in results:
+        f = results["format"]
+        panels.append(("write MB/s", f["write_mb_s"]))
+        panels.append(("full read samples/s", f["read_samples_s"]))
+        panels.append(("open+read 10 of 5,000 cols (ms)", {k: v * 1e3 for k, v in f["open_read_10_s"].items()}))
+    if "loader" in results:
+        for w in (0, 2):
+            panels.append((f"loader samples/s, {w} workers",
+                           {r["loader"]: r["samples_per_s"] for r in results["loader"]["results"] if r["workers"] == w}))
+    if "compaction" in results:
+        panels.append(("loader samples/s: small files vs compacted", results["compaction"]["loader_samples_per_s"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
+    for ax, (title, vals) in zip(axes if len(panels) > 1 else [axes], panels):
+        names = list(vals)
+        ax.bar(names, [vals[n] for n in names], color=["#2a7ab0", "#b0b0b0"][: len(names)])
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the chosen benchmarks; write bench.json, bench.md and bench.png into ``out_dir``."""
+    from . import compaction, format, loader
+
+    os.makedirs(out_dir, exist_ok=True)
+    work = os.path.join(out_dir, "work")
+    sizes = SIZES["quick" if quick else "full"]
+    mods = {"format": (format.run_format_bench, format.format_markdown),
+            "loader": (loader.run_loader_bench, loader.format_markdown),
+            "compaction": (compaction.run_compaction_bench, compaction.format_markdown)}
+    results: dict[str, Any] = {}
+    md = [f"# samplestore bench{' --quick' if quick else ''}", ""]
+    machine = _machine()
+    md += [f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, GPU: {machine['gpu']}; "
+           f"Python {machine['python']}, torch {machine['torch']}, pyarrow {machine['pyarrow']}.", ""]
+    for name in which:
+        run, fmt = mods[name]
+        t0 = time.perf_counter()
+        log(f"bench {name}: running ({sizes[name]})")
+        res = run(os.path.join(work, name), **sizes[name])
+        res["seconds"] = round(time.perf_counter() - t0, 1)
+        results[name] = res
+        md += [f"## {name}", "", fmt(res), "", f"({res['seconds']} s)", ""]
+        log(f"bench {name}: done in {res['seconds']} s")
+    doc = {"machine": machine, "quick": quick, "sizes": {k: sizes[k] for k in which}, "results": results,
+           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with open(os.path.join(out_dir, "bench.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    note = _chart(results, os.path.join(out_dir, "bench.png"))
+    if note:
+        md += [f"_{note}_", ""]
+        log(note)
+    with open(os.path.join(out_dir, "bench.md"), "w") as f:
+        f.write("\n".join(md))
+    import shutil
+    shutil.rmtree(work, ignore_errors=True)
+    return doc
