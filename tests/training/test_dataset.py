@@ -251,3 +251,15 @@ def test_shuffle_quality_on_a_million_rows(tmp_path):
     print(f"spearman {rho:+.4f}, neighbour rate {neighbours:.2e}")
     assert abs(rho) <= 0.05
     assert neighbours < 1e-3
+
+
+def test_to_kjt_needs_torchrec_and_says_so(table):
+    batch = next(iter(SampleDataset(table, batch_size=16)))
+    try:
+        import torchrec  # noqa: F401
+    except ImportError:
+        with pytest.raises(ss.MissingDependency, match="torchrec"):
+            batch.to_kjt()
+    else:
+        kjt = batch.to_kjt()
+        assert kjt.keys() == batch.sparse.keys

@@ -14,10 +14,12 @@ __all__ = ["run_all", "SIZES"]
 SIZES = {
     "full": {"format": dict(rows=1_000_000, wide_rows=100_000, wide_cols=5_000, repeats=5),
              "loader": dict(rows=2_000_000, repeats=3),
-             "compaction": dict(files=1000)},
+             "compaction": dict(files=1000),
+             "catalog": dict(files=10_000)},
     "quick": {"format": dict(rows=200_000, wide_rows=20_000, wide_cols=5_000, repeats=3),
               "loader": dict(rows=400_000, repeats=1),
-              "compaction": dict(files=300)},
+              "compaction": dict(files=300),
+              "catalog": dict(files=2_000)},
 }
 
 
@@ -62,6 +64,10 @@ def _chart(results: dict[str, Any], path: str) -> str | None:
                            {r["loader"]: r["samples_per_s"] for r in results["loader"]["results"] if r["workers"] == w}))
     if "compaction" in results:
         panels.append(("loader samples/s: small files vs compacted", results["compaction"]["loader_samples_per_s"]))
+    if "catalog" in results:
+        panels.append((f"plan a scan of {results['catalog']['files']:,} files (s)", results["catalog"]["plan_seconds"]))
+    if not panels:
+        return "nothing to chart"
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
     for ax, (title, vals) in zip(axes if len(panels) > 1 else [axes], panels):
         names = list(vals)
@@ -76,14 +82,15 @@ def _chart(results: dict[str, Any], path: str) -> str | None:
 
 def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the chosen benchmarks; write bench.json, bench.md and bench.png into ``out_dir``."""
-    from . import compaction, format, loader
+    from . import catalog, compaction, format, loader
 
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "work")
     sizes = SIZES["quick" if quick else "full"]
     mods = {"format": (format.run_format_bench, format.format_markdown),
             "loader": (loader.run_loader_bench, loader.format_markdown),
-            "compaction": (compaction.run_compaction_bench, compaction.format_markdown)}
+            "compaction": (compaction.run_compaction_bench, compaction.format_markdown),
+            "catalog": (catalog.run_catalog_bench, catalog.format_markdown)}
     results: dict[str, Any] = {}
     md = [f"# samplestore bench{' --quick' if quick else ''}", ""]
     machine = _machine()

@@ -328,7 +328,7 @@ def _cmd_gc(a: argparse.Namespace) -> int:
 def _cmd_bench(a: argparse.Namespace) -> int:
     from ..bench.report import run_all
 
-    which = ["format", "loader", "compaction"] if a.which == "all" else [a.which]
+    which = ["format", "loader", "compaction", "catalog"] if a.which == "all" else [a.which]
     t0 = time.perf_counter()
     run_all(a.out, which, a.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
     with open(os.path.join(a.out, "bench.md")) as f:
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = cmd("gc", _cmd_gc, "remove files no snapshot or reader needs", table="optional")
     g.add_argument("--grace", type=float, default=3600.0)
     b = sub.add_parser("bench", help="run the benchmarks against Parquet baselines; write JSON, markdown, PNG")
-    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction"])
+    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction", "catalog"])
     b.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
     b.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
     b.set_defaults(fn=_cmd_bench)
