@@ -141,7 +141,7 @@ def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, 
             loss.backward()
             opt_sparse.step()
             opt_dense.step()
-            total += float(loss) * len(batch)
+            total += loss.detach().item() * len(batch)
             n += len(batch)
             bar.extra = f"loss {total / n:.4f}"
             bar.update(len(batch))
