@@ -18,7 +18,7 @@ def test_auc_matches_definition():
 
 
 def test_demo_learns_and_leaves_a_valid_table(tmp_path):
-    res = run_demo(str(tmp_path / "demo"), rows=80_000, epochs=3, workers=0, say=lambda m: None)
+    res = run_demo(str(tmp_path / "demo"), rows=150_000, epochs=3, workers=0, say=lambda m: None)
     assert res["losses"][-1] < res["losses"][0]
     assert res["auc"] > 0.6
     assert verify_table(ss.open_store(tmp_path / "demo").table("sessions"))["ok"]
