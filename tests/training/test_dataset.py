@@ -263,3 +263,21 @@ def test_to_kjt_needs_torchrec_and_says_so(table):
     else:
         kjt = batch.to_kjt()
         assert kjt.keys() == batch.sparse.keys
+
+
+def test_follow_survives_expiry_of_the_append_snapshots(tmp_path):
+    t = ss.open_store(tmp_path / "fx").create_table("t", SCHEMA)
+    t.append(make_rows(0, 300))
+    ds = SampleDataset(t, batch_size=128, follow=True, poll_seconds=0.3, follow_idle_seconds=1.5)
+
+    def writer():
+        time.sleep(0.1)
+        t.append(make_rows(300, 200))
+        t.append(make_rows(500, 200))
+        t.expire_snapshots(retain_last=1)  # the first append's snapshot is gone before the next poll
+
+    th = threading.Thread(target=writer)
+    th.start()
+    ids = row_ids(list(ds))
+    th.join()
+    assert np.array_equal(np.sort(ids), np.arange(700))

@@ -107,6 +107,7 @@ class DataFile:
     removed_snapshot: int | None = None
     stats: Mapping[str, ColumnStats] = field(default_factory=dict)
     row_group_size: int = 0  # rows per row group (all but the last); 0 = unknown
+    added_by: str = ""  # operation of the commit that added the file (append, replace, ...)
 
     def row_group_rows(self) -> list[int]:
         """Rows of each row group, derived from the file's row-group size."""

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS files (
     file_bytes INTEGER NOT NULL,
     num_row_groups INTEGER NOT NULL,
     row_group_size INTEGER NOT NULL,
+    added_by TEXT NOT NULL,
     added_snapshot INTEGER NOT NULL,
     removed_snapshot INTEGER,
     UNIQUE (table_name, path)
@@ -239,7 +240,7 @@ class SQLiteCatalog(Catalog):
             self._require(c, name)
             rows = c.execute(
                 "SELECT file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
-                "row_group_size "
+                "row_group_size, added_by "
                 "FROM files WHERE table_name = ? AND added_snapshot <= ? AND (removed_snapshot IS NULL OR removed_snapshot > ?) "
                 "ORDER BY file_id", (name, snapshot_id, snapshot_id)).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
@@ -254,7 +255,7 @@ class SQLiteCatalog(Catalog):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
         finally:
             c.execute("COMMIT")
-        return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats.get(r[0], {}), r[8])
+        return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats.get(r[0], {}), r[8], r[9])
                 for r in rows]
 
     def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
@@ -391,9 +392,9 @@ class SQLiteCatalog(Catalog):
             added_rows = 0
             for f in add:
                 cur = c.execute("INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "
-                                "row_group_size, added_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                "row_group_size, added_by, added_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 (name, f.path, json.dumps(dict(f.partition), sort_keys=True), f.num_rows, f.file_bytes,
-                                 f.num_row_groups, f.row_group_size or f.num_rows, new_id))
+                                 f.num_row_groups, f.row_group_size or f.num_rows, operation, new_id))
                 fid = cur.lastrowid
                 added_rows += f.num_rows
                 c.executemany("INSERT INTO column_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [

@@ -2,7 +2,8 @@
 
 Per column (and optionally per partition): rows, nulls, missing values (nulls, empty lists
 or NaNs by kind) and their share, min/max, stored bytes, and for list features the length
-mean, p50 and p99 from merged length histograms.
+mean, p50 and p99 from merged length histograms. The figures describe the stored files:
+rows deleted but not yet purged by compaction still count.
 """
 
 from __future__ import annotations
