@@ -91,3 +91,26 @@ class TestSQLiteCatalog(CatalogConformance):
     def test_missing_store_is_an_error(self, tmp_path):
         with pytest.raises(ss.CatalogError, match="samplestore init"):
             SQLiteCatalog(str(tmp_path / "nope"), create=False)
+
+
+def test_older_catalog_is_migrated_in_place(tmp_path):
+    import sqlite3
+
+    root = tmp_path / "old"
+    root.mkdir()
+    con = sqlite3.connect(root / "catalog.db")
+    # The files table as the first catalogs made it, before row_group_size and added_by.
+    con.executescript("""
+        CREATE TABLE files (file_id INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, path TEXT NOT NULL,
+            partition TEXT NOT NULL, num_rows INTEGER NOT NULL, file_bytes INTEGER NOT NULL,
+            num_row_groups INTEGER NOT NULL, added_snapshot INTEGER NOT NULL, removed_snapshot INTEGER,
+            UNIQUE (table_name, path));
+        INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot)
+            VALUES ('t', 'a.ssf', '{}', 5, 10, 1, 1);
+    """)
+    con.commit()
+    con.close()
+    c = SQLiteCatalog(str(root))
+    cols = {r[1] for r in c._conn().execute("PRAGMA table_info(files)")}
+    assert {"row_group_size", "added_by"} <= cols
+    assert c._conn().execute("SELECT num_rows, added_by FROM files").fetchone() == (5, "append")

@@ -117,7 +117,27 @@ class SQLiteCatalog(Catalog):
         self._local = threading.local()
         conn = self._conn()
         conn.executescript(_DDL)
+        self._migrate(conn)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
+
+    # Columns added after the first catalogs were made: (table, column, definition).
+    _ADDED_COLUMNS = (
+        ("files", "row_group_size", "INTEGER NOT NULL DEFAULT 0"),
+        ("files", "added_by", "TEXT NOT NULL DEFAULT 'append'"),
+    )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older catalog's tables up to date (adding columns never loses data)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, definition in self._ADDED_COLUMNS:
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- connections ---------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

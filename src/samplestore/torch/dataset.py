@@ -99,7 +99,14 @@ class SampleDataset(IterableDataset):
         self._live: dict[int, np.ndarray] = {}  # unit -> live rows, for units with deleted rows
         for i, t in enumerate(plan.tasks):
             start = 0
-            for rg, n in enumerate(by_id[t.file_id].row_group_rows()):
+            f = by_id[t.file_id]
+            if f.row_group_size or f.num_row_groups <= 1:
+                rg_rows = f.row_group_rows()
+            else:  # catalogs older than the row_group_size column: ask the file
+                from ..format import FileReader
+                with FileReader(t.path) as r:
+                    rg_rows = [int(x) for x in r.row_group_rows]
+            for rg, n in enumerate(rg_rows):
                 if t.deleted is not None:
                     a, b = np.searchsorted(t.deleted, [start, start + n])
                     if b > a:
@@ -110,7 +117,7 @@ class SampleDataset(IterableDataset):
                 unit_file.append(i)
                 unit_rg.append(rg)
                 unit_rows.append(n)
-                start += int(by_id[t.file_id].row_group_rows()[rg])
+                start += int(rg_rows[rg])
         self._unit_file = np.asarray(unit_file, dtype=np.int32)
         self._unit_rg = np.asarray(unit_rg, dtype=np.int32)
         self._unit_rows = np.asarray(unit_rows, dtype=np.int64)
