@@ -79,8 +79,10 @@ class ParquetLoader(torch.utils.data.IterableDataset):
         self.batch_size = batch_size
         self.buffer_rows = buffer_rows
         self.seed = seed
-        self.units = [(p, i, pq.ParquetFile(p).metadata.row_group(i).num_rows)
-                      for p in paths for i in range(pq.ParquetFile(p).metadata.num_row_groups)]
+        self.units = []
+        for p in paths:
+            meta = pq.ParquetFile(p).metadata
+            self.units += [(p, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
 
     def __iter__(self) -> Iterator[Any]:
         info = torch.utils.data.get_worker_info()

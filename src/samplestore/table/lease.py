@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import weakref
 from typing import Any
+
+from ..errors import SampleStoreError
 
 __all__ = ["Lease"]
 
@@ -41,8 +44,8 @@ class Lease:
                 return
             try:
                 lease.catalog.renew_lease(lease.lease_id, ttl)
-            except Exception:  # noqa: BLE001 - a missed heartbeat only shortens the lease
-                pass
+            except (SampleStoreError, sqlite3.Error, OSError):
+                pass  # a missed heartbeat only shortens the lease; the next one may succeed
             del lease
 
     @staticmethod
@@ -51,8 +54,8 @@ class Lease:
         if lease_id is not None and os.getpid() == owner_pid:
             try:
                 catalog.release_lease(lease_id)
-            except Exception:  # noqa: BLE001 - at interpreter exit the lease lapses by itself
-                pass
+            except (SampleStoreError, sqlite3.Error, OSError):
+                pass  # the lease lapses by itself after its ttl
 
     def release(self) -> None:
         """Release now (idempotent)."""

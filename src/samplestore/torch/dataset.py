@@ -127,7 +127,6 @@ class SampleDataset(IterableDataset):
         self.epoch = 0
         self._next_batch = 0  # rank-level index of the next batch to deliver (resume point)
         self._role: int | None = None  # planned worker this process plays (from a per-worker state)
-        self._delivered = 0
 
     # -- public ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -209,7 +208,6 @@ class SampleDataset(IterableDataset):
         skip = int(np.searchsorted(plan.batch_index, start))  # own batches already delivered
         for batch in self._epoch_batches(plan, skip, rank, role):
             self._next_batch = batch.index + 1
-            self._delivered += 1
             yield batch
         self._next_batch = 0
         self._role = None
