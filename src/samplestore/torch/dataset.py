@@ -263,52 +263,33 @@ class SampleDataset(IterableDataset):
         return cache
 
     def _to_batch(self, a: dict[str, Any], index: int) -> Batch:
-        # torch.from_numpy on views of one arena keeps them views of one storage.
-        if "arena" in a:
-            return self._arena_batch(a, index)
-        names, col = {}, 0
-        for f in self.layout.dense:
-            names[f.name] = (col, col + f.dim)
-            col += f.dim
-        extras = {}
-        for k, v in a["extras"].items():
-            extras[k] = v.tolist() if v.dtype == object else torch.from_numpy(np.ascontiguousarray(v))
-        return Batch(
-            dense=torch.from_numpy(a["dense"]),
-            sparse=SparseFeatures([f.name for f in self.layout.sparse], torch.from_numpy(a["values"]),
-                                  torch.from_numpy(a["lengths"]),
-                                  torch.from_numpy(a["weights"]) if a["weights"] is not None else None),
-            labels=torch.from_numpy(a["labels"]),
-            embeddings={k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in a["embeddings"].items()},
-            extras=extras,
-            dense_names=names,
-            epoch=self.epoch,
-            index=index,
-        )
+        """Wrap gathered arrays as tensors. Arrays carved from a shared arena become views of
+        its one storage, so the batch crosses processes as one shared-memory segment."""
+        arena = a.get("arena")
+        if arena is not None:
+            base = arena.tensor
+            start = base.numpy().ctypes.data
 
-    def _arena_batch(self, a: dict[str, Any], index: int) -> Batch:
-        base = a["arena"].tensor
-        start = base.numpy().ctypes.data
-
-        def t(arr: np.ndarray) -> torch.Tensor:
-            if arr.base is None or not arr.size:
+            def tensor(arr: np.ndarray) -> torch.Tensor:
+                if not arr.size:
+                    return torch.from_numpy(np.ascontiguousarray(arr))
+                off = arr.ctypes.data - start
+                return base[off: off + arr.nbytes].view(torch.from_numpy(arr[:0]).dtype).view(arr.shape)
+        else:
+            def tensor(arr: np.ndarray) -> torch.Tensor:
                 return torch.from_numpy(np.ascontiguousarray(arr))
-            off = arr.ctypes.data - start
-            flat = base[off: off + arr.nbytes].view(torch.from_numpy(arr[:0]).dtype if arr.size else torch.uint8)
-            return flat.view(arr.shape)
 
         names, col = {}, 0
         for f in self.layout.dense:
             names[f.name] = (col, col + f.dim)
             col += f.dim
-        extras = {k: (v.tolist() if v.dtype == object else t(v)) for k, v in a["extras"].items()}
         return Batch(
-            dense=t(a["dense"]),
-            sparse=SparseFeatures([f.name for f in self.layout.sparse], t(a["values"]), t(a["lengths"]),
-                                  t(a["weights"]) if a["weights"] is not None else None),
-            labels=t(a["labels"]),
-            embeddings={k: t(v) for k, v in a["embeddings"].items()},
-            extras=extras,
+            dense=tensor(a["dense"]),
+            sparse=SparseFeatures([f.name for f in self.layout.sparse], tensor(a["values"]), tensor(a["lengths"]),
+                                  tensor(a["weights"]) if a["weights"] is not None else None),
+            labels=tensor(a["labels"]),
+            embeddings={k: tensor(v) for k, v in a["embeddings"].items()},
+            extras={k: (v.tolist() if v.dtype == object else tensor(v)) for k, v in a["extras"].items()},
             dense_names=names,
             epoch=self.epoch,
             index=index,
