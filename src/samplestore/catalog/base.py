@@ -121,25 +121,32 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def create_table(self, name: str, schema: Schema, partition_by: Iterable[str],
-                     properties: Mapping[str, Any] | None = None) -> TableMeta: ...
+                     properties: Mapping[str, Any] | None = None) -> TableMeta:
+        """Create a table; TableExists if the name is taken."""
 
     @abc.abstractmethod
-    def drop_table(self, name: str) -> None: ...
+    def drop_table(self, name: str) -> None:
+        """Remove a table and everything the catalog records for it."""
 
     @abc.abstractmethod
-    def table_names(self) -> list[str]: ...
+    def table_names(self) -> list[str]:
+        """Names of all tables, sorted."""
 
     @abc.abstractmethod
-    def load_table(self, name: str) -> TableMeta: ...
+    def load_table(self, name: str) -> TableMeta:
+        """A table's definition; TableNotFound lists the tables."""
 
     @abc.abstractmethod
-    def snapshots(self, name: str) -> list[Snapshot]: ...
+    def snapshots(self, name: str) -> list[Snapshot]:
+        """Retained snapshots, oldest first."""
 
     @abc.abstractmethod
-    def snapshot(self, name: str, snapshot_id: int) -> Snapshot: ...
+    def snapshot(self, name: str, snapshot_id: int) -> Snapshot:
+        """One snapshot; SnapshotNotFound lists what exists."""
 
     @abc.abstractmethod
-    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]: ...
+    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
+        """Live files of a snapshot (with statistics of the named columns)."""
 
     @abc.abstractmethod
     def commit(
@@ -153,16 +160,64 @@ class Catalog(abc.ABC):
         writer_id: str | None = None,
         commit_token: str | None = None,
         summary: Mapping[str, Any] | None = None,
+        deletes: Mapping[int, Any] | None = None,
+        planned_at: int | None = None,
     ) -> Snapshot:
-        """Atomically add and remove files (and/or change the schema) as a new snapshot.
+        """Atomically add and remove files, record deletes (row positions per file) and/or
+        change the schema, as a new snapshot.
 
         Raises:
-            CommitConflict: a file in ``remove`` is no longer live (another commit removed
-                it); nothing was changed and the caller may re-plan and retry.
+            CommitConflict: a file in ``remove`` or ``deletes`` is no longer live, or (with
+                ``planned_at``) rows of those files were deleted after that snapshot; nothing
+                was changed and the caller may re-plan and retry.
         """
 
     @abc.abstractmethod
-    def last_commit_token(self, name: str, writer_id: str) -> str | None: ...
+    def last_commit_token(self, name: str, writer_id: str) -> str | None:
+        """The commit token a writer stored last, or None."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def snapshot_as_of(self, name: str, when: float) -> Snapshot:
+        """The last snapshot committed at or before ``when`` (epoch seconds)."""
+
+    @abc.abstractmethod
+    def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
+        """(file id, path, removed snapshot) of every file the catalog knows for a table."""
+
+    # -- deletes ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def deleted_positions(self, name: str, snapshot_id: int, file_ids: Iterable[int] | None = None) -> dict[int, Any]:
+        """Deleted row positions (sorted int64 arrays) per file, as of a snapshot."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "") -> str:
+        """Pin a snapshot (0: a writer's in-progress marker) for ``ttl`` seconds; returns its id."""
+
+    @abc.abstractmethod
+    def renew_lease(self, lease_id: str, ttl: float) -> bool:
+        """Extend a lease; False if it had lapsed."""
+
+    @abc.abstractmethod
+    def release_lease(self, lease_id: str) -> None:
+        """Drop a lease."""
+
+    @abc.abstractmethod
+    def live_leases(self, name: str) -> list[tuple[str, int, float, str]]:
+        """(lease id, snapshot, expires at, owner) of a table's unexpired leases."""
+
+    @abc.abstractmethod
+    def expire_snapshots(self, name: str, keep: Iterable[int]) -> list[int]:
+        """Forget snapshots not in ``keep`` (never the current or a leased one); return those forgotten."""
+
+    @abc.abstractmethod
+    def unreferenced_files(self, name: str) -> list[tuple[int, str]]:
+        """Files live in no retained and no leased snapshot: (file id, path)."""
+
+    @abc.abstractmethod
+    def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
+        """Drop removed files (already deleted from disk) and their stats and deletes."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release this process's connections."""
