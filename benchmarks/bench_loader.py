@@ -6,8 +6,6 @@ batch, peak RSS, Spearman and neighbour rate of the output order. As a quick tes
 the same path on a small table and checks that both loaders deliver every row once.
 """
 
-import pytest
-
 from samplestore.bench.loader import format_markdown, run_loader_bench
 
 

@@ -7,7 +7,6 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from samplestore import datagen
 from samplestore.cli.main import main

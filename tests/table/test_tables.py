@@ -13,7 +13,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import samplestore as ss
 from samplestore import datagen
-from samplestore.format import TEMP_SUFFIX
 
 SCHEMA = ss.Schema([
     ss.Scalar("row_id", "int64", nullable=False),
@@ -209,7 +208,7 @@ class TableModel(RuleBasedStateMachine):
     @rule(n=st.integers(1, 30), commit_every=st.integers(1, 40))
     def stream(self, n, commit_every):
         with self.table.writer(commit_every_rows=commit_every) as w:
-            for k in range(n):
+            for _ in range(n):
                 w.write(rows(self.next_id, 1))
                 self.next_id += 1
                 if w.snapshots and w.snapshots[-1] not in self.by_snapshot:

@@ -76,7 +76,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
         if not a.create:
             raise
         if a.format != "criteo":
-            raise SampleStoreError("--create makes a table only for --format criteo; use `samplestore create` first")
+            raise SampleStoreError("--create makes a table only for --format criteo; use `samplestore create` first") from None
         table = store.create_table(a.table, criteo_tsv_schema())
     for p in a.files:
         if not os.path.exists(p):

@@ -126,11 +126,9 @@ def _minmax(v: np.ndarray, is_float: bool) -> tuple[float | int | None, float | 
     if v.size == 0:
         return None, None
     if is_float:
-        with np.errstate(invalid="ignore"):
-            lo, hi = np.nanmin(v) if not np.isnan(v).all() else None, None
-        if lo is None:
+        if np.isnan(v).all():
             return None, None
-        return float(lo), float(np.nanmax(v))
+        return float(np.nanmin(v)), float(np.nanmax(v))
     return int(v.min()), int(v.max())
 
 
