@@ -43,8 +43,11 @@ SCHEMA = ss.Schema([
 ])
 
 
+# Three groups, each drawn on its own: one batch of all 17 columns can need more random bytes
+# than Hypothesis gives an example, and overrun examples count against its health check.
 JAGGED = ["ids", "tags", "hist", "events"]
-FLAT = [n for n in SCHEMA.names if n not in JAGGED]
+VECTORS = ["d1", "d3", "e32", "e16", "ebf", "y"]
+SCALARS = [n for n in SCHEMA.names if n not in JAGGED + VECTORS]
 
 
 @st.composite
@@ -90,9 +93,15 @@ def test_jagged_kinds_roundtrip_exactly(tmp_path, table, rg, codec):
 
 
 @SETTINGS
-@given(table=batches(FLAT), rg=st.integers(1, 9), codec=st.sampled_from(["zstd", "none"]))
-def test_vector_and_scalar_kinds_roundtrip_exactly(tmp_path, table, rg, codec):
-    check_roundtrip(tmp_path, SCHEMA.select(FLAT), table, row_group_rows=rg, compression=codec)
+@given(table=batches(VECTORS), rg=st.integers(1, 9), codec=st.sampled_from(["zstd", "none"]))
+def test_vector_kinds_roundtrip_exactly(tmp_path, table, rg, codec):
+    check_roundtrip(tmp_path, SCHEMA.select(VECTORS), table, row_group_rows=rg, compression=codec)
+
+
+@SETTINGS
+@given(table=batches(SCALARS), rg=st.integers(1, 9), codec=st.sampled_from(["zstd", "none"]))
+def test_scalar_kinds_roundtrip_exactly(tmp_path, table, rg, codec):
+    check_roundtrip(tmp_path, SCHEMA.select(SCALARS), table, row_group_rows=rg, compression=codec)
 
 
 @SETTINGS
