@@ -1,17 +1,25 @@
-"""The committed golden file pins the .ssf v1 format: every later version must read it."""
+"""The committed golden files pin each .ssf format version: every later version reads them."""
 
 import hashlib
 import os
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from helpers import assert_same_data
 
 import samplestore as ss
 from samplestore.format import FileReader
 
-GOLDEN_SHA256 = "ce773cca277bb7d220fd1f9dd5ed8a99383cb161f500630440a8d279bcd699a5"
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "golden", "v1.ssf")
+# One committed file per major version, with the sha256 of its bytes.
+GOLDEN_SHA256 = {
+    1: "ce773cca277bb7d220fd1f9dd5ed8a99383cb161f500630440a8d279bcd699a5",
+    2: "c4659628359e0faf6bff7f743df935a23c9481ce8152e3f057a7040b92a177e8",
+}
+
+
+def golden(version: int) -> str:
+    return os.path.join(os.path.dirname(__file__), "..", "golden", f"v{version}.ssf")
 
 SCHEMA = ss.Schema([
     ss.Dense("dense", dim=3),
@@ -57,20 +65,29 @@ def expected_table() -> pa.Table:
     })
 
 
-def test_golden_v1_reads_exactly():
-    with FileReader(GOLDEN) as r:
+@pytest.mark.parametrize("version", sorted(GOLDEN_SHA256))
+def test_golden_reads_exactly(version):
+    with FileReader(golden(version)) as r:
+        assert r.format_version == version
         assert r.num_rows == 200 and r.num_row_groups == 4
-        assert r.metadata["user"] == {"golden": "v1"}
+        assert r.metadata["user"] == {"golden": f"v{version}"}
         assert r.schema == SCHEMA
         got = r.read()
         assert r.verify() == 4 * len(SCHEMA)
     assert_same_data(got, expected_table())
 
 
-def test_golden_bytes_are_pinned():
-    # If this fails the committed file was changed: the format is immutable once released.
-    with open(GOLDEN, "rb") as f:
+@pytest.mark.parametrize("version", sorted(GOLDEN_SHA256))
+def test_golden_bytes_are_pinned(version):
+    # If this fails a committed file was changed: a format version is immutable once released.
+    with open(golden(version), "rb") as f:
         blob = f.read()
-    assert hashlib.sha256(blob).hexdigest() == GOLDEN_SHA256
+    assert hashlib.sha256(blob).hexdigest() == GOLDEN_SHA256[version]
     assert blob[:4] == b"SSF1" and blob[-4:] == b"SSF1"
-    assert int.from_bytes(blob[4:6], "little") == 1
+    assert int.from_bytes(blob[4:6], "little") == version
+
+
+def test_every_version_has_a_golden_file():
+    # Bumping the writer's major version without committing its golden file fails here.
+    assert max(GOLDEN_SHA256) == ss.format.VERSION_MAJOR
+    assert sorted(GOLDEN_SHA256) == list(range(1, ss.format.VERSION_MAJOR + 1))

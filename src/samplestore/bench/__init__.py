@@ -13,8 +13,11 @@ from typing import Callable
 __all__ = ["median_seconds"]
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 3) -> float:
-    """Median wall time of ``repeats`` calls of ``fn`` (the figure we quote: robust to noise)."""
+def median_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 0) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` (the figure we quote: robust to noise),
+    after ``warmup`` untimed calls (first-call costs: lazy imports, growing memory pools)."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()

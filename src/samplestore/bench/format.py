@@ -68,8 +68,8 @@ def run_format_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 100_0
     res["bytes_per_sample"] = {"ssf": os.path.getsize(ssf) / rows, "parquet": os.path.getsize(parquet) / rows}
     if not read_ssf(ssf).equals(table):
         raise AssertionError("the .ssf file does not read back the table written")
-    r_ssf = median_seconds(lambda: read_ssf(ssf), repeats)
-    r_pq = median_seconds(lambda: read_parquet(parquet), repeats)
+    r_ssf = median_seconds(lambda: read_ssf(ssf), repeats, warmup=1)
+    r_pq = median_seconds(lambda: read_parquet(parquet), repeats, warmup=1)
     res["read_samples_s"] = {"ssf": rows / r_ssf, "parquet": rows / r_pq}
     del table
 
@@ -79,8 +79,8 @@ def run_format_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 100_0
     write_parquet(wide, wpq)
     del wide
     cols = [f"f{i}" for i in np.linspace(0, wide_cols - 1, WIDE_READ_COLUMNS).astype(int)]
-    o_ssf = median_seconds(lambda: read_ssf(wssf, cols), max(repeats, 5))
-    o_pq = median_seconds(lambda: read_parquet(wpq, cols), max(repeats, 5))
+    o_ssf = median_seconds(lambda: read_ssf(wssf, cols), max(repeats, 9), warmup=1)
+    o_pq = median_seconds(lambda: read_parquet(wpq, cols), max(repeats, 9), warmup=1)
     res["wide"] = {"rows": wide_rows, "columns": wide_cols, "read_columns": WIDE_READ_COLUMNS}
     res["open_read_10_s"] = {"ssf": o_ssf, "parquet": o_pq}
     res["ratios"] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .columns import ColumnData
 from .reader import FileReader, read_file
+from .spec import VERSION_MAJOR
 from .writer import DEFAULT_ROW_GROUP_ROWS, TEMP_SUFFIX, FileInfo, FileWriter, write_file
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "read_metadata",
     "DEFAULT_ROW_GROUP_ROWS",
     "TEMP_SUFFIX",
+    "VERSION_MAJOR",
 ]
 
 
@@ -24,6 +26,7 @@ def read_metadata(path: str) -> dict:
     with FileReader(path) as r:
         return {
             "path": r.path,
+            "format_version": r.format_version,
             "num_rows": r.num_rows,
             "num_row_groups": r.num_row_groups,
             "file_bytes": r.file_bytes,

@@ -13,12 +13,13 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import zstandard
 
 from .. import _codec
 from .spec import DTYPE_NUMPY, STREAM_HEAD, Codec, DType, Encoding
 
-__all__ = ["StreamHead", "Hint", "encode_stream", "decode_stream", "decode_offsets", "Compressor"]
+__all__ = ["StreamHead", "Hint", "encode_stream", "decode_stream", "decode_offsets", "Compressor", "empty"]
 
 # Below this many bytes a transform cannot pay for itself.
 _MIN_TRANSFORM_BYTES = 64
@@ -70,6 +71,12 @@ class Compressor:
         self.codec = Codec.ZSTD if codec == "zstd" else Codec.NONE
         self.level = level
         self._zstd = zstandard.ZstdCompressor(level=level) if self.codec == Codec.ZSTD else None
+        # Byte planes of floats hold almost no repeats worth a match: with the longest minimum
+        # match zstd codes them as Huffman literals, which is smaller and decodes ~1.5x faster
+        # than what the level's default match finder leaves behind.
+        self._zstd_planes = zstandard.ZstdCompressor(
+            compression_params=zstandard.ZstdCompressionParameters.from_level(level, min_match=7)
+        ) if self.codec == Codec.ZSTD else None
 
     def compress(self, payload: bytes | memoryview) -> tuple[int, bytes | memoryview]:
         """Compress ``payload``; fall back to no codec where zstd does not make it smaller."""
@@ -84,13 +91,13 @@ class Compressor:
         """Compress each of ``planes`` equal byte planes on its own; keep a plane raw where
         zstd does not shrink it (random mantissa bytes), so reading it costs a copy only."""
         size = len(payload)
-        if self._zstd is None or size < _MIN_TRANSFORM_BYTES or size % planes:
+        if self._zstd_planes is None or size < _MIN_TRANSFORM_BYTES or size % planes:
             return self.compress(memoryview(payload))
         step = size // planes
         parts, sizes, any_packed = [], [], False
         for i in range(planes):
             plane = memoryview(payload[i * step:(i + 1) * step])
-            out = self._zstd.compress(plane)
+            out = self._zstd_planes.compress(plane)
             if len(out) < step * 15 // 16:
                 parts.append(out)
                 any_packed = True
@@ -103,6 +110,17 @@ class Compressor:
 
 
 _local = threading.local()
+
+
+def empty(n: int, dtype: np.dtype | type) -> np.ndarray:
+    """An uninitialised array of ``n`` elements in Arrow's memory pool.
+
+    Decoded buffers come from the pool rather than ``malloc``: glibc serves large requests
+    with fresh ``mmap`` pages, so every chunk read would pay a page fault per 4 KiB, while the
+    pool reuses memory already mapped. The arrays also hand their buffer to Arrow unchanged.
+    """
+    dt = np.dtype(dtype)
+    return np.frombuffer(pa.allocate_buffer(n * dt.itemsize), dtype=dt, count=n)
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -274,7 +292,7 @@ def _decode_planes(head: StreamHead, data: memoryview, np_dtype: np.dtype) -> np
             if len(part) != step:
                 raise DecodeError(f"zstd plane {i} decompressed to {len(part)} bytes, expected {step}")
         parts.append(part)
-    out = np.empty(step, dtype=np_dtype)
+    out = empty(step, np_dtype)
     _codec.unshuffle_planes(parts, out.view(np.uint8))
     return out
 
@@ -300,7 +318,7 @@ def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
         if enc == Encoding.BYTE_SHUFFLE:
             if head.param0 != np_dtype.itemsize or len(raw) != n * np_dtype.itemsize:
                 raise DecodeError(f"byte-shuffled stream of {len(raw)} bytes for {n} values of {np_dtype}")
-            out = np.empty(n, dtype=np_dtype)
+            out = empty(n, np_dtype)
             _codec.unshuffle_bytes(np.frombuffer(raw, np.uint8), np_dtype.itemsize, out.view(np.uint8))
             return out
         src = np.frombuffer(raw, np.uint8)
@@ -308,7 +326,7 @@ def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
             return _decode_dict(head, src, np_dtype)
         if head.dtype != DType.INT64:
             raise DecodeError(f"{Encoding.NAMES.get(enc, enc)} encoding on a {np_dtype} stream")
-        out = np.empty(n, dtype=np.int64)
+        out = empty(n, np.int64)
         if enc == Encoding.FOR:
             _codec.for_decode(src, head.param0, int(head.param1), out)
         elif enc == Encoding.DELTA_VARINT:
@@ -329,7 +347,7 @@ def _decode_dict(head: StreamHead, src: np.ndarray, np_dtype: np.dtype) -> np.nd
     int_dtype = np.dtype(f"<i{itemsize}")
     entries = np.empty(k, dtype=int_dtype)
     _codec.unshuffle_bytes(src[: k * itemsize], itemsize, entries.view(np.uint8))
-    out = np.empty(head.count, dtype=int_dtype)
+    out = empty(head.count, int_dtype)
     _codec.dict_decode(entries, src[k * itemsize:], bits, out)
     return out.view(np_dtype)
 
@@ -341,7 +359,7 @@ def decode_offsets(head: StreamHead, data: memoryview, num_rows: int, num_values
     """
     if head.count != num_rows or head.dtype != DType.INT64:
         raise DecodeError(f"lengths stream holds {head.count} entries for {num_rows} rows")
-    out = np.empty(num_rows + 1, dtype=np.int32)
+    out = empty(num_rows + 1, np.int32)
     try:
         if head.encoding == Encoding.FOR and head.param0 == 0:
             raw = _decompress(head, data)

@@ -1,9 +1,9 @@
 """Read .ssf files: metadata, any columns of any row groups, into Arrow or raw numpy buffers.
 
 Opening a file reads the trailer and footer (two ``pread`` calls) and checks the footer's
-crc32; the footer's sections are fixed-size arrays viewed with ``numpy.frombuffer``, and a
+checksum; the footer's sections are fixed-size arrays viewed with ``numpy.frombuffer``, and a
 column is found by binary search over sorted name hashes, so reading k of N columns costs
-O(k) Python work. Every chunk is checked against its crc32 before it is decoded, and every
+O(k) Python work. Every chunk is checked against its checksum before it is decoded, and every
 size is checked against what the footer and the schema imply: damage raises
 :class:`~samplestore.errors.CorruptFileError` naming the file, row group and column.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -23,8 +22,8 @@ from ..schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence 
 from .columns import ColumnData, stream_specs, to_arrow
 from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream
 from .spec import (
-    CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, STATS_ENTRY, STATS_FLOAT,
-    STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
+    CHECKSUMS, CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, OLDEST_MAJOR, STATS_ENTRY,
+    STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
 )
 from .writer import name_hash
 
@@ -65,6 +64,14 @@ class FileReader:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {len(data)} (file truncated?)")
         return data
 
+    def _pread_into(self, offset: int, size: int) -> memoryview:
+        # Into Arrow's pool (see encodings.empty): plain streams are returned as views of it.
+        buf = pa.allocate_buffer(size)
+        got = os.preadv(self._fd, [buf], offset)
+        if got != size:
+            raise self._corrupt(f"expected {size} bytes at offset {offset}, found {got} (file truncated?)")
+        return memoryview(buf).cast("B")
+
     def _open(self) -> None:
         size = os.fstat(self._fd).st_size
         self.file_bytes = size
@@ -78,6 +85,10 @@ class FileReader:
             raise FormatVersionError(
                 f"file uses .ssf format version {major}; this samplestore reads up to {VERSION_MAJOR} "
                 "(upgrade samplestore)", path=self.path)
+        if major < OLDEST_MAJOR:
+            raise self._corrupt(f"header says format version {major}; versions start at {OLDEST_MAJOR}")
+        self.format_version = major
+        self._checksum = CHECKSUMS[major]
         flen, fcrc, tmajor, _tminor, _res, tmagic = TRAILER.unpack(self._pread(size - TRAILER.size, TRAILER.size))
         if tmagic != MAGIC:
             raise self._corrupt(f"trailer magic is {tmagic!r}, expected {MAGIC!r} (file truncated or not an .ssf file)")
@@ -87,7 +98,7 @@ class FileReader:
         if flen < FOOTER_HEAD.size or data_end < HEADER.size:
             raise self._corrupt(f"footer length {flen} does not fit a {size}-byte file")
         footer = self._pread(data_end, flen)
-        if zlib.crc32(footer) != fcrc:
+        if self._checksum(footer) != fcrc:
             raise self._corrupt("footer checksum mismatch (file damaged)")
         c, r, rows, rg_rows, desc_len, meta_len = FOOTER_HEAD.unpack_from(footer, 0)
         pad = 4 if c % 2 else 0
@@ -221,8 +232,8 @@ class FileReader:
         off, length = int(entry["offset"]), int(entry["length"])
         if off < HEADER.size or off + length > self._data_end or length < CHUNK_HEAD.size:
             raise self._corrupt(f"chunk at offset {off}, length {length} lies outside the data region", rg, feat.name)
-        buf = self._pread(off, length)
-        if zlib.crc32(buf) != int(entry["crc"]):
+        buf = self._pread_into(off, length)
+        if self._checksum(buf) != int(entry["crc"]):
             raise self._corrupt("chunk checksum mismatch (file damaged)", rg, feat.name)
         try:
             return self._decode_chunk(feat, memoryview(buf), n)

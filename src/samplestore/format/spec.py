@@ -1,15 +1,21 @@
-"""Constants and fixed binary structures of the .ssf v1 format (see docs/FORMAT.md)."""
+"""Constants, checksums and fixed binary structures of the .ssf format (see docs/FORMAT.md)."""
 
 from __future__ import annotations
 
 import struct
+import zlib
+from typing import Callable, Iterable
 
 import numpy as np
+import xxhash
 
 __all__ = [
     "MAGIC",
     "VERSION_MAJOR",
     "VERSION_MINOR",
+    "OLDEST_MAJOR",
+    "CHECKSUMS",
+    "checksum",
     "HEADER",
     "TRAILER",
     "FOOTER_HEAD",
@@ -24,12 +30,32 @@ __all__ = [
 ]
 
 MAGIC = b"SSF1"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2
 VERSION_MINOR = 0
+#: The oldest major version this reader still reads.
+OLDEST_MAJOR = 1
+
+
+def _xxh3_32(data: bytes | memoryview) -> int:
+    return xxhash.xxh3_64_intdigest(data) & 0xFFFFFFFF
+
+
+#: Checksum of the footer and of every chunk, by major version: v1 used zlib's crc32; v2
+#: uses the low 32 bits of XXH3-64 (seed 0), ~10x faster, which matters when a read is
+#: mostly checksumming bytes that are already in the page cache.
+CHECKSUMS: dict[int, Callable[[bytes | memoryview], int]] = {1: zlib.crc32, 2: _xxh3_32}
+
+
+def checksum(parts: Iterable[bytes | memoryview]) -> int:
+    """The current version's checksum of ``parts`` taken as one byte string."""
+    h = xxhash.xxh3_64()
+    for p in parts:
+        h.update(p)
+    return h.intdigest() & 0xFFFFFFFF
 
 #: File header: magic, major version, minor version.
 HEADER = struct.Struct("<4sHH")
-#: Trailer: footer length, footer crc32, major, minor, reserved, magic.
+#: Trailer: footer length, footer checksum, major, minor, reserved, magic.
 TRAILER = struct.Struct("<QIHHI4s")
 #: Footer head: columns, row groups, rows, configured row-group rows, descriptor blob
 #: length, metadata length.
@@ -40,7 +66,8 @@ CHUNK_HEAD = struct.Struct("<HHI")
 #: param0, param1.
 STREAM_HEAD = struct.Struct("<BBBBIQQQqq")
 
-#: One chunk-table entry in the footer: offset, length, crc32 of the chunk bytes, reserved.
+#: One chunk-table entry in the footer: offset, length, checksum of the chunk bytes,
+#: reserved (the field keeps its v1 name, ``crc``).
 CHUNK_ENTRY = np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4"), ("reserved", "<u4")])
 #: One chunk-statistics entry in the footer: null count, value count, min and max (8 raw
 #: bytes, int64 or float64 by flags), flags (bit 0 has min/max, bit 1 min/max are float64).

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -19,7 +18,7 @@ from .columns import ChunkStats, column_streams, stats_flags, stream_specs
 from .encodings import Compressor, encode_stream
 from .spec import (
     CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, STATS_ENTRY, TRAILER,
-    VERSION_MAJOR, VERSION_MINOR,
+    VERSION_MAJOR, VERSION_MINOR, checksum,
 )
 
 __all__ = ["FileWriter", "FileInfo", "ColumnSummary", "write_file", "name_hash", "TEMP_SUFFIX"]
@@ -171,7 +170,7 @@ class FileWriter:
                 self._flush_row_group(self._pending_rows)
             footer = self._footer()
             self._write(footer)
-            self._write(TRAILER.pack(len(footer), zlib.crc32(footer), VERSION_MAJOR, VERSION_MINOR, 0, MAGIC))
+            self._write(TRAILER.pack(len(footer), checksum([footer]), VERSION_MAJOR, VERSION_MINOR, 0, MAGIC))
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
@@ -235,12 +234,11 @@ class FileWriter:
             heads.append(head.pack())
             payloads.append(stored)
         parts = [CHUNK_HEAD.pack(len(specs), 0, 0), *heads, *payloads]
-        offset, crc, length = self._pos, 0, 0
+        offset, length = self._pos, 0
         for p in parts:
-            crc = zlib.crc32(p, crc)
             length += len(p)
             self._write(p)
-        self._chunks[ci].append((offset, length, crc))
+        self._chunks[ci].append((offset, length, checksum(parts)))
         flags, lo, hi = stats_flags(stats, feat)
         self._stats[ci].append((stats.nulls, stats.values, lo, hi, flags))
         self._summary[feat.name].add(stats, length)
