@@ -281,3 +281,28 @@ def test_follow_survives_expiry_of_the_append_snapshots(tmp_path):
     ids = row_ids(list(ds))
     th.join()
     assert np.array_equal(np.sort(ids), np.arange(700))
+
+
+def test_decoding_runs_at_most_one_window_ahead():
+    # Memory per worker is bounded by two windows: the one batches are cut from and the one
+    # being decoded. The decode thread must not start a third before one is taken.
+    from samplestore.torch.dataset import _Prefetch
+
+    loaded = []
+    source = _Prefetch(lambda j: loaded.append(j) or j, range(10))
+
+    def settled(expected: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(loaded) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # time enough to run further ahead, if it would
+        assert len(loaded) == expected
+
+    try:
+        settled(1)
+        assert source.next() == 0
+        settled(2)
+        assert source.next() == 1 and source.next() == 2
+        settled(4)
+    finally:
+        source.close()

@@ -350,10 +350,16 @@ class SampleDataset(IterableDataset):
 
 
 class _Prefetch:
-    """Load windows in a background thread, one ahead (zstd and the kernels release the GIL)."""
+    """Load windows in a background thread, one ahead (zstd and the kernels release the GIL).
+
+    The thread starts decoding window j+1 only once the consumer has taken window j, so at
+    most two windows are alive: the one batches are cut from and the one being decoded
+    (the shuffle buffer of ``shuffle_buffer_rows``).
+    """
 
     def __init__(self, load: Any, indices: range) -> None:
-        self._q: queue.Queue = queue.Queue(maxsize=1)
+        self._q: queue.Queue = queue.Queue()
+        self._slot = threading.Semaphore(1)  # windows the thread may decode before one is taken
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(load, indices), daemon=True)
         self._thread.start()
@@ -361,15 +367,12 @@ class _Prefetch:
     def _run(self, load: Any, indices: range) -> None:
         try:
             for j in indices:
+                while not self._slot.acquire(timeout=0.1):
+                    if self._stop.is_set():
+                        return
                 if self._stop.is_set():
                     return
-                item = load(j)
-                while not self._stop.is_set():
-                    try:
-                        self._q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._q.put(load(j))
         except BaseException as exc:  # hand the error to the consumer
             self._q.put(exc)
             return
@@ -377,6 +380,7 @@ class _Prefetch:
 
     def next(self) -> Window:
         item = self._q.get()
+        self._slot.release()
         if isinstance(item, BaseException):
             raise item
         if item is _STOP:
