@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -168,6 +169,11 @@ def _vm_hwm(pid: int | str = "self") -> float:
     return 0.0
 
 
+def _cpu_seconds(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int, buffer_rows: int) -> dict[str, Any]:
     """One configuration, in this (fresh) process: one epoch, timed."""
     import torch
@@ -182,6 +188,7 @@ def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int,
         paths = sorted(os.path.join(parquet, p) for p in os.listdir(parquet))
         ds = ParquetLoader(paths, bench_schema(), batch_size, buffer_rows)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+    cpu0 = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     it = iter(loader)
     first = next(it)
@@ -194,14 +201,17 @@ def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int,
         if workers and k % 8 == 0:  # workers exit with the epoch: sample their peaks meanwhile
             worker_peak = max([worker_peak] + [_vm_hwm(w.pid) for w in getattr(it, "_workers", [])])
     elapsed = time.perf_counter() - t0
+    del it  # the epoch is over: the workers have exited and been reaped
+    # Workers count as children once reaped, so this is all the CPU the epoch took.
+    cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
+    self_rss = _vm_hwm()  # before the figures below, whose temporaries are not the loader's
     out = np.concatenate(ids)
     n = len(out)
     # row_id is the table position, and output positions are 0..n-1: Pearson on them is Spearman.
     rho = float(np.corrcoef(out.astype(np.float64), np.arange(n, dtype=np.float64))[0, 1])
-    self_rss = _vm_hwm()
     return {
-        "loader": kind, "workers": workers, "rows": n, "unique_rows": int(len(np.unique(out))),
-        "samples_per_s": n / elapsed, "seconds": elapsed, "first_batch_s": t_first,
+        "loader": kind, "workers": workers, "buffer_rows": buffer_rows, "rows": n, "unique_rows": int(len(np.unique(out))),
+        "samples_per_s": n / elapsed, "seconds": elapsed, "first_batch_s": t_first, "cpu_cores": cpu / elapsed,
         "spearman": rho, "neighbour_rate": float(np.mean(np.abs(np.diff(out)) == 1)),
         "import_rss_mb": base_rss / 1e6,
         # Per process doing the loading: the worker with the highest peak, or this process.
@@ -209,36 +219,47 @@ def _measure(kind: str, store: str, parquet: str, workers: int, batch_size: int,
     }
 
 
+def _median_runs(kind: str, info: dict[str, Any], workers: int, batch_size: int, buffer_rows: int,
+                 repeats: int) -> dict[str, Any]:
+    runs = []
+    for _ in range(repeats):
+        cmd = [sys.executable, "-m", "samplestore.bench.loader", kind, info["store"], info["parquet"],
+               str(workers), str(batch_size), str(buffer_rows)]
+        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    med = dict(runs[0])
+    for key in ("samples_per_s", "seconds", "first_batch_s", "peak_rss_mb", "spearman", "import_rss_mb", "cpu_cores"):
+        med[key] = float(np.median([x[key] for x in runs]))
+    return med
+
+
 def run_loader_bench(workdir: str, rows: int = 2_000_000, batch_size: int = 4096, buffer_rows: int | None = None,
-                     repeats: int = 3) -> dict[str, Any]:
-    """Make the tables, then measure each loader with 0 and 2 workers (medians of ``repeats``)."""
+                     repeats: int = 3, large_buffer_factor: int = 4) -> dict[str, Any]:
+    """Make the tables, then measure each loader with 0 and 2 workers (medians of ``repeats``).
+
+    samplestore is measured once more with a buffer ``large_buffer_factor`` times larger, for
+    peak RSS where the buffer, not the fixed cost of the imported libraries, dominates.
+    """
     from ..torch import DEFAULT_SHUFFLE_BUFFER_ROWS
 
     buffer_rows = buffer_rows or DEFAULT_SHUFFLE_BUFFER_ROWS
     info = make_tables(workdir, rows)
-    results = []
-    for kind in ("samplestore", "parquet"):
-        for workers in (0, 2):
-            runs = []
-            for _ in range(repeats):
-                cmd = [sys.executable, "-m", "samplestore.bench.loader", kind, info["store"], info["parquet"],
-                       str(workers), str(batch_size), str(buffer_rows)]
-                r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
-            med = dict(runs[0])
-            for key in ("samples_per_s", "seconds", "first_batch_s", "peak_rss_mb", "spearman", "import_rss_mb"):
-                med[key] = float(np.median([x[key] for x in runs]))
-            results.append(med)
+    results = [_median_runs(kind, info, workers, batch_size, buffer_rows, repeats)
+               for kind in ("samplestore", "parquet") for workers in (0, 2)]
+    large_rows = buffer_rows * large_buffer_factor
+    large = [_median_runs("samplestore", info, workers, batch_size, large_rows, repeats) for workers in (0, 2)]
     by = {(r["loader"], r["workers"]): r for r in results}
-    buffer_mb = buffer_rows * info["decoded_bytes_per_row"] / 1e6
+    mb = lambda r: r * info["decoded_bytes_per_row"] / 1e6  # noqa: E731
     return {
-        "rows": rows, "batch_size": batch_size, "buffer_rows": buffer_rows, "buffer_mb": buffer_mb,
+        "rows": rows, "batch_size": batch_size, "buffer_rows": buffer_rows, "buffer_mb": mb(buffer_rows),
         "decoded_bytes_per_row": info["decoded_bytes_per_row"], "results": results,
         "ratios": {
             "single_process_vs_parquet": by[("samplestore", 0)]["samples_per_s"] / by[("parquet", 0)]["samples_per_s"],
             "two_workers_vs_single": by[("samplestore", 2)]["samples_per_s"] / by[("samplestore", 0)]["samples_per_s"],
         },
-        "rss_limit_mb": 1.5 * buffer_mb + 200,
+        "rss_limit_mb": 1.5 * mb(buffer_rows) + 200,
+        "large_buffer": {"buffer_rows": large_rows, "buffer_mb": mb(large_rows), "results": large,
+                         "rss_limit_mb": 1.5 * mb(large_rows) + 200},
     }
 
 
@@ -246,19 +267,29 @@ def format_markdown(res: dict[str, Any]) -> str:
     """The loader benchmark as a markdown table."""
     lines = [
         f"{res['rows']:,} Criteo-like rows, batch {res['batch_size']:,}, shuffle buffer {res['buffer_rows']:,} rows "
-        f"(~{res['buffer_mb']:.0f} MB decoded) for both loaders; medians of the runs.",
+        f"(~{res['buffer_mb']:.0f} MB decoded) for both loaders; medians of the runs. CPU: cores kept busy "
+        "during the epoch (all processes).",
         "",
-        "| loader | workers | samples/s | first batch | peak RSS | Spearman | neighbour rate |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| loader | workers | samples/s | first batch | CPU | peak RSS | Spearman | neighbour rate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["results"]:
         lines.append(f"| {r['loader']} | {r['workers']} | {r['samples_per_s']:,.0f} | {r['first_batch_s']:.2f} s | "
-                     f"{r['peak_rss_mb']:.0f} MB | {r['spearman']:+.3f} | {r['neighbour_rate']:.1e} |")
+                     f"{r.get('cpu_cores', float('nan')):.2f} | {r['peak_rss_mb']:.0f} MB | {r['spearman']:+.3f} | "
+                     f"{r['neighbour_rate']:.1e} |")
     q = res["ratios"]
     lines += ["", f"samplestore single process / Parquet single process: **{q['single_process_vs_parquet']:.2f}x**; "
               f"samplestore 2 workers / 1 process: **{q['two_workers_vs_single']:.2f}x**. "
               f"RSS target per worker (1.5 x buffer + 200 MB): {res['rss_limit_mb']:.0f} MB; every process "
               f"starts at ~{res['results'][0]['import_rss_mb']:.0f} MB after importing torch and pyarrow."]
+    big = res.get("large_buffer")
+    if big:
+        lines += ["", f"samplestore with a {big['buffer_rows']:,}-row buffer (~{big['buffer_mb']:.0f} MB decoded): "
+                  "RSS target " f"{big['rss_limit_mb']:.0f} MB.", "",
+                  "| workers | samples/s | first batch | peak RSS per loading process |", "|---:|---:|---:|---:|"]
+        for r in big["results"]:
+            lines.append(f"| {r['workers']} | {r['samples_per_s']:,.0f} | {r['first_batch_s']:.2f} s | "
+                         f"{r['peak_rss_mb']:.0f} MB |")
     return "\n".join(lines)
 
 
