@@ -166,30 +166,70 @@ def test_stateful_dataloader_from_torchdata(table):
     assert np.array_equal(np.concatenate([row_ids(seen), row_ids(rest)]), full)
 
 
+CONTENT_FEATURES = ["row_id", "dense", "a", "w", "hist", "emb", "click", "like"]
+
+
 def test_batch_contents_equal_the_scan(table):
     scan = table.scan().to_arrow().sort_by("row_id")
-    ds = SampleDataset(table, features=["row_id", "dense", "a", "w", "hist", "emb", "click", "like"], batch_size=333)
+    ds = SampleDataset(table, features=CONTENT_FEATURES, batch_size=333)
     for b in ds:
-        rid = b.extras["row_id"].numpy()
-        rows = scan.take(pa.array(rid))
-        assert np.array_equal(b.dense.numpy(), np.stack(rows.column("dense").to_numpy(zero_copy_only=False)))
-        assert np.array_equal(b.labels.numpy(), np.stack([rows.column("click").to_numpy(), rows.column("like").to_numpy()], 1))
-        assert b.sparse.keys == ["a", "w", "hist"]
-        for key in ("a", "hist"):
-            values, lengths = b.sparse[key]
-            expect = rows.column(key).combine_chunks()
-            assert lengths.tolist() == [len(x) for x in expect.to_pylist()]
-            assert values.tolist() == expect.flatten().to_pylist()
-        wv, wl = b.sparse["w"]
-        wexp = rows.column("w").combine_chunks()
-        assert wv.tolist() == wexp.field("ids").flatten().to_pylist()
-        per = b.sparse.length_per_key()
-        wstart = per[0]
-        assert b.sparse.weights[wstart: wstart + per[1]].tolist() == wexp.field("weights").flatten().to_pylist()
-        assert torch.all(b.sparse.weights[:per[0]] == 1.0)
-        assert np.array_equal(b.embeddings["emb"].numpy(), np.stack(rows.column("emb").to_numpy(zero_copy_only=False)))
-        assert b.dense_feature("dense").shape == (len(b), 3)
-        assert b.sparse.offsets[-1] == b.sparse.values.numel()
+        check_batch_against_scan(b, scan)
+
+
+def test_worker_batches_in_ring_slots_are_exact_and_slots_come_back(table):
+    # Keep every batch of an epoch: the workers run out of free ring slots and fall back to
+    # per-batch segments; no slot may be overwritten while its batch is alive.
+    import gc
+
+    from samplestore.torch.ring import _FREE, _HELD
+
+    scan = table.scan().to_arrow().sort_by("row_id")
+    ds = SampleDataset(table, features=CONTENT_FEATURES, batch_size=97, seed=3)
+    ring = ds._ring
+    assert ring is not None
+    batches = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
+    held = int(np.sum(ring.state == _HELD))
+    assert 0 < held <= 2 * ring.slots  # some batches came through the ring, the rest did not
+    assert len(batches) > held
+    for b in batches:
+        check_batch_against_scan(b, scan)
+    assert np.array_equal(np.sort(row_ids(batches)), np.arange(N_ROWS))
+    del batches, b
+    gc.collect()
+    assert np.all(ring.state == _FREE)  # every slot back, none leaked by batches spanning windows
+    # A second epoch, consuming batches one by one, reuses the slots.
+    gen0 = ring.gen.copy()
+    ds.set_epoch(1)
+    seen = []
+    for b in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2):
+        check_batch_against_scan(b, scan)
+        seen.append(b.extras["row_id"].numpy().copy())
+    assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(N_ROWS))
+    assert int((ring.gen - gen0).sum()) > 2 * ring.slots  # slots were claimed more than once
+
+
+def check_batch_against_scan(b, scan) -> None:
+    """Every field of batch ``b`` equals the scanned rows it names (by row_id)."""
+    rid = b.extras["row_id"].numpy()
+    rows = scan.take(pa.array(rid))
+    assert np.array_equal(b.dense.numpy(), np.stack(rows.column("dense").to_numpy(zero_copy_only=False)))
+    assert np.array_equal(b.labels.numpy(), np.stack([rows.column("click").to_numpy(), rows.column("like").to_numpy()], 1))
+    assert b.sparse.keys == ["a", "w", "hist"]
+    for key in ("a", "hist"):
+        values, lengths = b.sparse[key]
+        expect = rows.column(key).combine_chunks()
+        assert lengths.tolist() == [len(x) for x in expect.to_pylist()]
+        assert values.tolist() == expect.flatten().to_pylist()
+    wv, wl = b.sparse["w"]
+    wexp = rows.column("w").combine_chunks()
+    assert wv.tolist() == wexp.field("ids").flatten().to_pylist()
+    per = b.sparse.length_per_key()
+    wstart = per[0]
+    assert b.sparse.weights[wstart: wstart + per[1]].tolist() == wexp.field("weights").flatten().to_pylist()
+    assert torch.all(b.sparse.weights[:per[0]] == 1.0)
+    assert np.array_equal(b.embeddings["emb"].numpy(), np.stack(rows.column("emb").to_numpy(zero_copy_only=False)))
+    assert b.dense_feature("dense").shape == (len(b), 3)
+    assert b.sparse.offsets[-1] == b.sparse.values.numel()
 
 
 def test_filter_and_snapshot_pinning(table):

@@ -80,6 +80,14 @@ class Batch:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A batch made in a DataLoader worker inside a shared ring slot crosses to the
+        # trainer as offsets into that slot (samplestore.torch.ring), not as tensors.
+        slot = self.__dict__.get("_shared_slot")
+        if slot is not None:
+            return slot.reduce(self)
+        return super().__reduce_ex__(protocol)
+
     @property
     def batch_size(self) -> int:
         return len(self)

@@ -15,6 +15,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import SampleStoreError
 from .batch import Batch, SparseFeatures
+from .ring import SlotRing
 from .sharding import epoch_rng, plan_worker, split_windows
 from .window import FeatureLayout, ReaderCache, Window, concat_parts, gather, load_window
 
@@ -124,6 +125,8 @@ class SampleDataset(IterableDataset):
         self._seen_file_ids = np.asarray(sorted(by_id), dtype=np.int64)
         from ..table.lease import Lease
         self._lease = Lease(table._catalog, table.name, self.snapshot_id, ttl=lease_seconds)
+        # Made here, before a DataLoader forks workers, so they and this process share it.
+        self._ring = _make_ring()
         self.epoch = 0
         self._next_batch = 0  # rank-level index of the next batch to deliver (resume point)
         self._role: int | None = None  # planned worker this process plays (from a per-worker state)
@@ -138,6 +141,7 @@ class SampleDataset(IterableDataset):
         state = dict(self.__dict__)
         state["_lease"] = self._lease.detached()
         state.pop("_reader_cache", None)
+        state["_ring"] = None  # an anonymous mapping reaches forked workers only
         return state
 
     @property
@@ -194,6 +198,8 @@ class SampleDataset(IterableDataset):
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         self._in_worker = info is not None
+        ring = getattr(self, "_ring", None)
+        self._claim = (lambda nbytes: ring.claim(worker, nbytes)) if ring is not None and info is not None else None
         rank, world = self.rank_world()
         start = self._next_batch
         # Batch i of the epoch plan is made by planned worker i % W. Resuming at batch k, the
@@ -246,12 +252,18 @@ class SampleDataset(IterableDataset):
                         perm = perm_of(j, win.num_rows)
                         pos = 0
                     take = min(need, win.num_rows - pos)
-                    parts.append(gather(win, perm[pos: pos + take], self.layout, shared=self._in_worker))
+                    parts.append(gather(win, perm[pos: pos + take], self.layout, shared=self._in_worker,
+                                        claim=self._claim))
                     pos += take
                     need -= take
                 if not parts:
                     parts.append(gather(win, np.empty(0, np.int64), self.layout, shared=self._in_worker))
-                yield self._to_batch(concat_parts(parts, len(self.layout.sparse)), int(index[b]))
+                joined = concat_parts(parts, len(self.layout.sparse))
+                if len(parts) > 1:  # the parts were copied out: their slots were never sent
+                    for p in parts:
+                        if p.get("arena") is not None and p["arena"].slot is not None:
+                            p["arena"].slot.release()
+                yield self._to_batch(joined, int(index[b]))
         finally:
             source.close()
 
@@ -266,7 +278,7 @@ class SampleDataset(IterableDataset):
         """Wrap gathered arrays as tensors. Arrays carved from a shared arena become views of
         its one storage, so the batch crosses processes as one shared-memory segment."""
         arena = a.get("arena")
-        if arena is not None:
+        if arena is not None and arena.tensor is not None:
             base = arena.tensor
             start = base.numpy().ctypes.data
 
@@ -283,7 +295,7 @@ class SampleDataset(IterableDataset):
         for f in self.layout.dense:
             names[f.name] = (col, col + f.dim)
             col += f.dim
-        return Batch(
+        batch = Batch(
             dense=tensor(a["dense"]),
             sparse=SparseFeatures([f.name for f in self.layout.sparse], tensor(a["values"]), tensor(a["lengths"]),
                                   tensor(a["weights"]) if a["weights"] is not None else None),
@@ -294,6 +306,9 @@ class SampleDataset(IterableDataset):
             epoch=self.epoch,
             index=index,
         )
+        if arena is not None and arena.slot is not None:
+            batch._shared_slot = arena.slot  # pickled as offsets into the ring (see ring.py)
+        return batch
 
     # -- online training ------------------------------------------------------------------
     def _follow(self, rank: int, world: int, worker: int, num_workers: int) -> Iterator[Batch]:
@@ -347,6 +362,13 @@ class SampleDataset(IterableDataset):
                     index += 1
         finally:
             readers.close()
+
+
+def _make_ring() -> SlotRing | None:
+    try:
+        return SlotRing()
+    except (OSError, ValueError):  # no shared anonymous memory here: per-batch segments it is
+        return None
 
 
 class _Prefetch:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -203,15 +203,21 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
 class _Arena:
     """Carves a batch's arrays out of one buffer.
 
-    In a DataLoader worker the buffer is one shared-memory torch storage, so the batch
-    crosses to the main process as a single shared segment (not one per tensor).
+    In a DataLoader worker the buffer is a reusable slot of the dataset's
+    :class:`~samplestore.torch.ring.SlotRing` where one is free, else one shared-memory torch
+    storage, so the batch crosses to the main process as offsets into a mapping both already
+    have, or as a single shared segment (not one per tensor).
     """
 
-    def __init__(self, nbytes: int, shared: bool) -> None:
+    def __init__(self, nbytes: int, shared: bool, claim: Callable[[int], Any] | None = None) -> None:
         import torch
 
         self.shared = shared
-        if shared:
+        self.slot = claim(max(nbytes, 1)) if shared and claim is not None else None
+        self.tensor = None
+        if self.slot is not None:
+            self.buf = self.slot.buf
+        elif shared:
             # Allocated in shared memory from the start: no private copy to move there later.
             storage = torch.UntypedStorage._new_shared(max(nbytes, 1))
             self.tensor = torch.empty(0, dtype=torch.uint8).set_(storage)
@@ -233,10 +239,12 @@ def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
     return -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 8) * 8
 
 
-def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = False) -> dict[str, Any]:
+def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = False,
+           claim: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """Rows ``idx`` of a window as batch arrays (numpy), KeyedJaggedTensor layout for ids.
 
-    With ``shared``, every numeric array is a view of one shared-memory buffer.
+    With ``shared``, every numeric array is a view of one shared-memory buffer: a ring slot
+    from ``claim(nbytes)`` where it returns one, else a fresh shared torch storage.
     """
     b = len(idx)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
@@ -256,7 +264,7 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
     shapes += [((total,), np.float32)] if layout.weighted else []
     shapes += [((b, f.dim), np.float32) for f in layout.embeddings]
     shapes += [((b,), c.flat.dtype) for c in extra_src.values()]
-    arena = _Arena(sum(_nbytes(s, d) for s, d in shapes) if shared else 0, shared)
+    arena = _Arena(sum(_nbytes(s, d) for s, d in shapes) if shared else 0, shared, claim)
     dense = arena.take((b, dim_total), np.float32)
     col = 0
     for f in layout.dense:
