@@ -124,6 +124,7 @@ class FileReader:
             raise self._corrupt("column descriptor offsets are inconsistent")
         self.row_group_starts = np.concatenate([[0], np.cumsum(self.row_group_rows)]).astype(np.int64)
         self._features: dict[int, Feature] = {}
+        self._ordinals_seen: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -157,6 +158,14 @@ class FileReader:
         return f
 
     def _ordinal(self, name: str) -> int:
+        o = self._ordinals_seen.get(name)
+        if o is not None:
+            return o
+        o = self._find_ordinal(name)
+        self._ordinals_seen[name] = o  # the training path asks for the same columns per row group
+        return o
+
+    def _find_ordinal(self, name: str) -> int:
         h = name_hash(name)
         i = int(np.searchsorted(self._hashes, np.uint64(h)))
         while i < self.num_columns and int(self._hashes[i]) == h:
