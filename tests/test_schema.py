@@ -130,3 +130,14 @@ def test_pandas_input():
     s = ss.Schema([ss.Label("y"), ss.Scalar("u", "int64")])
     t = s.conform(pd.DataFrame({"y": [1.0, 0.0], "u": [3, 4]}))
     assert t.column("u").to_pylist() == [3, 4]
+
+
+def test_schema_pickles_to_an_equal_schema():
+    # Spawned DataLoader workers receive the dataset, and with it the schema, by pickle.
+    import pickle
+
+    s = ss.Schema([ss.Dense("d", dim=3), ss.Sparse("ids", weighted=True), ss.Scalar("ts", "timestamp")])
+    t = pickle.loads(pickle.dumps(s))
+    assert t == s and t.names == s.names
+    with pytest.raises(AttributeError, match="immutable"):
+        t.features = ()

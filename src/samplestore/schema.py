@@ -463,6 +463,10 @@ class Schema:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Schema is immutable; use add() or select() to derive a new one")
 
+    def __reduce__(self) -> tuple[type, tuple[tuple[Feature, ...]]]:
+        # Rebuilt through __init__ (which validates), as the slots cannot be set afterwards.
+        return Schema, (tuple(self.features),)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Schema) and self.features == other.features
 

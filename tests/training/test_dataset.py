@@ -74,6 +74,15 @@ def test_every_row_exactly_once_per_epoch(table, workers):
     assert all(len(b) == 256 for b in batches[:-1])
 
 
+def test_spawned_workers_deliver_every_row_once(table):
+    # Spawned workers get a pickled copy of the dataset: a detached lease, no shared ring
+    # (an anonymous mapping reaches forked workers only), batches by torch's own path.
+    ds = SampleDataset(table, batch_size=1000, seed=2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="spawn")
+    ids = row_ids(list(loader))
+    assert np.array_equal(np.sort(ids), np.arange(N_ROWS))
+
+
 def test_ranks_split_rows_exactly_once_with_equal_batch_counts(table):
     for world in (2, 3):
         per_rank = [list(SampleDataset(table, batch_size=300, seed=2, rank=r, world_size=world)) for r in range(world)]

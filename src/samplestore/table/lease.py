@@ -64,7 +64,16 @@ class Lease:
 
     def detached(self) -> "Lease":
         """A copy for another process: it neither renews nor releases."""
-        d = Lease.__new__(Lease)
-        d.catalog, d.table, d.snapshot_id, d.ttl = None, self.table, self.snapshot_id, self.ttl
-        d.owner_pid, d.lease_id, d._stop = -1, None, threading.Event()
-        return d
+        return _detached(self.table, self.snapshot_id, self.ttl)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A lease sent to another process (a spawned DataLoader worker) arrives detached:
+        # its heartbeat thread and catalog connection belong to this process.
+        return _detached, (self.table, self.snapshot_id, self.ttl)
+
+
+def _detached(table: str, snapshot_id: int, ttl: float) -> Lease:
+    d = Lease.__new__(Lease)
+    d.catalog, d.table, d.snapshot_id, d.ttl = None, table, snapshot_id, ttl
+    d.owner_pid, d.lease_id, d._stop = -1, None, threading.Event()
+    return d
