@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import threading
 import weakref
@@ -10,7 +11,28 @@ from typing import Any
 
 from ..errors import SampleStoreError
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "owner_tag", "owner_is_dead"]
+
+
+def owner_tag(pid: int) -> str:
+    """How a lease names its owner: ``"<host> pid <pid>"``."""
+    return f"{socket.gethostname()} pid {pid}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True only when the owner is known to be gone: a process of this host that no longer
+    exists. Owners on other hosts, or in an older form, count as alive until the lease
+    lapses by itself."""
+    host, sep, pid = owner.rpartition(" pid ")
+    if not sep or host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by another user
+        return False
+    return False
 
 
 class Lease:
@@ -22,7 +44,8 @@ class Lease:
 
     Only the process that took the lease renews or releases it: a forked DataLoader worker
     holds a copy that does nothing. If the process dies the lease lapses after ``ttl``
-    seconds, and GC may then remove the snapshot's files.
+    seconds, and GC may then remove the snapshot's files; on the owner's own host, leftover
+    files of a writer whose process is gone are recognised at once (:func:`owner_is_dead`).
     """
 
     def __init__(self, catalog: Any, table: str, snapshot_id: int, ttl: float = 300.0) -> None:
@@ -31,7 +54,7 @@ class Lease:
         self.lease_id: str | None = None
         self._stop = threading.Event()
         # Snapshot 0 pins no files: that is a writer's lease, which marks its files in progress.
-        self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=f"pid {self.owner_pid}")
+        self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=owner_tag(self.owner_pid))
         t = threading.Thread(target=Lease._beat, args=(weakref.ref(self), self._stop, ttl), daemon=True)
         t.start()
         weakref.finalize(self, Lease._release, catalog, self.lease_id, self.owner_pid, self._stop)

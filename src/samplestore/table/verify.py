@@ -21,12 +21,15 @@ __all__ = ["verify_table", "leftover_files"]
 def leftover_files(table: Any) -> tuple[list[str], list[str]]:
     """(temporary files, orphan .ssf files) under the table's folder, as absolute paths.
 
-    Files of writers whose lease is live are work in progress, not leftovers.
+    Files of writers whose lease is live are work in progress, not leftovers; a writer
+    process of this host that has died (SIGKILL, OOM) holds no live lease, even before its
+    lease lapses.
     """
+    from .lease import owner_is_dead
     from .writer import writer_lease_of
 
     known = {os.path.normpath(os.path.join(table.dir, p)) for _, p, _ in table._catalog.all_file_paths(table.name)}
-    live = {lease for lease, *_ in table._catalog.live_leases(table.name)}
+    live = {lease for lease, _snap, _exp, owner in table._catalog.live_leases(table.name) if not owner_is_dead(owner)}
     temps, orphans = [], []
     for dirpath, _dirs, names in os.walk(table.data_dir):
         for n in names:
