@@ -109,10 +109,14 @@ def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], No
            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(doc, f, indent=1)
-    note = _chart(results, os.path.join(out_dir, "bench.png"))
+    png = os.path.join(out_dir, "bench.png")
+    note = _chart(results, png)
     if note:
         md += [f"_{note}_", ""]
         log(note)
+        if os.path.exists(png):  # a chart of an earlier run would not match these figures
+            os.remove(png)
+    doc["chart"] = None if note else png
     with open(os.path.join(out_dir, "bench.md"), "w") as f:
         f.write("\n".join(md))
     import shutil

@@ -330,10 +330,11 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
     which = ["format", "loader", "compaction", "catalog"] if a.which == "all" else [a.which]
     t0 = time.perf_counter()
-    run_all(a.out, which, a.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
+    doc = run_all(a.out, which, a.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
     with open(os.path.join(a.out, "bench.md")) as f:
         print(f.read())
-    print(f"wrote {a.out}/bench.json, bench.md and bench.png in {time.perf_counter() - t0:.0f} s")
+    written = "bench.json, bench.md and bench.png" if doc.get("chart") else "bench.json and bench.md"
+    print(f"wrote {written} to {a.out} in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
