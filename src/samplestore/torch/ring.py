@@ -41,6 +41,8 @@ class SlotRing:
     """``workers`` x ``slots`` reusable batch buffers of ``slot_bytes`` in shared memory.
 
     Only touched pages take memory; the mapping itself is address space (no swap reserved).
+    Workers with an id of ``workers`` or more, and batches over ``slot_bytes``, take torch's
+    per-batch path.
     """
 
     def __init__(self, workers: int = 8, slots: int = 4, slot_bytes: int = 64 << 20) -> None:
