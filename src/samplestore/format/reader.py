@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..errors import CorruptFileError, FormatVersionError, SchemaError
 from ..schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence as SequenceFeature, Sparse, feature_from_dict
 from .columns import ColumnData, stream_specs, to_arrow
-from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream
+from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream, empty
 from .spec import (
     CHECKSUMS, CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, OLDEST_MAJOR, STATS_ENTRY,
     STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
@@ -66,11 +66,11 @@ class FileReader:
 
     def _pread_into(self, offset: int, size: int) -> memoryview:
         # Into Arrow's pool (see encodings.empty): plain streams are returned as views of it.
-        buf = pa.allocate_buffer(size)
+        buf = empty(size, np.uint8)
         got = os.preadv(self._fd, [buf], offset)
         if got != size:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {got} (file truncated?)")
-        return memoryview(buf).cast("B")
+        return memoryview(buf)
 
     def _open(self) -> None:
         size = os.fstat(self._fd).st_size
@@ -245,7 +245,7 @@ class FileReader:
         if self._checksum(buf) != int(entry["crc"]):
             raise self._corrupt("chunk checksum mismatch (file damaged)", rg, feat.name)
         try:
-            return self._decode_chunk(feat, memoryview(buf), n)
+            return self._decode_chunk(feat, buf, n)
         except DecodeError as exc:
             raise self._corrupt(f"chunk does not decode: {exc}", rg, feat.name) from exc
 

@@ -11,7 +11,18 @@ from typing import Any
 
 from ..errors import SampleStoreError
 
-__all__ = ["Lease", "owner_tag", "owner_is_dead"]
+__all__ = ["Lease", "owner_tag", "owner_is_dead", "pid_alive"]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (owned by any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def owner_tag(pid: int) -> str:
@@ -26,13 +37,7 @@ def owner_is_dead(owner: str) -> bool:
     host, sep, pid = owner.rpartition(" pid ")
     if not sep or host != socket.gethostname() or not pid.isdigit():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # exists, owned by another user
-        return False
-    return False
+    return not pid_alive(int(pid))
 
 
 class Lease:

@@ -258,12 +258,7 @@ class SampleDataset(IterableDataset):
                     need -= take
                 if not parts:
                     parts.append(gather(win, np.empty(0, np.int64), self.layout, shared=self._in_worker))
-                joined = concat_parts(parts, len(self.layout.sparse))
-                if len(parts) > 1:  # the parts were copied out: their slots were never sent
-                    for p in parts:
-                        if p.get("arena") is not None and p["arena"].slot is not None:
-                            p["arena"].slot.release()
-                yield self._to_batch(joined, int(index[b]))
+                yield self._to_batch(concat_parts(parts, len(self.layout.sparse)), int(index[b]))
         finally:
             source.close()
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import SampleStoreError
+from ..table.lease import pid_alive
 
 __all__ = ["SlotRing", "SlotRef"]
 
@@ -69,7 +70,7 @@ class SlotRing:
                 state, owner = int(self.state[i]), int(self.owner[i])
                 # A slot claimed by a worker that has since exited was never delivered: its
                 # batch was dropped with that DataLoader iterator.
-                if state == _FREE or (state == _CLAIMED and owner != me and not _alive(owner)):
+                if state == _FREE or (state == _CLAIMED and owner != me and not pid_alive(owner)):
                     self.state[i], self.owner[i] = _CLAIMED, me
                     self.gen[i] += 1
                     self._next = (self._next + k + 1) % self.slots
@@ -83,16 +84,6 @@ class SlotRing:
     def _release(self, slot: int, gen: int) -> None:
         if int(self.gen[slot]) == gen:
             self.state[slot] = _FREE
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SlotRef:

@@ -314,7 +314,10 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
 
 
 def concat_parts(parts: list[dict[str, Any]], num_keys: int) -> dict[str, Any]:
-    """Join partial batches (a batch that spans two windows) keeping the key-major layout."""
+    """Join partial batches (a batch that spans two windows) keeping the key-major layout.
+
+    The joined arrays are copies: ring slots the parts were gathered into go back unsent.
+    """
     if len(parts) == 1:
         return parts[0]
     # Joined parts are fresh arrays, no longer views of one arena.
@@ -337,4 +340,8 @@ def concat_parts(parts: list[dict[str, Any]], num_keys: int) -> dict[str, Any]:
     out["lengths"] = np.concatenate(lengths) if lengths else np.empty(0, np.int32)
     out["values"] = np.concatenate(values) if values else np.empty(0, np.int64)
     out["weights"] = np.concatenate(weights) if weights else None
+    for p in parts:
+        arena = p.get("arena")
+        if arena is not None and arena.slot is not None:
+            arena.slot.release()
     return out
