@@ -12,10 +12,12 @@ from .errors import (
     CommitConflict,
     CorruptFileError,
     FormatVersionError,
+    LeaseExpired,
     MissingDependency,
     SampleStoreError,
     SchemaError,
     SnapshotNotFound,
+    StateMismatch,
     TableExists,
     TableNotFound,
 )
@@ -48,5 +50,7 @@ __all__ = [
     "TableNotFound",
     "TableExists",
     "SnapshotNotFound",
+    "LeaseExpired",
+    "StateMismatch",
     "MissingDependency",
 ]

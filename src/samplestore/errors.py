@@ -17,6 +17,8 @@ __all__ = [
     "TableNotFound",
     "TableExists",
     "SnapshotNotFound",
+    "LeaseExpired",
+    "StateMismatch",
     "MissingDependency",
 ]
 
@@ -80,6 +82,15 @@ class TableExists(CatalogError):
 
 class SnapshotNotFound(CatalogError, LookupError):
     """No snapshot matches the id or time asked for; the message lists what exists."""
+
+
+class LeaseExpired(CatalogError):
+    """A reader's lease on its snapshot lapsed (not renewed in time), so the files it reads
+    may have been garbage-collected: the read stops rather than return partial data."""
+
+
+class StateMismatch(SampleStoreError, ValueError):
+    """A saved loader position belongs to another table, snapshot, seed or batch layout."""
 
 
 class MissingDependency(SampleStoreError, ImportError):

@@ -181,6 +181,11 @@ class Catalog(abc.ABC):
         """The last snapshot committed at or before ``when`` (epoch seconds)."""
 
     @abc.abstractmethod
+    def appended_files(self, name: str, after: int) -> list[DataFile]:
+        """Files added by appends (``append``, ``stream-append``) in snapshots after ``after``,
+        including files a later commit removed that the catalog still records."""
+
+    @abc.abstractmethod
     def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
         """(file id, path, removed snapshot) of every file the catalog knows for a table."""
 
@@ -191,8 +196,12 @@ class Catalog(abc.ABC):
 
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
-    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "") -> str:
-        """Pin a snapshot (0: a writer's in-progress marker) for ``ttl`` seconds; returns its id."""
+    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "", keep_later: bool = False) -> str:
+        """Pin a snapshot (0: a writer's in-progress marker) for ``ttl`` seconds; returns its id.
+
+        With ``keep_later`` (a follower of appends) the lease also keeps every file added
+        after the snapshot, even one a later commit removed, until the lease is gone.
+        """
 
     @abc.abstractmethod
     def renew_lease(self, lease_id: str, ttl: float) -> bool:

@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS leases (
     table_name TEXT NOT NULL,
     snapshot_id INTEGER NOT NULL,
     expires_at REAL NOT NULL,
-    owner TEXT NOT NULL
+    owner TEXT NOT NULL,
+    keep_later INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS column_stats (
     file_id INTEGER NOT NULL,
@@ -124,6 +125,7 @@ class SQLiteCatalog(Catalog):
     _ADDED_COLUMNS = (
         ("files", "row_group_size", "INTEGER NOT NULL DEFAULT 0"),
         ("files", "added_by", "TEXT NOT NULL DEFAULT 'append'"),
+        ("leases", "keep_later", "INTEGER NOT NULL DEFAULT 0"),
     )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -278,6 +280,15 @@ class SQLiteCatalog(Catalog):
         return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats.get(r[0], {}), r[8], r[9])
                 for r in rows]
 
+    def appended_files(self, name: str, after: int) -> list[DataFile]:
+        """Files added by appends after snapshot ``after`` (removed ones the catalog still has too)."""
+        c = self._conn()
+        rows = c.execute(
+            "SELECT file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
+            "row_group_size, added_by FROM files WHERE table_name = ? AND added_snapshot > ? "
+            "AND added_by IN ('append', 'stream-append') ORDER BY added_snapshot, file_id", (name, int(after))).fetchall()
+        return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], {}, r[8], r[9]) for r in rows]
+
     def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
         """(file id, path, removed snapshot) of every file the catalog knows for a table."""
         c = self._conn()
@@ -302,17 +313,21 @@ class SQLiteCatalog(Catalog):
         return {k: (v[0] if len(v) == 1 else np.unique(np.concatenate(v))) for k, v in out.items()}
 
     # -- lifecycle -----------------------------------------------------------------------
-    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "") -> str:
+    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "", keep_later: bool = False) -> str:
         """Pin a snapshot for a reader; GC keeps its files until the lease lapses."""
         lease = uuid.uuid4().hex
         with self._tx() as c:
-            c.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?)", (lease, name, snapshot_id, time.time() + ttl, owner))
+            c.execute("INSERT INTO leases (lease_id, table_name, snapshot_id, expires_at, owner, keep_later) "
+                      "VALUES (?, ?, ?, ?, ?, ?)", (lease, name, snapshot_id, time.time() + ttl, owner, int(keep_later)))
         return lease
 
     def renew_lease(self, lease_id: str, ttl: float) -> bool:
         """Extend a lease (the reader's heartbeat); False if it had lapsed and was removed."""
         with self._tx() as c:
-            cur = c.execute("UPDATE leases SET expires_at = ? WHERE lease_id = ?", (time.time() + ttl, lease_id))
+            # A lease past its expiry is not revived: GC may already have removed its files.
+            now = time.time()
+            cur = c.execute("UPDATE leases SET expires_at = ? WHERE lease_id = ? AND expires_at > ?",
+                            (now + ttl, lease_id, now))
             return cur.rowcount == 1
 
     def release_lease(self, lease_id: str) -> None:
@@ -345,8 +360,12 @@ class SQLiteCatalog(Catalog):
         try:
             self._require(c, name)
             pinned = {r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ?", (name,))}
+            now = time.time()
             pinned |= {r[0] for r in c.execute("SELECT snapshot_id FROM leases WHERE table_name = ? AND expires_at > ?",
-                                               (name, time.time()))}
+                                               (name, now))}
+            # A follower keeps every file removed after its snapshot (appends it has yet to read).
+            since = c.execute("SELECT MIN(snapshot_id) FROM leases WHERE table_name = ? AND expires_at > ? "
+                              "AND keep_later != 0", (name, now)).fetchone()[0]
             rows = c.execute("SELECT file_id, path, added_snapshot, removed_snapshot FROM files WHERE table_name = ? "
                              "AND removed_snapshot IS NOT NULL", (name,)).fetchall()
         finally:
@@ -354,6 +373,8 @@ class SQLiteCatalog(Catalog):
         pins = np.array(sorted(pinned), dtype=np.int64)
         out = []
         for fid, path, added, removed in rows:
+            if since is not None and removed > since:
+                continue
             # Live in snapshot s iff added <= s < removed.
             lo = np.searchsorted(pins, added, side="left")
             if lo >= len(pins) or pins[lo] >= removed:

@@ -6,12 +6,13 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 import weakref
 from typing import Any
 
-from ..errors import SampleStoreError
+from ..errors import LeaseExpired, SampleStoreError
 
-__all__ = ["Lease", "owner_tag", "owner_is_dead", "pid_alive"]
+__all__ = ["Lease", "owner_tag", "owner_is_dead", "pid_alive", "lease_is_live"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -51,15 +52,28 @@ class Lease:
     holds a copy that does nothing. If the process dies the lease lapses after ``ttl``
     seconds, and GC may then remove the snapshot's files; on the owner's own host, leftover
     files of a writer whose process is gone are recognised at once (:func:`owner_is_dead`).
+
+    A lease that could not be renewed in time (the catalog refused the renewal because the
+    lease had lapsed, or no renewal succeeded for ``ttl`` seconds) is *lapsed*: :meth:`check`
+    raises :class:`~samplestore.errors.LeaseExpired`, so a reader stops with that error
+    instead of failing later on a file GC removed.
     """
 
-    def __init__(self, catalog: Any, table: str, snapshot_id: int, ttl: float = 300.0) -> None:
+    def __init__(self, catalog: Any, table: str, snapshot_id: int, ttl: float = 300.0, *,
+                 keep_later: bool = False) -> None:
         self.catalog, self.table, self.snapshot_id, self.ttl = catalog, table, snapshot_id, ttl
         self.owner_pid = os.getpid()
         self.lease_id: str | None = None
+        self.lapsed = False
         self._stop = threading.Event()
+        # Taken before the request: the catalog's expiry is counted from a moment after it.
+        self.renewed_at = time.monotonic()
         # Snapshot 0 pins no files: that is a writer's lease, which marks its files in progress.
-        self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=owner_tag(self.owner_pid))
+        if keep_later:  # a follower: every file of this snapshot or added after it
+            self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=owner_tag(self.owner_pid),
+                                                  keep_later=True)
+        else:
+            self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=owner_tag(self.owner_pid))
         t = threading.Thread(target=Lease._beat, args=(weakref.ref(self), self._stop, ttl), daemon=True)
         t.start()
         weakref.finalize(self, Lease._release, catalog, self.lease_id, self.owner_pid, self._stop)
@@ -68,12 +82,18 @@ class Lease:
     def _beat(ref: Any, stop: threading.Event, ttl: float) -> None:
         while not stop.wait(max(0.05, ttl / 3)):
             lease = ref()
-            if lease is None or os.getpid() != lease.owner_pid:
+            if lease is None or os.getpid() != lease.owner_pid or lease.lease_id is None:
                 return
+            asked_at = time.monotonic()
             try:
-                lease.catalog.renew_lease(lease.lease_id, ttl)
+                ok = lease.catalog.renew_lease(lease.lease_id, ttl)
             except (SampleStoreError, sqlite3.Error, OSError):
-                pass  # a missed heartbeat only shortens the lease; the next one may succeed
+                ok = None  # a missed heartbeat only shortens the lease; the next one may succeed
+            if ok:
+                lease.renewed_at = asked_at
+            elif ok is False:  # the catalog no longer has it: it lapsed, GC may have run
+                lease.lapsed = True
+                return
             del lease
 
     @staticmethod
@@ -85,6 +105,28 @@ class Lease:
             except (SampleStoreError, sqlite3.Error, OSError):
                 pass  # the lease lapses by itself after its ttl
 
+    @property
+    def owned(self) -> bool:
+        """Whether this process took the lease (and so renews and checks it)."""
+        return self.owner_pid == os.getpid() and self.lease_id is not None
+
+    def check(self) -> None:
+        """Raise :class:`LeaseExpired` if the lease lapsed. A copy in another process (a
+        DataLoader worker) checks nothing: see :func:`lease_is_live` for that."""
+        if self.owner_pid != os.getpid():
+            return
+        if self.lease_id is None:
+            raise LeaseExpired(f"the lease on snapshot {self.snapshot_id} of table {self.table!r} was released; "
+                               "plan the read again")
+        silent = time.monotonic() - self.renewed_at
+        if self.lapsed or silent > self.ttl:
+            self.lapsed = True
+            raise LeaseExpired(
+                f"the lease pinning snapshot {self.snapshot_id} of table {self.table!r} lapsed (last renewed "
+                f"{silent:.1f} s ago, ttl {self.ttl:g} s: the process was stalled or the catalog unreachable), so "
+                f"garbage collection may have removed files of that snapshot; plan the read again "
+                f"(or raise lease_seconds)")
+
     def release(self) -> None:
         """Release now (idempotent)."""
         Lease._release(self.catalog, self.lease_id, self.owner_pid, self._stop)
@@ -92,16 +134,26 @@ class Lease:
 
     def detached(self) -> "Lease":
         """A copy for another process: it neither renews nor releases."""
-        return _detached(self.table, self.snapshot_id, self.ttl)
+        return _detached(self.table, self.snapshot_id, self.ttl, self.lease_id)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # A lease sent to another process (a spawned DataLoader worker) arrives detached:
         # its heartbeat thread and catalog connection belong to this process.
-        return _detached, (self.table, self.snapshot_id, self.ttl)
+        return _detached, (self.table, self.snapshot_id, self.ttl, self.lease_id)
 
 
-def _detached(table: str, snapshot_id: int, ttl: float) -> Lease:
+def _detached(table: str, snapshot_id: int, ttl: float, lease_id: str | None = None) -> Lease:
     d = Lease.__new__(Lease)
     d.catalog, d.table, d.snapshot_id, d.ttl = None, table, snapshot_id, ttl
-    d.owner_pid, d.lease_id, d._stop = -1, None, threading.Event()
+    d.owner_pid, d._stop = -1, threading.Event()
+    # The id stays readable (a worker asks the catalog whether it is live); the copy never
+    # renews or releases it.
+    d.lease_id, d.lapsed, d.renewed_at = lease_id, False, time.monotonic()
     return d
+
+
+def lease_is_live(catalog: Any, table: str, lease_id: str | None) -> bool:
+    """Whether the catalog still holds an unexpired lease ``lease_id`` on ``table``."""
+    if lease_id is None:
+        return False
+    return any(row[0] == lease_id for row in catalog.live_leases(table))

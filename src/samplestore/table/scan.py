@@ -19,17 +19,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..catalog.base import DataFile
-from ..errors import SchemaError
+from ..errors import CorruptFileError, SchemaError, SnapshotNotFound
 from ..format import FileReader
 from ..schema import Scalar, Schema
+from .lease import Lease
 from .partition import partition_expression
 
 if TYPE_CHECKING:
     from .table import Table
 
-__all__ = ["Scan", "ScanPlan", "FileTask", "live_mask"]
+__all__ = ["Scan", "ScanPlan", "FileTask", "live_mask", "check_filter", "filter_mask", "DEFAULT_LEASE_SECONDS"]
 
 _PRUNE_TYPES = ("int32", "int64", "timestamp")
+#: How long a reader's lease on its snapshot lasts without a renewal (its heartbeat renews it
+#: every third of that while the reader lives).
+DEFAULT_LEASE_SECONDS = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class FileTask:
     num_rows: int
     row_groups: tuple[int, ...]
     deleted: "np.ndarray | None" = None  # sorted row positions deleted as of the snapshot
+    row_group_rows: tuple[int, ...] | None = None  # rows of each row group (None: ask the file)
 
     @property
     def live_rows(self) -> int:
@@ -104,6 +109,51 @@ def _referenced(schema: Schema, expr: pc.Expression) -> list[str]:
     return [n for n in schema.names if re.search(rf"(?<![\w.\-]){re.escape(n)}(?![\w.\-])", text)]
 
 
+def check_filter(schema: Schema, expr: pc.Expression | None, table_name: str) -> list[str]:
+    """Check that a row filter applies to ``schema`` and selects rows; return the columns it reads.
+
+    Raises:
+        SchemaError: the filter names a column the table does not have (the message names it
+            and lists the table's columns), compares incompatible types, or is not boolean.
+        TypeError: ``expr`` is not a ``pyarrow.compute.Expression``.
+    """
+    if expr is None:
+        return []
+    if not isinstance(expr, pc.Expression):
+        raise TypeError(f"filter must be a pyarrow.compute.Expression (e.g. pc.field('ds') == '2026-11-01'); "
+                        f"found {type(expr).__name__}")
+    import pyarrow.dataset as pads
+
+    try:  # bind the expression to the schema without reading anything
+        out = pads.dataset(schema.to_arrow().empty_table()).to_table(columns={"_m": expr}).column("_m").type
+    except pa.ArrowInvalid as exc:
+        m = re.search(r"No match for FieldRef\.Name\((.*?)\)", str(exc))
+        if m:
+            raise SchemaError(f"filter {expr} names column {m.group(1)!r}, which table {table_name!r} does not have; "
+                              f"columns: {schema.names}") from exc
+        raise SchemaError(f"filter {expr} does not apply to table {table_name!r}: {exc}") from exc
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"filter {expr} does not apply to the column types of table {table_name!r}: {exc}") from exc
+    if not (pa.types.is_boolean(out) or pa.types.is_null(out)):
+        raise SchemaError(f"filter {expr} must be a boolean expression; it gives {out} (table {table_name!r})")
+    return _referenced(schema, expr)
+
+
+def filter_mask(batch: pa.RecordBatch | pa.Table, expr: pc.Expression, num_rows: int) -> np.ndarray:
+    """Boolean mask of the ``num_rows`` rows of ``batch`` that ``expr`` selects (null: not selected).
+
+    ``batch`` may have no columns (a filter that reads none, such as ``pc.scalar(True)``).
+    """
+    import pyarrow.dataset as pads
+
+    if batch.num_columns == 0:
+        batch = pa.table({"__rows": pa.nulls(num_rows)})
+    elif isinstance(batch, pa.RecordBatch):
+        batch = pa.Table.from_batches([batch])
+    mask = pads.dataset(batch).to_table(columns={"_m": expr}).column("_m")
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
 def _prune(arrow_schema: pa.Schema, keys: list[object], guarantees: list[pc.Expression],
            expr: pc.Expression) -> list[object]:
     """Keys whose guarantee does not contradict ``expr`` (Arrow's simplification, no I/O)."""
@@ -123,30 +173,104 @@ def _prune(arrow_schema: pa.Schema, keys: list[object], guarantees: list[pc.Expr
 class Scan:
     """A read of a table at a pinned snapshot.
 
+    The snapshot is pinned by a lease from planning to the last batch: garbage collection
+    keeps its files, however slowly the result is consumed. If the lease lapses (the reader
+    stalled past ``lease_seconds`` without a renewal), reading raises
+    :class:`~samplestore.errors.LeaseExpired` rather than a missing-file error.
+
     Args:
         table: the table.
         columns: features to return (all if None), in this order.
-        filter: a ``pyarrow.compute`` expression on the table's columns.
+        filter: a ``pyarrow.compute`` expression on the table's columns; rows are filtered
+            exactly (files and row groups are pruned first by partition values and statistics).
         snapshot: snapshot id to read (the current one if None).
         as_of: read the last snapshot committed at or before this time (epoch seconds or
             ``datetime``).
+        lease_seconds: lifetime of the lease without renewal.
+
+    Raises:
+        SchemaError: a column or the filter does not fit the table (named in the message).
     """
 
     def __init__(self, table: "Table", columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
-                 snapshot: int | None = None, as_of: object = None) -> None:
+                 snapshot: int | None = None, as_of: object = None,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.table = table
+        self._follows_current = snapshot is None and as_of is None
         self.snapshot_id = table._resolve_snapshot(snapshot, as_of)
         self.schema = table._schema_at(self.snapshot_id)
         if isinstance(columns, str):
             raise TypeError("columns must be a list of names, not a single string")
         self.columns = tuple(columns) if columns is not None else tuple(self.schema.names)
+        for c in self.columns:
+            if c not in self.schema:
+                raise SchemaError(f"table {table.name!r} has no column {c!r}; columns: {self.schema.names}")
         self.out_schema = self.schema.select(self.columns)
         self.filter = filter
-        self._filter_cols = _referenced(self.schema, filter) if filter is not None else []
+        self._filter_cols = check_filter(self.schema, filter, table.name)
+        self._partition_by = table.partition_by if filter is not None else ()
+        self.lease_seconds = lease_seconds
+        self._lease: Lease | None = None
         self._plan: ScanPlan | None = None
 
+    # -- the lease ---------------------------------------------------------------------------
+    def _pin(self) -> None:
+        """Lease the snapshot. A lease is only good on a snapshot that is still retained: if
+        expiry dropped it since it was resolved, a scan of "the current snapshot" moves to the
+        new current one; a scan of an explicit snapshot fails with SnapshotNotFound."""
+        if self._lease is not None:  # a lapsed one is reported by check_lease, never re-taken
+            return
+        catalog, name = self.table._catalog, self.table.name
+        for _attempt in range(10):
+            if self.snapshot_id == 0:  # the empty table: no files to protect
+                return
+            lease = None
+            try:
+                lease = Lease(catalog, name, self.snapshot_id, ttl=self.lease_seconds)
+                catalog.snapshot(name, self.snapshot_id)  # retained now that it is leased?
+            except SnapshotNotFound:
+                if lease is not None:
+                    lease.release()
+                if not self._follows_current or self._plan is not None:
+                    raise
+                self.snapshot_id = self.table.current_snapshot_id
+                self.schema = self.table._schema_at(self.snapshot_id)
+                self.out_schema = self.schema.select(self.columns)
+                continue
+            self._lease = lease
+            return
+        raise SnapshotNotFound(f"table {name!r}: snapshots kept expiring before a lease could pin one; try again")
+
+    def check_lease(self) -> None:
+        """Raise LeaseExpired if the lease pinning this scan's snapshot lapsed."""
+        if self._lease is not None:
+            self._lease.check()
+
+    def take_lease(self) -> Lease | None:
+        """Hand the lease over to the caller (who then renews it by keeping it and releases it)."""
+        self.plan()
+        lease, self._lease = self._lease, None
+        return lease
+
+    def close(self) -> None:
+        """Release the lease now (it is also released when the scan is garbage-collected)."""
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    def __enter__(self) -> "Scan":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- planning ----------------------------------------------------------------------------
     def plan(self) -> ScanPlan:
-        """The files and row groups this scan reads, after partition and statistics pruning."""
+        """The files and row groups this scan reads, after partition and statistics pruning.
+
+        Takes the scan's lease (see the class docstring) if it holds none.
+        """
+        self._pin()
         if self._plan is not None:
             return self._plan
         prune_cols = [n for n in self._filter_cols
@@ -158,7 +282,9 @@ class Scan:
         dvs = self.table._catalog.deleted_positions(self.table.name, self.snapshot_id, [f.file_id for f in files])
         tasks = tuple(
             FileTask(os.path.join(self.table.dir, f.path), int(f.file_id), dict(f.partition), f.num_rows,
-                     tuple(range(f.num_row_groups)), dvs.get(f.file_id))
+                     tuple(range(f.num_row_groups)), dvs.get(f.file_id),
+                     # Catalogs older than the row_group_size column do not know it.
+                     tuple(f.row_group_rows()) if f.row_group_size or f.num_row_groups <= 1 else None)
             for f in files
         )
         self._plan = ScanPlan(self.snapshot_id, self.out_schema, self.columns, tasks)
@@ -186,6 +312,96 @@ class Scan:
             guarantees.append(expr if expr is not None else pc.scalar(True))
         return _prune(self.schema.to_arrow(), rgs, guarantees, self.filter)
 
+    # -- reading -----------------------------------------------------------------------------
+    def _open(self, task: FileTask) -> FileReader:
+        """Open a planned file; a missing one is a lapsed lease or damage, said as such."""
+        self.check_lease()
+        try:
+            return FileReader(task.path)
+        except FileNotFoundError as exc:
+            self.check_lease()  # GC removed it because the lease lapsed: say that
+            raise CorruptFileError(f"data file of snapshot {self.snapshot_id} of table {self.table.name!r} is missing "
+                                   "although the snapshot is leased (removed outside samplestore?)",
+                                   path=task.path) from exc
+
+    def _read(self, reader: FileReader, rg: int, cols: Sequence[str], schema: Schema) -> pa.RecordBatch:
+        """Columns ``cols`` of a row group; features added after the file was written read as
+        their defaults."""
+        present = [c for c in cols if reader.has_column(c)]
+        batch = reader.read_row_group(rg, present)
+        if len(present) != len(cols):
+            n = int(reader.row_group_rows[rg])
+            arrays = [batch.column(c) if c in present else schema.field(c).default_array(n) for c in cols]
+            batch = pa.RecordBatch.from_arrays(arrays, schema=schema.select(cols).to_arrow())
+        return batch
+
+    def _keep(self, task: FileTask, start: int, batch: pa.RecordBatch | None, n: int,
+              partition_match: bool | None) -> np.ndarray | None:
+        """Mask of the rows [start, start + n) of a file that are live and match the filter
+        (None: all of them). ``batch`` holds at least the filter's columns."""
+        keep = live_mask(task.deleted, start, n) if task.deleted is not None else None
+        if self.filter is None or partition_match is True:
+            return keep
+        if partition_match is False:
+            return np.zeros(n, dtype=bool)
+        assert batch is not None  # a row filter reads the batch; callers pass one
+        hit = filter_mask(batch.select(self._filter_cols), self.filter, n)
+        return hit if keep is None else keep & hit
+
+    def _partition_match(self, task: FileTask) -> bool | None:
+        """Whether every row of a file matches a filter that reads only partition columns
+        (True/False), or None when the filter reads other columns too (rows decide)."""
+        if self.filter is None or not self._filter_cols:
+            return None
+        parts = self._partition_by
+        if not all(c in parts and c in task.partition for c in self._filter_cols):
+            return None
+        one = pa.table({c: pa.array([task.partition[c]], type=self.schema.field(c).arrow_type())
+                        for c in self._filter_cols})
+        return bool(filter_mask(one, self.filter, 1)[0])
+
+    def selections(self, tasks: Sequence[FileTask] | None = None) -> Iterator[tuple[FileTask, int, int, np.ndarray | None]]:
+        """For every planned row group (or every row group of ``tasks``): ``(task, row group,
+        rows, selected)``, where ``selected`` holds the sorted positions (within the row
+        group) of the rows that are live and match the filter, or is None when all rows are
+        selected. Reads only the filter's columns, and nothing when the filter reads none or
+        only partition columns.
+        """
+        if tasks is None:
+            tasks = self.plan().tasks
+        else:
+            self._pin()
+        cols = list(self._filter_cols)
+        for task in tasks:
+            pm = self._partition_match(task)
+            needs_rows = self.filter is not None and pm is None and bool(cols)
+            if not needs_rows and self.filter is not None and pm is None:
+                # A filter reading no column (a constant): evaluate it once for the file.
+                pm = bool(filter_mask(pa.table({}), self.filter, 1)[0])
+            if needs_rows:
+                reader = self._open(task)
+                try:
+                    starts = [int(x) for x in reader.row_group_starts]
+                    rows = [int(x) for x in reader.row_group_rows]
+                    rgs = set(self._row_groups(reader, task))
+                    for rg in task.row_groups:
+                        if rg not in rgs:  # statistics say no row matches
+                            yield task, rg, rows[rg], np.zeros(0, np.int64)
+                            continue
+                        batch = self._read(reader, rg, cols, self.schema)
+                        keep = self._keep(task, starts[rg], batch, rows[rg], None)
+                        yield task, rg, rows[rg], (None if keep is None else np.flatnonzero(keep))
+                finally:
+                    reader.close()
+                continue
+            rows_of = _row_group_rows(self, task)
+            start = 0
+            for rg in task.row_groups:
+                n = rows_of[rg]
+                keep = self._keep(task, start, None, n, pm)
+                yield task, rg, n, (None if keep is None else np.flatnonzero(keep))
+                start += n
+
     def _read_columns(self) -> list[str]:
         extra = [c for c in self._filter_cols if c not in self.columns]
         return list(self.columns) + extra
@@ -195,34 +411,34 @@ class Scan:
         read_cols = self._read_columns()
         read_schema = self.schema.select(read_cols)
         out_arrow = self.out_schema.to_arrow()
-        for task in plan.tasks:
-            with FileReader(task.path) as reader:
-                present = [c for c in read_cols if reader.has_column(c)]
-                for rg in self._row_groups(reader, task):
-                    batch = reader.read_row_group(rg, present)
-                    if task.deleted is not None:
-                        keep = live_mask(task.deleted, int(reader.row_group_starts[rg]), batch.num_rows)
+        try:
+            for task in plan.tasks:
+                pm = self._partition_match(task)
+                if pm is False:
+                    continue
+                reader = self._open(task)
+                try:
+                    for rg in self._row_groups(reader, task):
+                        self.check_lease()
+                        batch = self._read(reader, rg, read_cols, read_schema)
+                        keep = self._keep(task, int(reader.row_group_starts[rg]), batch, batch.num_rows, pm)
                         if keep is not None:
+                            if not keep.any():
+                                continue
                             batch = batch.filter(pa.array(keep))
-                    if len(present) != len(read_cols):
-                        # Features added after this file was written read as their defaults.
-                        n = batch.num_rows
-                        arrays = [batch.column(c) if c in present else read_schema.field(c).default_array(n)
-                                  for c in read_cols]
-                        batch = pa.RecordBatch.from_arrays(arrays, schema=read_schema.to_arrow())
-                    if self.filter is not None:
-                        try:
-                            batch = batch.filter(self.filter)
-                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                            raise SchemaError(f"filter {self.filter} does not apply to table {self.table.name!r}: {exc}") from exc
-                        if batch.num_rows == 0:
-                            continue
-                    if len(read_cols) != len(self.columns):
-                        batch = batch.select(list(self.columns))
-                    yield batch.cast(out_arrow) if batch.schema != out_arrow else batch
+                        if len(read_cols) != len(self.columns):
+                            batch = batch.select(list(self.columns))
+                        yield batch.cast(out_arrow) if batch.schema != out_arrow else batch
+                finally:
+                    reader.close()
+        finally:
+            # The read is over (or abandoned): the snapshot need not stay pinned for it.
+            self.close()
 
     def to_batches(self) -> pa.RecordBatchReader:
-        """A ``pyarrow.RecordBatchReader`` over the result (one batch per row group)."""
+        """A ``pyarrow.RecordBatchReader`` over the result (one batch per row group); the
+        snapshot stays leased until the last batch is read or the reader is closed."""
+        self.plan()
         return pa.RecordBatchReader.from_batches(self.out_schema.to_arrow(), self._batches())
 
     def to_arrow(self) -> pa.Table:
@@ -232,5 +448,19 @@ class Scan:
     def count(self) -> int:
         """Number of rows the scan returns (from the catalog when there is no filter)."""
         if self.filter is None:
-            return self.plan().num_rows
+            try:
+                return self.plan().num_rows
+            finally:
+                self.close()
         return sum(b.num_rows for b in self._batches())
+
+
+def _row_group_rows(scan: Scan, task: FileTask) -> list[int]:
+    """Rows of each row group of a planned file (from the file where the catalog lacks them)."""
+    if task.row_group_rows is not None:
+        return list(task.row_group_rows)
+    reader = scan._open(task)
+    try:
+        return [int(x) for x in reader.row_group_rows]
+    finally:
+        reader.close()

@@ -22,15 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["Table"]
 
 
-def _evaluate(batch: pa.RecordBatch, filter: pc.Expression) -> np.ndarray:
-    """Boolean numpy mask of the rows of ``batch`` that ``filter`` selects (null = not selected)."""
-    import pyarrow.dataset as pads
-
-    mask = pads.dataset(pa.Table.from_batches([batch])).to_table(
-        columns={"_m": filter}).column("_m")
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
-
-
 class Table:
     """A table of training samples. Obtain one from :meth:`Store.create_table` or :meth:`Store.table`."""
 
@@ -137,36 +128,25 @@ class Table:
         ``expire_snapshots`` + ``gc`` drop the old files. Returns None if nothing matched.
         """
         from ..errors import CommitConflict
-        from .scan import _referenced
 
         for _attempt in range(5):
-            scan = self.scan(filter=filter)
-            plan = scan.plan()
-            cols = _referenced(scan.schema, filter)
-            positions: dict[int, list] = {}
-            from ..format import FileReader
-            for task in plan.tasks:
-                with FileReader(task.path) as reader:
-                    present = [c for c in cols if reader.has_column(c)]
-                    for rg in task.row_groups:
-                        batch = reader.read_row_group(rg, present)
-                        if len(present) != len(cols):
-                            n = batch.num_rows
-                            arrays = [batch.column(c) if c in present else scan.schema.field(c).default_array(n) for c in cols]
-                            batch = pa.RecordBatch.from_arrays(arrays, schema=scan.schema.select(cols).to_arrow())
-                        hit = np.flatnonzero(_evaluate(batch, filter)) + int(reader.row_group_starts[rg])
-                        if task.deleted is not None:
-                            hit = np.setdiff1d(hit, task.deleted, assume_unique=True)
-                        if len(hit):
-                            positions.setdefault(task.file_id, []).append(hit)
-            if not positions:
-                return None
-            dv = {fid: np.concatenate(parts) for fid, parts in positions.items()}
-            try:
-                return self._catalog.commit(self.name, "delete", deletes=dv, planned_at=plan.snapshot_id,
-                                            summary={"filter": str(filter)})
-            except CommitConflict:
-                continue  # a compaction replaced a file meanwhile: find the rows again
+            with self.scan(columns=[], filter=filter) as scan:
+                positions: dict[int, list] = {}
+                starts: dict[int, int] = {}
+                for task, _rg, n, selected in scan.selections():
+                    start = starts.get(task.file_id, 0)
+                    starts[task.file_id] = start + n
+                    hit = np.arange(start, start + n) if selected is None else selected + start
+                    if len(hit):
+                        positions.setdefault(task.file_id, []).append(hit)
+                if not positions:
+                    return None
+                dv = {fid: np.concatenate(parts) for fid, parts in positions.items()}
+                try:
+                    return self._catalog.commit(self.name, "delete", deletes=dv, planned_at=scan.snapshot_id,
+                                                summary={"filter": str(filter)})
+                except CommitConflict:
+                    continue  # a compaction replaced a file meanwhile: find the rows again
         raise CommitConflict(f"delete on table {self.name!r} kept losing races with compaction; try again")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -194,9 +174,11 @@ class Table:
 
     # -- reading --------------------------------------------------------------------------
     def scan(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
-             snapshot: int | None = None, as_of: Any = None) -> Scan:
+             snapshot: int | None = None, as_of: Any = None, lease_seconds: float | None = None) -> Scan:
         """A :class:`Scan` pinned to a snapshot (see there)."""
-        return Scan(self, columns, filter, snapshot, as_of)
+        if lease_seconds is None:
+            return Scan(self, columns, filter, snapshot, as_of)
+        return Scan(self, columns, filter, snapshot, as_of, lease_seconds=lease_seconds)
 
     def to_arrow(self, **scan_args: Any) -> pa.Table:
         """Shorthand for ``scan(**scan_args).to_arrow()``."""
