@@ -133,7 +133,7 @@ def test_resume_mid_epoch_delivers_exactly_the_rest(table, workers):
     for b in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers):
         seen.append(b)
         if len(seen) == 13:
-            state = SampleDataset.state_at(b)
+            state = ds.state_at(b)
             break
     resumed = SampleDataset(table, batch_size=200, seed=9)
     resumed.load_state_dict(state)

@@ -66,6 +66,8 @@ class Batch:
         embeddings: float32 ``[B, dim]`` per embedding feature.
         extras: requested scalar columns by name (tensors; strings as lists).
         epoch / index: which epoch and which batch of this rank's epoch this is (for resume).
+        follow_round: in follow mode, the round the batch belongs to: (the snapshot the
+            round's appends come after, the index of the round's first batch); None otherwise.
     """
 
     dense: torch.Tensor
@@ -76,6 +78,7 @@ class Batch:
     dense_names: dict[str, tuple[int, int]] = field(default_factory=dict)
     epoch: int = 0
     index: int = 0
+    follow_round: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

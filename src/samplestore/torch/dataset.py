@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -13,17 +16,105 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..errors import SampleStoreError
+from ..errors import LeaseExpired, SampleStoreError, StateMismatch
 from .batch import Batch, SparseFeatures
 from .ring import SlotRing
-from .sharding import epoch_rng, plan_worker, split_windows
+from .sharding import epoch_rng, plan_worker, rank_batch_sizes, split_windows
 from .window import FeatureLayout, ReaderCache, Window, concat_parts, gather, load_window
 
-__all__ = ["SampleDataset", "DEFAULT_SHUFFLE_BUFFER_ROWS"]
+__all__ = ["SampleDataset", "DEFAULT_SHUFFLE_BUFFER_ROWS", "StateMismatch"]
 
 #: Rows a worker holds decoded: the window being served plus the one decoded ahead.
 DEFAULT_SHUFFLE_BUFFER_ROWS = 131_072
 _STOP = object()
+
+
+@dataclass(frozen=True)
+class _Units:
+    """The units (row groups) a dataset reads, as plain arrays: DataLoader workers copy this,
+    and arrays do not grow on read the way lists of objects do.
+
+    ``live`` maps a unit whose rows are not all delivered (deleted, or not matching the row
+    filter) to the sorted positions of the rows that are.
+    """
+
+    paths: list[str]
+    file_ids: list[int]
+    unit_file: np.ndarray
+    unit_rg: np.ndarray
+    unit_start: np.ndarray  # first row of the unit's row group in its file
+    unit_rows: np.ndarray
+    live: dict[int, np.ndarray]
+
+    @classmethod
+    def of(cls, scan: Any, tasks: Sequence[Any] | None = None) -> "_Units":
+        """The units of a scan's plan (or of ``tasks``): its row groups, with the rows that
+        survive deletes and the row filter counted now, so sharding stays exact."""
+        paths: list[str] = []
+        index: dict[int, int] = {}
+        unit_file, unit_rg, unit_start, unit_rows = [], [], [], []
+        live: dict[int, np.ndarray] = {}
+        next_start: dict[int, int] = {}
+        for task, rg, n, selected in scan.selections(tasks):
+            i = index.get(task.file_id)
+            if i is None:
+                i = index[task.file_id] = len(paths)
+                paths.append(task.path)
+            start = next_start.get(i, 0)
+            next_start[i] = start + n
+            if selected is not None:
+                if not len(selected):
+                    continue  # nothing of this row group is delivered: no unit
+                # int32 positions: a row group holds far fewer than 2**31 rows.
+                live[len(unit_rows)] = selected.astype(np.int32)
+                n = len(selected)
+            unit_file.append(i)
+            unit_rg.append(rg)
+            unit_start.append(start)
+            unit_rows.append(n)
+        return cls(paths, list(index), np.asarray(unit_file, dtype=np.int32), np.asarray(unit_rg, dtype=np.int32),
+                   np.asarray(unit_start, dtype=np.int64), np.asarray(unit_rows, dtype=np.int64), live)
+
+    def deleted_in(self, pieces: np.ndarray, deleted: dict[int, np.ndarray]) -> np.ndarray | None:
+        """Which rows of a window of ``pieces`` (unit, first, end) are among ``deleted`` (row
+        positions per file id); None when none is."""
+        parts, any_hit = [], False
+        for unit, lo, hi in pieces.tolist():
+            dv = deleted.get(self.file_ids[self.unit_file[unit]])
+            sel = self.live.get(unit)
+            rows = sel[lo:hi] if sel is not None else np.arange(lo, hi)
+            hit = np.isin(rows.astype(np.int64) + self.unit_start[unit], dv) if dv is not None else np.zeros(hi - lo, bool)
+            any_hit |= bool(hit.any())
+            parts.append(hit)
+        return np.concatenate(parts) if any_hit else None
+
+
+class _SharedPosition:
+    """Epoch and resume point, shared with DataLoader workers (persistent ones included).
+
+    The main process publishes them (``set_epoch``, ``load_state_dict``) with a new
+    generation; a worker adopts them at its next ``__iter__`` if the generation changed.
+    """
+
+    def __init__(self) -> None:
+        self._a = multiprocessing.RawArray("q", 3)  # generation, epoch, next batch
+
+    def publish(self, epoch: int, next_batch: int) -> int:
+        a = self._a
+        a[1], a[2] = int(epoch), int(next_batch)
+        a[0] = a[0] + 1  # written last: a reader that sees the generation sees the values
+        return int(a[0])
+
+    def read(self) -> tuple[int, int, int]:
+        a = self._a
+        return int(a[0]), int(a[1]), int(a[2])
+
+
+def _make_shared_position() -> "_SharedPosition | None":
+    try:
+        return _SharedPosition()
+    except (OSError, ValueError):  # no shared memory here: workers keep their own copies
+        return None
 
 
 def _dist_rank_world() -> tuple[int, int]:
@@ -35,7 +126,8 @@ def _dist_rank_world() -> tuple[int, int]:
 class SampleDataset(IterableDataset):
     """Shuffled batches of a table snapshot, for ``DataLoader(ds, batch_size=None, ...)``.
 
-    The snapshot is pinned when the dataset is made; its row groups are split across
+    The snapshot is pinned when the dataset is made, by a lease taken before its files are
+    planned and held while the dataset lives; its row groups are split across
     ``torch.distributed`` ranks and DataLoader workers so that every row is delivered
     exactly once per epoch and every rank yields the same number of batches (see
     :mod:`samplestore.torch.sharding` for the remainder rule). Each worker decodes one
@@ -52,30 +144,39 @@ class SampleDataset(IterableDataset):
         shuffle_buffer_rows: decoded rows held per worker (two windows of half this size).
         drop_last: drop the epoch's last partial batches (see the sharding rules).
         snapshot: snapshot id to read (the current one if None).
-        filter: a ``pyarrow.compute`` expression selecting partitions/files to read
-            (pruned by partition values and statistics; rows are not filtered one by one).
+        filter: a ``pyarrow.compute`` expression: only rows it selects are delivered, exactly
+            as ``table.scan(filter=...)`` returns them. Files and row groups are pruned by
+            partition values and statistics; the rows of the rest are counted when the
+            dataset is made (reading only the filter's columns), so sharding stays exact.
         rank, world_size: override the ``torch.distributed`` process group.
         lease_seconds: the snapshot is pinned by a lease in the catalog, renewed by this
             process while the dataset lives; garbage collection keeps its files until the
-            lease lapses (``lease_seconds`` after the process stops renewing it).
-        follow: after the snapshot's rows, keep delivering rows of snapshots appended later
-            (each once), polling every ``poll_seconds``; stop after ``follow_idle_seconds``
-            without new data (None: never). Appended files are picked up at each poll; rows
-            of a file that compaction merged away before any poll saw it are not delivered,
-            so run the compaction daemon with an interval well above ``poll_seconds``.
+            lease lapses (``lease_seconds`` after the process stops renewing it). A lapsed
+            lease stops iteration with :class:`~samplestore.errors.LeaseExpired`.
+        follow: after the snapshot's rows, keep delivering rows appended later, each once,
+            in *rounds*: a round takes the appends committed after the previous round, up to
+            the first snapshot at which they hold ``follow_round_rows`` rows (default: one
+            batch per rank), and is sharded like an epoch, so every rank yields the same
+            number of batches. Rows are delivered as they stand at the round's last snapshot
+            (rows deleted by then are not). Files of appends not yet delivered are kept from
+            GC by this process's lease. Polls every ``poll_seconds``; after
+            ``follow_idle_seconds`` without a new round (None: never) the appends still
+            pending form a last round and the stream ends.
     """
 
     def __init__(self, table: Any, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
                  seed: int = 0, shuffle_buffer_rows: int = DEFAULT_SHUFFLE_BUFFER_ROWS, drop_last: bool = False,
                  snapshot: int | None = None, filter: pc.Expression | None = None, rank: int | None = None,
                  world_size: int | None = None, follow: bool = False, poll_seconds: float = 1.0,
-                 follow_idle_seconds: float | None = None, lease_seconds: float = 300.0) -> None:
+                 follow_idle_seconds: float | None = None, lease_seconds: float = 300.0,
+                 follow_round_rows: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
         self.table_name = table.name
         self.store_root = table.store.root
-        scan = table.scan(columns=features, filter=filter, snapshot=snapshot)
+        # The scan leases its snapshot before it plans the files, and hands the lease over.
+        scan = table.scan(columns=features, filter=filter, snapshot=snapshot, lease_seconds=lease_seconds)
         plan = scan.plan()
         self.snapshot_id = plan.snapshot_id
         self.schema = scan.out_schema
@@ -91,69 +192,66 @@ class SampleDataset(IterableDataset):
         self.follow = follow
         self.poll_seconds = poll_seconds
         self.follow_idle_seconds = follow_idle_seconds
+        self.follow_round_rows = follow_round_rows
+        self.lease_seconds = lease_seconds
         self._filter = filter
-        # Plain arrays: DataLoader workers copy this object, and arrays do not grow on read.
-        self._paths = [t.path for t in plan.tasks]
-        files = table._catalog.files(table.name, self.snapshot_id)
-        by_id = {f.file_id: f for f in files}
-        unit_file, unit_rg, unit_rows = [], [], []
-        self._live: dict[int, np.ndarray] = {}  # unit -> live rows, for units with deleted rows
-        for i, t in enumerate(plan.tasks):
-            start = 0
-            f = by_id[t.file_id]
-            if f.row_group_size or f.num_row_groups <= 1:
-                rg_rows = f.row_group_rows()
-            else:  # catalogs older than the row_group_size column: ask the file
-                from ..format import FileReader
-                with FileReader(t.path) as r:
-                    rg_rows = [int(x) for x in r.row_group_rows]
-            for rg, n in enumerate(rg_rows):
-                if t.deleted is not None:
-                    a, b = np.searchsorted(t.deleted, [start, start + n])
-                    if b > a:
-                        keep = np.ones(n, dtype=bool)
-                        keep[t.deleted[a:b] - start] = False
-                        self._live[len(unit_rows)] = np.flatnonzero(keep)
-                        n = int(keep.sum())
-                unit_file.append(i)
-                unit_rg.append(rg)
-                unit_rows.append(n)
-                start += int(rg_rows[rg])
-        self._unit_file = np.asarray(unit_file, dtype=np.int32)
-        self._unit_rg = np.asarray(unit_rg, dtype=np.int32)
-        self._unit_rows = np.asarray(unit_rows, dtype=np.int64)
-        self._seen_file_ids = np.asarray(sorted(by_id), dtype=np.int64)
-        from ..table.lease import Lease
-        self._lease = Lease(table._catalog, table.name, self.snapshot_id, ttl=lease_seconds)
-        # Made here, before a DataLoader forks workers, so they and this process share it.
+        self._units = _Units.of(scan)
+        self._lease = scan.take_lease()
+        self._follow_lease = None
+        if follow:
+            # Appends after the snapshot must survive compaction + GC until a follower reads
+            # them: held from now until the dataset is closed (workers take their own as
+            # they advance).
+            from ..table.lease import Lease
+            self._follow_lease = Lease(table._catalog, table.name, self.snapshot_id, ttl=lease_seconds,
+                                       keep_later=True)
+        # Made here, before a DataLoader forks workers, so they and this process share them.
         self._ring = _make_ring()
+        self._shared = _make_shared_position()
+        self._generation = 0
         self.epoch = 0
         self._next_batch = 0  # rank-level index of the next batch to deliver (resume point)
         self._role: int | None = None  # planned worker this process plays (from a per-worker state)
+        self._follow_at: tuple[int, int] | None = None  # follow round of the resume point
 
     # -- public ---------------------------------------------------------------------------
     def close(self) -> None:
         """Release the snapshot lease now (it also lapses by itself once not renewed)."""
-        self._lease.release()
+        for lease in (self._lease, self._follow_lease):
+            if lease is not None:
+                lease.release()
 
     def __getstate__(self) -> dict[str, Any]:
         # Copies in spawned workers do not own the lease; only the creating process renews it.
         state = dict(self.__dict__)
-        state["_lease"] = self._lease.detached()
-        state.pop("_reader_cache", None)
+        for k in ("_lease", "_follow_lease"):
+            if state.get(k) is not None:
+                state[k] = state[k].detached()
+        for k in ("_reader_cache", "_catalog_here"):
+            state.pop(k, None)
         state["_ring"] = None  # an anonymous mapping reaches forked workers only
+        if multiprocessing.context.get_spawning_popen() is None:
+            state["_shared"] = None  # shared memory travels only to a process being started
         return state
 
     @property
     def num_rows(self) -> int:
-        """Rows in the pinned snapshot (after file pruning)."""
-        return int(self._unit_rows.sum())
+        """Rows the dataset delivers per epoch: the pinned snapshot's, after the filter."""
+        return int(self._units.unit_rows.sum())
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the order of epoch ``epoch`` (call before each epoch, as with DistributedSampler)."""
-        self.epoch = int(epoch)
-        self._next_batch = 0
-        self._role = None
+        """Use the order of epoch ``epoch`` (call before each epoch, as with DistributedSampler).
+
+        Reaches DataLoader workers too, persistent ones included, at their next epoch.
+        """
+        self._set_position(int(epoch), 0, None)
+
+    def _set_position(self, epoch: int, next_batch: int, role: int | None) -> None:
+        self.epoch = epoch
+        self._next_batch = next_batch
+        self._role = role
+        if get_worker_info() is None and self._shared is not None:
+            self._generation = self._shared.publish(epoch, next_batch)
 
     def rank_world(self) -> tuple[int, int]:
         """(rank, world size) used for sharding."""
@@ -166,38 +264,63 @@ class SampleDataset(IterableDataset):
         rank, world = self.rank_world()
         return len(rank_batch_sizes(self.num_rows, self.batch_size, world, rank, self.drop_last)[2])
 
+    def _identity(self) -> dict[str, Any]:
+        """What a saved position is only valid for."""
+        return {"table": self.table_name, "snapshot_id": self.snapshot_id, "seed": self.seed,
+                "batch_size": self.batch_size, "world_size": self.rank_world()[1], "shuffle": bool(self.shuffle),
+                "drop_last": bool(self.drop_last), "window_rows": self._window_rows_aligned(), "num_rows": self.num_rows}
+
     def state_dict(self) -> dict[str, Any]:
-        """Position to resume from: epoch and the next batch index of this rank's epoch.
+        """Position to resume from (epoch and the next batch index of this rank's epoch), with
+        what it is valid for (table, snapshot, seed, batch size, world size, ...).
 
         In a DataLoader worker (e.g. under torchdata's ``StatefulDataLoader``) the state is
         that worker's; in the main process with ``num_workers=0`` it is the iterator's. With a
         plain multi-worker DataLoader use :meth:`state_at` on the last batch consumed.
         """
-        state = {"epoch": self.epoch, "next_batch": self._next_batch, "seed": self.seed,
-                 "snapshot_id": self.snapshot_id}
+        state = {"epoch": self.epoch, "next_batch": self._next_batch, **self._identity()}
         if get_worker_info() is not None and self._role is not None:
             state["worker"] = self._role
+        if self._follow_at is not None:
+            state["follow_round"] = list(self._follow_at)
         return state
 
-    @staticmethod
-    def state_at(batch: Batch) -> dict[str, Any]:
+    def state_at(self, batch: Batch) -> dict[str, Any]:
         """The state right after ``batch`` was consumed (works with any DataLoader)."""
-        return {"epoch": batch.epoch, "next_batch": batch.index + 1}
+        state = {"epoch": batch.epoch, "next_batch": batch.index + 1, **self._identity()}
+        if batch.follow_round is not None:
+            state["follow_round"] = list(batch.follow_round)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at a :meth:`state_dict` / :meth:`state_at` position."""
-        if "snapshot_id" in state and state["snapshot_id"] != self.snapshot_id:
-            raise SampleStoreError(f"state was saved on snapshot {state['snapshot_id']}, this dataset reads "
-                                   f"snapshot {self.snapshot_id}: build the dataset with snapshot={state['snapshot_id']}")
-        self.epoch = int(state["epoch"])
-        self._next_batch = int(state["next_batch"])
-        self._role = int(state["worker"]) if "worker" in state else None
+        """Resume at a :meth:`state_dict` / :meth:`state_at` position.
+
+        Raises:
+            StateMismatch: the state was saved by a dataset over another table, snapshot,
+                seed, batch size, world size or shuffle layout; resuming would deliver other
+                rows than the ones that remain. Nothing is changed.
+        """
+        mine = self._identity()
+        wrong = [f"{k}: saved {state[k]!r}, this dataset {v!r}" for k, v in mine.items() if k in state and state[k] != v]
+        if wrong:
+            hint = (f"; build the dataset with snapshot={state['snapshot_id']}"
+                    if "snapshot_id" in state and state["snapshot_id"] != self.snapshot_id else "")
+            raise StateMismatch("cannot resume from this state, it belongs to another dataset: " + "; ".join(wrong) + hint)
+        follow_at = state.get("follow_round")
+        self._follow_at = (int(follow_at[0]), int(follow_at[1])) if follow_at is not None else None
+        self._set_position(int(state["epoch"]), int(state["next_batch"]),
+                           int(state["worker"]) if "worker" in state else None)
 
     # -- iteration ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         self._in_worker = info is not None
+        shared = getattr(self, "_shared", None)
+        if info is not None and shared is not None:
+            gen, epoch, next_batch = shared.read()
+            if gen != self._generation:  # set_epoch / load_state_dict in the main process
+                self._generation, self.epoch, self._next_batch, self._role = gen, epoch, next_batch, None
         ring = getattr(self, "_ring", None)
         self._claim = (lambda nbytes: ring.claim(worker, nbytes)) if ring is not None and info is not None else None
         rank, world = self.rank_world()
@@ -208,24 +331,31 @@ class SampleDataset(IterableDataset):
         # per-worker state (torchdata) names its planned worker itself.
         role = self._role if self._role is not None else (worker + start) % num_workers
         self._role = role
-        plan = plan_worker(self._unit_rows, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
-                           window_rows=self._window_rows_aligned(), batch_size=self.batch_size, rank=rank, world=world,
-                           worker=role, num_workers=num_workers, drop_last=self.drop_last)
-        skip = int(np.searchsorted(plan.batch_index, start))  # own batches already delivered
-        for batch in self._epoch_batches(plan, skip, rank, role):
-            self._next_batch = batch.index + 1
-            yield batch
+        epoch_batches = len(self)
+        if start < epoch_batches or not self.follow:
+            plan = plan_worker(self._units.unit_rows, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
+                               window_rows=self._window_rows_aligned(), batch_size=self.batch_size, rank=rank,
+                               world=world, worker=role, num_workers=num_workers, drop_last=self.drop_last)
+            skip = int(np.searchsorted(plan.batch_index, start))  # own batches already delivered
+            for batch in self._epoch_batches(plan, skip, rank, role, self._units, self.epoch):
+                self._next_batch = batch.index + 1
+                yield batch
+        if self.follow:
+            at = self._follow_at if self._follow_at is not None and start >= epoch_batches \
+                else (self.snapshot_id, epoch_batches)
+            yield from self._follow(rank, world, role, num_workers, at, max(start, epoch_batches))
         self._next_batch = 0
         self._role = None
-        if self.follow:
-            yield from self._follow(rank, world, worker, num_workers)
+        self._follow_at = None
 
     def _window_rows_aligned(self) -> int:
         # Windows hold whole batches where possible, so few batches span two windows.
         b = self.batch_size
         return max(b, (self.window_rows // b) * b)
 
-    def _epoch_batches(self, plan: Any, skip: int, rank: int, worker: int) -> Iterator[Batch]:
+    def _epoch_batches(self, plan: Any, skip: int, rank: int, worker: int, units: _Units, seed_key: int,
+                       index_offset: int = 0, follow_round: tuple[int, int] | None = None,
+                       lease: Any = None, late_deletes: Any = None) -> Iterator[Batch]:
         sizes, index = plan.batch_sizes, plan.batch_index
         if skip >= len(sizes):
             return
@@ -233,10 +363,23 @@ class SampleDataset(IterableDataset):
         windows = split_windows(plan.pieces, wrows)
         rows_before = int(sizes[:skip].sum())
         first_window, offset = divmod(rows_before, wrows)
-        perm_of = lambda j, n: (epoch_rng(self.seed, self.epoch, rank, worker, j).permutation(n)  # noqa: E731
+        keys = (self.epoch, rank, worker) if follow_round is None else (self.epoch, rank, worker, *follow_round)
+        perm_of = lambda j, n: (epoch_rng(self.seed, *keys, j).permutation(n)  # noqa: E731
                                 if self.shuffle else np.arange(n))
-        source = _Prefetch(lambda j: load_window(windows[j], self._paths, self._unit_file, self._unit_rg, self.layout,
-                                                 self._readers(), self._live), range(first_window, len(windows)))
+
+        def load(j: int) -> Window:
+            self._check_lease(lease)
+            try:
+                win = load_window(windows[j], units.paths, units.unit_file, units.unit_rg, self.layout,
+                                  self._readers(), units.live)
+            except FileNotFoundError:
+                self._check_lease(lease)  # GC removed it because the lease lapsed: say that
+                raise
+            if late_deletes is not None:
+                win.dropped = units.deleted_in(windows[j], late_deletes())
+            return win
+
+        source = _Prefetch(load, range(first_window, len(windows)))
         try:
             j = first_window
             win = source.next()
@@ -252,15 +395,41 @@ class SampleDataset(IterableDataset):
                         perm = perm_of(j, win.num_rows)
                         pos = 0
                     take = min(need, win.num_rows - pos)
-                    parts.append(gather(win, perm[pos: pos + take], self.layout, shared=self._in_worker,
-                                        claim=self._claim))
+                    rows = perm[pos: pos + take]
+                    if win.dropped is not None:  # deleted since the plan: the batch is smaller
+                        rows = rows[~win.dropped[rows]]
+                    parts.append(gather(win, rows, self.layout, shared=self._in_worker, claim=self._claim))
                     pos += take
                     need -= take
                 if not parts:
                     parts.append(gather(win, np.empty(0, np.int64), self.layout, shared=self._in_worker))
-                yield self._to_batch(concat_parts(parts, len(self.layout.sparse)), int(index[b]))
+                yield self._to_batch(concat_parts(parts, len(self.layout.sparse)), index_offset + int(index[b]),
+                                     follow_round)
         finally:
             source.close()
+
+    def _check_lease(self, lease: Any = None) -> None:
+        """Raise LeaseExpired if the lease pinning what this process reads lapsed. The owner
+        knows from its heartbeat; a DataLoader worker asks the catalog."""
+        lease = lease if lease is not None else self._lease
+        if lease is None:
+            return
+        if lease.owned or lease.owner_pid == os.getpid():
+            lease.check()
+            return
+        from ..table.lease import lease_is_live
+        if not lease_is_live(self._catalog(), self.table_name, lease.lease_id):
+            raise LeaseExpired(f"the lease pinning snapshot {lease.snapshot_id} of table {self.table_name!r} lapsed "
+                               f"(the process that made the dataset stopped renewing it for {lease.ttl:g} s), so "
+                               "garbage collection may have removed its files; make the dataset again")
+
+    def _catalog(self) -> Any:
+        cat = getattr(self, "_catalog_here", None)
+        if cat is None or getattr(self, "_catalog_pid", None) != os.getpid():
+            from ..table import open_store
+            cat = open_store(self.store_root, create=False).catalog
+            self._catalog_here, self._catalog_pid = cat, os.getpid()
+        return cat
 
     def _readers(self) -> ReaderCache:
         cache = getattr(self, "_reader_cache", None)
@@ -269,7 +438,7 @@ class SampleDataset(IterableDataset):
             self._reader_cache, self._reader_pid = cache, os.getpid()
         return cache
 
-    def _to_batch(self, a: dict[str, Any], index: int) -> Batch:
+    def _to_batch(self, a: dict[str, Any], index: int, follow_round: tuple[int, int] | None = None) -> Batch:
         """Wrap gathered arrays as tensors. Arrays carved from a shared arena become views of
         its one storage, so the batch crosses processes as one shared-memory segment."""
         arena = a.get("arena")
@@ -300,63 +469,106 @@ class SampleDataset(IterableDataset):
             dense_names=names,
             epoch=self.epoch,
             index=index,
+            follow_round=follow_round,
         )
         if arena is not None and arena.slot is not None:
             batch._shared_slot = arena.slot  # pickled as offsets into the ring (see ring.py)
         return batch
 
     # -- online training ------------------------------------------------------------------
-    def _follow(self, rank: int, world: int, worker: int, num_workers: int) -> Iterator[Batch]:
-        """Rows of files appended after the pinned snapshot, each once, split by file."""
+    def _follow(self, rank: int, world: int, role: int, num_workers: int, at: tuple[int, int],
+                start: int) -> Iterator[Batch]:
+        """Rows appended after the pinned snapshot, each once, in rounds sharded like epochs.
+
+        A round is a function of the catalog alone (the appends after snapshot ``after`` up
+        to the first snapshot where they reach the round's rows), so every rank and worker
+        computes the same rounds whenever it looks, and the batch numbering continues the
+        DataLoader's round robin across rounds.
+        """
         from ..table import open_store
+        from ..table.lease import Lease
 
         table = open_store(self.store_root, create=False).table(self.table_name)
-        seen = set(self._seen_file_ids.tolist())
-        slot, slots = rank * num_workers + worker, world * num_workers
+        catalog = table._catalog
+        after, offset = at
+        round_rows = self.follow_round_rows or self.batch_size * world
+        # Appends not yet delivered must survive compaction + GC until they are read: a lease
+        # that keeps every file removed after ``after``.
+        lease = Lease(catalog, self.table_name, after, ttl=self.lease_seconds, keep_later=True)
         idle_since = time.monotonic()
-        index = len(self)
-        while True:
-            snap = table.current_snapshot_id
-            scan = table.scan(columns=self.schema.names, filter=self._filter, snapshot=snap)
-            files = {f.file_id: f for f in table._catalog.files(table.name, snap)}
-            # Rows arrive by appends; files made by compaction hold rows already delivered.
-            new = [t for t in scan.plan().tasks if t.file_id not in seen
-                   and files[t.file_id].added_snapshot > self.snapshot_id
-                   and files[t.file_id].added_by in ("append", "stream-append")]
-            for t in scan.plan().tasks:
-                seen.add(t.file_id)
-            mine = [t for t in new if t.file_id % slots == slot]
-            if mine:
-                idle_since = time.monotonic()
-                for batch in self._follow_files(mine, [files[t.file_id] for t in mine], index):
-                    index = batch.index + 1
-                    yield batch
-            elif self.follow_idle_seconds is not None and time.monotonic() - idle_since > self.follow_idle_seconds:
-                return
-            else:
-                time.sleep(self.poll_seconds)
-
-    def _follow_files(self, tasks: list[Any], files: list[Any], first_index: int) -> Iterator[Batch]:
-        paths = [t.path for t in tasks]
-        uf, ur, rows = [], [], []
-        for i, f in enumerate(files):
-            for rg, n in enumerate(f.row_group_rows()):
-                uf.append(i)
-                ur.append(rg)
-                rows.append(n)
-        pieces = np.stack([np.arange(len(rows)), np.zeros(len(rows), np.int64), np.asarray(rows)], axis=1).astype(np.int64)
-        index = first_index
-        readers = ReaderCache()
         try:
-            for piece_set in split_windows(pieces, self._window_rows_aligned()):
-                win = load_window(piece_set, paths, np.asarray(uf), np.asarray(ur), self.layout, readers)
-                perm = epoch_rng(self.seed, self.epoch, index).permutation(win.num_rows) if self.shuffle else np.arange(win.num_rows)
-                for s in range(0, win.num_rows, self.batch_size):
-                    yield self._to_batch(gather(win, perm[s: s + self.batch_size], self.layout,
-                                                shared=get_worker_info() is not None), index)
-                    index += 1
+            while True:
+                self._check_lease(lease)
+                idle = (self.follow_idle_seconds is not None
+                        and time.monotonic() - idle_since > self.follow_idle_seconds)
+                upto, files = _next_round(catalog, self.table_name, after, round_rows, final=idle)
+                if upto is None:
+                    if idle:
+                        return
+                    time.sleep(self.poll_seconds)
+                    continue
+                # The round's files are protected by the follow lease; the scan (of the current
+                # snapshot, whose schema is the newest) only evaluates the filter on them.
+                with table.scan(columns=self.schema.names, filter=self._filter,
+                                lease_seconds=self.lease_seconds) as scan:
+                    units = _Units.of(scan, _round_tasks(table, files, upto))
+                plan = plan_worker(units.unit_rows, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
+                                   window_rows=self._window_rows_aligned(), batch_size=self.batch_size, rank=rank,
+                                   world=world, worker=(role - offset) % num_workers, num_workers=num_workers,
+                                   drop_last=False)
+                skip = int(np.searchsorted(plan.batch_index + offset, start))
+                k = len(rank_batch_sizes(int(units.unit_rows.sum()), self.batch_size, world, rank, False)[2])
+                def late_deletes(files: list[Any] = files) -> dict[int, np.ndarray]:
+                    # Rows deleted since the round was planned are not delivered either: the
+                    # batches they were planned into come out smaller, their number unchanged.
+                    return catalog.deleted_positions(self.table_name, table.current_snapshot_id,
+                                                     [f.file_id for f in files])
+
+                if len(plan.batch_sizes) and skip < len(plan.batch_sizes):
+                    for batch in self._epoch_batches(plan, skip, rank, (role - offset) % num_workers, units,
+                                                     self.epoch, offset, (after, offset), lease, late_deletes):
+                        self._next_batch, self._follow_at = batch.index + 1, (after, offset)
+                        yield batch
+                after, offset = upto, offset + k
+                self._follow_at = (after, offset)
+                moved = Lease(catalog, self.table_name, after, ttl=self.lease_seconds, keep_later=True)
+                lease.release()
+                lease = moved
+                idle_since = time.monotonic()
         finally:
-            readers.close()
+            lease.release()
+
+
+def _next_round(catalog: Any, table: str, after: int, round_rows: int, final: bool) -> tuple[int | None, list[Any]]:
+    """The next follow round after snapshot ``after``: (its last snapshot, its appended files),
+    or (None, []) when the appends committed so far do not complete one (with ``final``, any
+    appends at all make one). Counted in rows as written, which never change, so every
+    reader finds the same rounds."""
+    files = catalog.appended_files(table, after)
+    if not files:
+        return None, []
+    files.sort(key=lambda f: (f.added_snapshot, f.file_id))
+    rows = 0
+    for i, f in enumerate(files):
+        rows += f.num_rows
+        last = i + 1 == len(files) or files[i + 1].added_snapshot != f.added_snapshot
+        if last and rows >= round_rows:
+            upto = f.added_snapshot
+            return upto, [g for g in files if g.added_snapshot <= upto]
+    if final:
+        return files[-1].added_snapshot, files
+    return None, []
+
+
+def _round_tasks(table: Any, files: list[Any], upto: int) -> list[Any]:
+    """Read tasks for a round's files, with the rows deleted as of its last snapshot."""
+    from ..table.scan import FileTask
+
+    dvs = table._catalog.deleted_positions(table.name, upto, [f.file_id for f in files])
+    return [FileTask(os.path.join(table.dir, f.path), int(f.file_id), dict(f.partition), f.num_rows,
+                     tuple(range(f.num_row_groups)), dvs.get(f.file_id),
+                     tuple(f.row_group_rows()) if f.row_group_size or f.num_row_groups <= 1 else None)
+            for f in files]
 
 
 def _make_ring() -> SlotRing | None:

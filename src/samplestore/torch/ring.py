@@ -116,6 +116,7 @@ class SlotRef:
             "embeddings": {k: ref(v) for k, v in batch.embeddings.items()},
             "extras": {k: ("t", ref(v)) if isinstance(v, torch.Tensor) else ("v", v) for k, v in batch.extras.items()},
             "dense_names": batch.dense_names, "epoch": batch.epoch, "index": batch.index,
+            "follow_round": batch.follow_round,
         }
         return _rebuild, (self.ring.id, self.slot, self.gen, self.nbytes, spec)
 
@@ -155,5 +156,5 @@ def _rebuild(ring_id: str, slot: int, gen: int, nbytes: int, spec: dict[str, Any
         labels=tensor(spec["labels"]),
         embeddings={k: tensor(v) for k, v in spec["embeddings"].items()},
         extras={k: tensor(v) if kind == "t" else v for k, (kind, v) in spec["extras"].items()},
-        dense_names=spec["dense_names"], epoch=spec["epoch"], index=spec["index"],
+        dense_names=spec["dense_names"], epoch=spec["epoch"], index=spec["index"], follow_round=spec.get("follow_round"),
     )

@@ -100,6 +100,7 @@ class Window:
     starts: np.ndarray  # int64, first window row of each piece (+ total at the end)
     columns: dict[str, Column]
     maps: list[np.ndarray | None] | None = None  # live row -> row of the piece, where rows were deleted
+    dropped: np.ndarray | None = None  # rows deleted after the window was planned (not delivered)
 
 
 _EMPTY_BYTES = np.empty(0, np.uint8)
