@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import time
@@ -9,13 +11,17 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.base import ColumnStats, DataFile
+from ..errors import CatalogError
 from ..format import FileInfo, FileWriter
 from .partition import partition_path, split_by_partition
 
 if TYPE_CHECKING:
     from .table import Table
 
-__all__ = ["StreamingWriter", "DEFAULT_TARGET_FILE_BYTES", "TABLE_ROW_GROUP_ROWS", "data_file_name", "writer_lease_of"]
+__all__ = ["StreamingWriter", "DEFAULT_TARGET_FILE_BYTES", "TABLE_ROW_GROUP_ROWS", "data_file_name", "writer_lease_of",
+           "make_dirs_durable"]
+
+log = logging.getLogger("samplestore.writer")
 
 DEFAULT_TARGET_FILE_BYTES = 256 << 20
 #: Tables use smaller row groups than standalone files: a row group is the unit the training
@@ -37,6 +43,50 @@ def writer_lease_of(name: str) -> str | None:
     """The lease id a data or temporary file name carries, if any."""
     m = _LEASE_IN_NAME.search(name)
     return m.group(1) if m else None
+
+
+def make_dirs_durable(path: str) -> None:
+    """Create the folder ``path`` and any missing parents, and make the new entries durable.
+
+    ``os.makedirs`` leaves a new folder's entry in its parent only in the page cache: after
+    a power cut the folder, and every file renamed into it, can be gone although the files
+    were fsynced and committed. So the parent of each folder created here is fsynced, at
+    every level created (``data/`` for a new ``data/ds=2026-11-01/``; ``data/`` and
+    ``data/a=1/`` for a new ``data/a=1/b=2/``). A folder that exists already costs one
+    ``stat`` and no fsync.
+
+    Raises:
+        OSError: a folder cannot be created, or a parent cannot be fsynced.
+    """
+    path = os.path.abspath(path)
+    created = []
+    folder = path
+    while not os.path.isdir(folder):
+        created.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if not created:
+        return
+    os.makedirs(path, exist_ok=True)  # another process may be making the same folder
+    for folder in reversed(created):
+        _fsync_dir(os.path.dirname(folder))
+
+
+def _fsync_dir(path: str) -> None:
+    """fsync a folder, so that entries made in it survive a power cut."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # folders cannot be opened on this platform (Windows): nothing to fsync
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # not supported by this file system
+            raise
+    finally:
+        os.close(fd)
 
 
 def data_file_from_info(info: FileInfo, table_dir: str, partition: dict[str, Any]) -> DataFile:
@@ -62,6 +112,16 @@ class StreamingWriter:
     restarted job reads it back with ``table.last_commit_token(writer_id)`` and resumes
     after it, so no row is written twice. If the writer dies, uncommitted files are never
     visible; :meth:`abort` (or leaving the ``with`` block by an exception) deletes them.
+
+    A failed catalog commit (a transient catalog error) loses nothing: it raises
+    :class:`~samplestore.CatalogError` and the writer keeps its files and its token, so the
+    next commit (:meth:`commit`, a due commit in :meth:`write`, or :meth:`close`) commits
+    them exactly once. Until then the writer's lease, whose id the file names carry, keeps
+    garbage collection away from them. A failure writing or closing a data file instead
+    closes the writer: it cannot tell which rows of that file reached the disk, so it drops
+    every row not yet committed, and later calls raise ``ValueError`` saying why; resume
+    after ``table.last_commit_token(writer_id)``. So does a failed last commit on leaving
+    a ``with`` block, where nothing is left to retry it.
     """
 
     def __init__(
@@ -93,31 +153,56 @@ class StreamingWriter:
         self._rows_since_commit = 0
         self._last_commit = time.monotonic()
         self._token: str | None = None
+        # (last file, token) of each commit attempt that raised since the last commit: an
+        # error can come after the catalog committed, so a retry or abort first asks it.
+        self._doubtful: list[tuple[str, str | None]] = []
         self._done = False
+        self._closed_by: str | None = None  # why a failure closed the writer
         self.snapshots: list[int] = []
         from .lease import Lease
         self._lease = Lease(table._catalog, table.name, 0, ttl=lease_seconds)
 
     def write(self, data: Any, commit_token: Any = None) -> None:
-        """Validate and write rows; ``commit_token`` marks the source position they reach."""
-        if self._done:
-            raise ValueError("this writer is closed")
+        """Validate and write rows; ``commit_token`` marks the source position they reach.
+
+        Raises:
+            SchemaError: ``data`` does not match the schema; none of it was written and the
+                writer carries on.
+            CatalogError: the commit this write made due failed. The rows of this write are
+                held by the writer with every other row not yet committed: do not write
+                them again. The next commit retries (see :meth:`commit`).
+            OSError: a data file could not be written; the writer is closed and dropped
+                every row not yet committed (see the class docs).
+            ValueError: the writer is closed.
+        """
+        self._check_open()
         table = self.schema.conform(data)
-        for values, rows in split_by_partition(table, self.partition_by):
-            key = partition_path(values)
-            entry = self._open.get(key)
-            if entry is None:
-                entry = (self._new_file(key), values)
-                self._open[key] = entry
-            w = entry[0]
-            w.write(rows)
-            if w.bytes_written >= self.target_file_bytes:
-                self._roll(key)
+        parts = list(split_by_partition(table, self.partition_by))
+        try:
+            for values, rows in parts:
+                key = partition_path(values)
+                entry = self._open.get(key)
+                if entry is None:
+                    entry = (self._new_file(key), values)
+                    self._open[key] = entry
+                w = entry[0]
+                w.write(rows)
+                if w.bytes_written >= self.target_file_bytes:
+                    self._roll(key)
+        except BaseException as exc:
+            self._close_on_failure("writing rows to a data file", exc)
+            raise
         self._rows_since_commit += table.num_rows
         if commit_token is not None:
             self._token = str(commit_token)
         if self._due():
-            self.commit()
+            self._commit(None, in_write=True)
+
+    def _check_open(self) -> None:
+        if self._closed_by is not None:
+            raise ValueError(f"this writer is closed: {self._closed_by}")
+        if self._done:
+            raise ValueError("this writer is closed")
 
     def _due(self) -> bool:
         if self.commit_every_rows is not None and self._rows_since_commit >= self.commit_every_rows:
@@ -128,7 +213,7 @@ class StreamingWriter:
 
     def _new_file(self, key: str) -> FileWriter:
         folder = os.path.join(self.table.data_dir, key) if key else self.table.data_dir
-        os.makedirs(folder, exist_ok=True)
+        make_dirs_durable(folder)
         path = os.path.join(folder, data_file_name(self._lease.lease_id))
         return FileWriter(path, self.schema, row_group_rows=self.row_group_rows,
                           compression_level=self.compression_level)
@@ -145,25 +230,81 @@ class StreamingWriter:
         """Close the open files and commit everything written so far as one snapshot.
 
         Returns the new snapshot id, or None if there was nothing to commit.
+
+        Raises:
+            CatalogError: the catalog commit failed. The writer still holds its files and
+                token: call ``commit()`` again to retry (they are committed exactly once),
+                or :meth:`abort` to drop them. Do not write their rows again.
+            OSError: a data file could not be closed; the writer is closed and dropped
+                every row not yet committed (see the class docs).
+            ValueError: the writer is closed.
         """
+        self._check_open()
+        return self._commit(commit_token)
+
+    def _commit(self, commit_token: Any, *, in_write: bool = False) -> int | None:
         if commit_token is not None:
             self._token = str(commit_token)
-        for key in list(self._open):
-            self._roll(key)
-        if not self._closed_files and self._token is None:
-            return None
-        files, self._closed_files = self._closed_files, []
         try:
-            snap = self.table._catalog.commit(self.table.name, self.operation, add=files,
-                                              writer_id=self.writer_id, commit_token=self._token)
-        except BaseException:
-            self._delete(files)
+            for key in list(self._open):
+                self._roll(key)
+        except BaseException as exc:
+            self._close_on_failure("closing a data file", exc)
             raise
+        files, token = list(self._closed_files), self._token
+        try:
+            if self._doubtful:
+                self._resolve_doubtful()
+                files, token = list(self._closed_files), self._token
+            if not files and token is None:
+                self._rows_since_commit = 0
+                return None
+            snap = self.table._catalog.commit(self.table.name, self.operation, add=files,
+                                              writer_id=self.writer_id, commit_token=token)
+        except Exception as exc:
+            if files:
+                self._doubtful.append((files[-1].path, token))
+            raise CatalogError(self._commit_failed(files, token, exc, in_write)) from exc
+        except BaseException:  # KeyboardInterrupt, SystemExit: the writer keeps its rows all the same
+            if files:
+                self._doubtful.append((files[-1].path, token))
+            raise
+        self._closed_files = []
         self._token = None
         self._rows_since_commit = 0
         self._last_commit = time.monotonic()
         self.snapshots.append(snap.snapshot_id)
         return snap.snapshot_id
+
+    def _commit_failed(self, files: list[DataFile], token: str | None, exc: BaseException, in_write: bool) -> str:
+        names = ", ".join(f.path for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        what = f"{sum(f.num_rows for f in files)} rows ({len(files)} files: {names or 'none'})"
+        if token is not None:
+            what += f" with commit token {token!r}"
+        msg = (f"commit of {what} by writer {self.writer_id!r} to table {self.table.name!r} failed: {exc}; "
+               f"the writer still holds them: call commit() to retry, or abort() to drop them")
+        if in_write:
+            msg += "; the rows of this write are held too: do not write them again"
+        return msg
+
+    def _resolve_doubtful(self) -> None:
+        """Forget what failed commit attempts committed, if one did commit after all.
+
+        An error can reach the writer after the catalog committed (an interrupt between the
+        commit and its return; a lost reply from a remote catalog). The files of that commit
+        belong to the table then: committing or deleting them again would duplicate or lose
+        rows. A commit is atomic, and every attempt holds all files closed before it, so an
+        attempt landed if its last file is known to the catalog.
+        """
+        known = {p for _fid, p, _removed in self.table._catalog.all_file_paths(self.table.name)}
+        landed = [token for last, token in self._doubtful if last in known]
+        if landed:
+            log.warning("a failed commit by writer %r to table %r had committed after all; not committing its "
+                        "files again", self.writer_id, self.table.name)
+            self._closed_files = [f for f in self._closed_files if f.path not in known]
+            if not self._closed_files and self._token == landed[-1]:
+                self._token = None
+        self._doubtful = []
 
     def _delete(self, files: list[DataFile]) -> None:
         for f in files:
@@ -173,30 +314,76 @@ class StreamingWriter:
                 pass
 
     def close(self) -> int | None:
-        """Commit what is left and close; returns the last snapshot id committed (or None)."""
+        """Commit what is left and close; returns the last snapshot id committed (or None).
+
+        Raises:
+            CatalogError: the last commit failed; the writer stays open and holds its rows:
+                call ``close()`` (or ``commit()``) again to retry, or :meth:`abort`.
+            OSError, ValueError: as for :meth:`commit`.
+        """
+        if self._closed_by is not None:
+            self._check_open()
         if self._done:
             return self.snapshots[-1] if self.snapshots else None
-        snap = self.commit()
+        snap = self._commit(None)
         self._done = True
         self._lease.release()
         return snap if snap is not None else (self.snapshots[-1] if self.snapshots else None)
 
     def abort(self) -> None:
-        """Drop everything not yet committed: open files and closed-but-uncommitted files."""
+        """Drop everything not yet committed: open files and closed-but-uncommitted files.
+
+        Files of a failed commit that had committed after all are left alone; where the
+        catalog cannot tell, they are left to garbage collection, which removes a file only
+        when no commit references it.
+        """
+        if self._doubtful:
+            try:
+                self._resolve_doubtful()
+            except Exception as exc:
+                log.warning("writer %r of table %r cannot tell whether a failed commit landed (%s); leaving its "
+                            "files to garbage collection", self.writer_id, self.table.name, exc)
+                self._closed_files, self._doubtful = [], []
         self._done = True
         for w, _ in self._open.values():
-            w.abort()
+            try:
+                w.abort()
+            except OSError:
+                pass  # a temporary file left behind is a leftover GC removes
         self._open.clear()
         self._delete(self._closed_files)
         self._closed_files = []
+        self._token = None
+        self._rows_since_commit = 0
         self._lease.release()
+
+    def _close_on_failure(self, what: str, exc: BaseException) -> None:
+        """A data file failed: the rows it held are unknown, so drop everything not committed."""
+        self.abort()
+        resume = (f"; resume after table.last_commit_token({self.writer_id!r})" if self.writer_id is not None else "")
+        self._closed_by = (f"{what} failed ({type(exc).__name__}: {exc}), so it dropped every row not yet "
+                           f"committed{resume}")
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(f"samplestore: the writer of table {self.table.name!r} is closed: {self._closed_by}")
 
     def __enter__(self) -> "StreamingWriter":
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
-
+            return
+        try:
+            self.close()
+        except CatalogError as failed:
+            # The with block is over: nothing is left to retry, so drop the rows and say so.
+            self.abort()
+            resume = (f", resuming after table.last_commit_token({self.writer_id!r})"
+                      if self.writer_id is not None else "")
+            raise CatalogError(
+                f"the last commit of writer {self.writer_id!r} to table {self.table.name!r}, on leaving its with "
+                f"block, failed: {failed.__cause__}; the writer is closed and dropped every row not yet committed: "
+                f"write them again{resume}") from failed.__cause__
+        except BaseException:
+            self.abort()
+            raise

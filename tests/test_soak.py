@@ -1,0 +1,242 @@
+"""Soak: streaming writers (one SIGKILLed and restarted), the compaction daemon expiring to
+one snapshot, a slow scan reader and a SampleDataset reader, all real processes at once.
+
+Acceptance of the table guarantees: every committed row exactly once, resume after a kill
+from the last commit token, no reader ever fails. Bounded to well under 90 s.
+"""
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import samplestore as ss
+
+HERE = os.path.dirname(__file__)
+WORKER = os.path.join(HERE, "soak_workers.py")
+sys.path.insert(0, HERE)
+from soak_workers import BATCH, SCHEMA, WRITER_BASE, row_base  # noqa: E402
+
+WRITERS = 3
+KILLED = 0  # the writer that is SIGKILLed and restarted
+RUN_SECONDS = 32.0  # everything runs together this long; starting, stopping and checking take ~15 s more
+KILL_WINDOWS = ((0.15, 0.4), (0.5, 0.75))  # when in the run each SIGKILL lands (fractions, drawn at random)
+LIMIT = RUN_SECONDS + 40  # the processes' own time limit: a bound only, the test stops them before
+SEED = int(os.environ.get("SOAK_SEED", "2026"))
+GC_REMOVED = re.compile(r"gc t: removed [1-9]\d* unreferenced")
+DAEMON_ERROR = re.compile(r"samplestore\.daemon table t: (?!\d+ files ->)")
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+class Proc:
+    """A child process whose stdout and stderr are drained by threads (never a full pipe)."""
+
+    def __init__(self, name: str, args: list[str]) -> None:
+        self.name = name
+        self.p = subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._lines: queue.Queue = queue.Queue()
+        self._threads = [threading.Thread(target=self._drain, args=(self.p.stdout, self.out, True), daemon=True),
+                         threading.Thread(target=self._drain, args=(self.p.stderr, self.err, False), daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _drain(self, pipe, into: list[str], lines: bool) -> None:
+        for line in pipe:
+            into.append(line)
+            if lines:
+                self._lines.put(line.rstrip("\n"))
+        pipe.close()
+        if lines:
+            self._lines.put(None)  # end of output
+
+    def wait_line(self, prefix: str, timeout: float) -> str:
+        """The next stdout line starting with ``prefix``; fails naming the process if none comes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"{self.name}: no {prefix!r} line within {timeout} s; stderr:\n{self.stderr_tail()}")
+            if line is None:
+                self._lines.put(None)
+                raise AssertionError(f"{self.name} exited ({self.p.poll()}) before a {prefix!r} line; stderr:\n"
+                                     f"{self.stderr_tail()}")
+            if line.startswith(prefix):
+                return line
+
+    def stop(self, timeout: float) -> int:
+        """SIGTERM, then wait (SIGKILL if it does not stop in time); returns the exit status."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.err.append(f"[soak: {self.name} did not stop within {timeout} s of SIGTERM and was killed]\n")
+        self.join()
+        return self.p.returncode
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL)
+        self.p.wait(timeout=30)
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def stderr_tail(self, n: int = 4000) -> str:
+        return "".join(self.err)[-n:]
+
+
+def start_writer(root: str, index: int, seconds: float, procs: list[Proc]) -> tuple[Proc, int]:
+    """Start writer ``index``; returns it and the batch it resumes at (from its last commit token)."""
+    w = Proc(f"writer w{index}", [sys.executable, WORKER, "writer", root, str(index), str(seconds)])
+    procs.append(w)
+    return w, int(w.wait_line("ready", 60).split()[1])
+
+
+def committed_batches(table, index: int) -> np.ndarray:
+    """Batch indexes of writer ``index`` present in the current snapshot (with repeats)."""
+    for attempt in range(10):
+        try:
+            ids = table.scan(columns=["row_id"]).to_arrow().column("row_id").to_numpy()
+            break
+        except OSError:  # this check takes no lease: the daemon may remove a file under it
+            if attempt == 9:
+                raise
+    mine = ids[(ids >= row_base(index)) & (ids < row_base(index) + WRITER_BASE)]
+    return (mine - row_base(index)) // BATCH
+
+
+@pytest.mark.slow
+def test_soak_killed_writer_daemon_slow_scan_and_dataset(tmp_path):
+    started = time.monotonic()
+    rng = np.random.default_rng(SEED)
+    root = str(tmp_path / "soak")
+    table = ss.open_store(root).create_table("t", SCHEMA, partition_by=["ds"])
+    cli = [sys.executable, "-m", "samplestore"]
+    procs: list[Proc] = []
+    problems: list[str] = []
+    restarts: list[str] = []
+    try:
+        # The daemon: a pass every 0.5 s; expiry to 1 snapshot and GC with no grace, so that
+        # replaced files are deleted from disk while readers may still be on them.
+        daemon = Proc("daemon", [*cli, "compact", root, "--daemon", "--interval", "0.5", "--target-mb", "1",
+                                 "--retain-last", "1", "--grace", "0"])
+        procs.append(daemon)
+        writers: dict[int, Proc] = {}
+        for i in range(WRITERS):
+            writers[i], first = start_writer(root, i, LIMIT, procs)
+            assert first == 0
+        deadline = time.monotonic() + 30
+        while table.current_snapshot_id == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # readers start on a table with rows
+        assert table.current_snapshot_id > 0, "no writer committed within 30 s"
+        scan_reader = Proc("scan reader", [sys.executable, WORKER, "scan", root, str(LIMIT)])
+        dataset_reader = Proc("dataset reader", [sys.executable, WORKER, "dataset", root, str(LIMIT)])
+        procs += [scan_reader, dataset_reader]
+        scan_reader.wait_line("ready", 60)
+        dataset_reader.wait_line("ready", 60)
+
+        # SIGKILL one writer at random moments, and restart it from its last commit token.
+        run_start = time.monotonic()
+        run_end = run_start + RUN_SECONDS
+        for kill, (lo, hi) in enumerate(KILL_WINDOWS):
+            time.sleep(max(0.0, run_start + RUN_SECONDS * float(rng.uniform(lo, hi)) - time.monotonic()))
+            victim = writers[KILLED]
+            victim.kill()
+            victim.join()
+            token = table.last_commit_token(f"w{KILLED}")
+            batches = committed_batches(table, KILLED)
+            top = int(batches.max()) if len(batches) else -1
+            writers[KILLED], resumed = start_writer(root, KILLED, LIMIT, procs)
+            restarts.append(f"kill {kill + 1}: last_commit_token {token!r}, table held batches up to {top}, "
+                            f"restarted at batch {resumed}")
+            if resumed != top + 1:
+                problems.append(f"writer w{KILLED} after kill {kill + 1}: resumed at batch {resumed}, but the table "
+                                f"held its batches up to {top} (last_commit_token was {token!r})")
+
+        # Let the run finish, then stop writers cleanly (they commit what they hold).
+        time.sleep(max(0.0, run_end - time.monotonic()))
+        final_tokens = {}
+        for i, w in writers.items():
+            if w.stop(timeout=30) != 0:
+                problems.append(f"writer w{i} exited {w.p.returncode}: {w.stderr_tail()}")
+            done = [ln for ln in w.out if ln.startswith("done")]
+            if done:
+                final_tokens[i] = int(done[-1].split()[2])  # the last batch it wrote and committed
+        readers = {}
+        for r in (scan_reader, dataset_reader):
+            code = r.stop(timeout=40)
+            done = [ln for ln in r.out if ln.startswith("done")]
+            readers[r.name] = int(done[-1].split()[1]) if done else 0
+            if code != 0 or r.stderr_tail().strip():
+                problems.append(f"{r.name} failed (exit {code}) after {readers[r.name]} full passes:\n"
+                                f"{r.stderr_tail(2500)}")
+            elif readers[r.name] < 1:
+                problems.append(f"{r.name} completed no full pass: the run was too short to check it")
+        if daemon.stop(timeout=60) != 0:
+            problems.append(f"daemon exited {daemon.p.returncode}: {daemon.stderr_tail()}")
+        log = "".join(daemon.err)
+
+        # One last compaction pass, then check every invariant and report all that broke.
+        last = subprocess.run([*cli, "compact", root, "--target-mb", "1", "--retain-last", "1", "--grace", "0"],
+                              env=env(), capture_output=True, text=True, timeout=120)
+        if last.returncode != 0:
+            problems.append(f"the last compaction pass exited {last.returncode}: {last.stderr[-2000:]}")
+        ids = table.scan(columns=["row_id"]).to_arrow().column("row_id").to_numpy()
+        duplicated = len(ids) - len(np.unique(ids))
+        if duplicated:
+            problems.append(f"{duplicated} of {len(ids)} rows in the table more than once")
+        for i in range(WRITERS):
+            token = table.last_commit_token(f"w{i}")
+            if token is None:
+                problems.append(f"writer w{i}: last_commit_token is None; it last committed batch "
+                                f"{final_tokens.get(i)}")
+            elif i in final_tokens and int(token) != final_tokens[i]:
+                problems.append(f"writer w{i}: last_commit_token {token}, but it committed batch {final_tokens[i]} last")
+            t = int(token) if token is not None else final_tokens.get(i)
+            if t is None:
+                continue
+            batches = committed_batches(table, i)
+            have = np.zeros(max(t + 1, int(batches.max()) + 1 if len(batches) else 0), np.int64)
+            np.add.at(have, batches, 1)  # rows present of each batch
+            if not (have[:t + 1] == BATCH).all() or have[t + 1:].any():
+                wrong = np.flatnonzero(have[:t + 1] != BATCH)
+                problems.append(
+                    f"writer w{i}: batches 0..{t} should each be present once ({(t + 1) * BATCH} rows); found "
+                    f"{len(batches)} rows: {int((have[:t + 1] == 0).sum())} batches missing, "
+                    f"{int((have[:t + 1] > BATCH).sum())} more than once (first wrong: {wrong[:10].tolist()}), "
+                    f"{int(have[t + 1:].sum())} rows after batch {t}")
+        verify = subprocess.run([*cli, "verify", root], env=env(), capture_output=True, text=True, timeout=120)
+        if verify.returncode != 0:
+            problems.append(f"samplestore verify exited {verify.returncode}: {verify.stdout[-2000:]}{verify.stderr[-1000:]}")
+    finally:
+        for p in procs:
+            p.kill()
+            p.join()
+
+    wall = time.monotonic() - started
+    summary = (f"soak (seed {SEED}, {wall:.1f} s): {len(ids):,} rows, {len(table.files())} files, "
+               f"{log.count('compacted t')} compaction commits, {log.count('snapshots of t (kept')} expiries, "
+               f"{len(GC_REMOVED.findall(log))} GC passes that removed replaced files, "
+               f"{len(DAEMON_ERROR.findall(log))} daemon errors; reader passes {readers}; "
+               + "; ".join(restarts))
+    print("\n" + summary)
+    assert not problems, summary + "\n" + "\n".join(problems)
+    # The run exercised what it is meant to: compaction, expiry and deletion of replaced files.
+    assert "compacted t" in log and GC_REMOVED.search(log), summary
+    assert wall < 90, summary
