@@ -285,3 +285,14 @@ def test_a_new_partition_folder_of_the_streaming_writer_is_fsynced_into_its_pare
     with table.writer(commit_every_rows=None, writer_id="job") as w:
         w.write(rows(3, 3), commit_token=1)
     assert table.data_dir not in fsynced  # the folders exist now
+
+
+
+def test_a_failed_append_says_nothing_was_committed(table, monkeypatch):
+    """append is one shot: a failed commit is not left for a retry the caller cannot make."""
+    fail_commits(monkeypatch, table)
+    with pytest.raises(ss.CatalogError, match="append to table 't' failed and committed nothing") as info:
+        table.append(rows(0, 10))
+    assert "retry" not in str(info.value)
+    assert table.count() == 0
+    assert files_on_disk(table) == []

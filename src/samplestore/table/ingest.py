@@ -212,7 +212,7 @@ def ingest(table: Any, paths: Sequence[str], fmt: str | None = None, *,
                 rows += batch.num_rows
                 if on_rows:
                     on_rows(batch.num_rows)
-        return w.close()
+        return w.close_once(f"ingest of {len(paths)} file(s)")
     except BaseException:
         w.abort()
         raise

@@ -100,7 +100,7 @@ class Table:
                             **writer_options)
         try:
             w.write(data)
-            sid = w.close()
+            sid = w.close_once("append")
         except BaseException:
             w.abort()
             raise

@@ -357,6 +357,20 @@ class StreamingWriter:
         self._rows_since_commit = 0
         self._lease.release()
 
+    def close_once(self, what: str) -> int | None:
+        """Commit and close for a one-shot write (``Table.append``, ingest): a failed commit is
+        not retried here, so everything is dropped and the error says nothing was committed.
+
+        Raises:
+            CatalogError: the commit failed; nothing of ``what`` is in the table.
+        """
+        try:
+            return self.close()
+        except CatalogError as failed:
+            self.abort()
+            raise CatalogError(f"{what} to table {self.table.name!r} failed and committed nothing: "
+                               f"{failed.__cause__ or failed}") from (failed.__cause__ or failed)
+
     def _close_on_failure(self, what: str, exc: BaseException) -> None:
         """A data file failed: the rows it held are unknown, so drop everything not committed."""
         self.abort()
