@@ -33,10 +33,10 @@ def _json(obj: Any) -> str:
 
 
 def _store(root: str, create: bool = False) -> Any:
+    """The store at ``root``; only ``init`` and ``ingest --create`` make one (a CatalogError
+    saying how to make one otherwise, so that a mistyped path makes no empty store)."""
     from ..table import open_store
 
-    if not create and not os.path.exists(os.path.join(root, "catalog.db")):
-        raise SampleStoreError(f"no samplestore store at {root!r} (create one with `samplestore init {root}`)")
     return open_store(root, create=create)
 
 
@@ -58,7 +58,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
     else:
         with open(a.schema) as f:
             schema = Schema.from_json(f.read())
-    t = _store(a.root, create=True).create_table(a.table, schema, partition_by=a.partition_by or ())
+    t = _store(a.root).create_table(a.table, schema, partition_by=a.partition_by or ())
     print(f"created table {t.name!r} with {len(schema)} features"
           + (f", partitioned by {list(t.partition_by)}" if t.partition_by else ""))
     return 0
@@ -69,7 +69,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     from ..table.ingest import criteo_tsv_schema, ingest
     from .progress import Progress
 
-    store = _store(a.root, create=True)
+    store = _store(a.root, create=a.create)
     try:
         table = store.table(a.table)
     except TableNotFound:

@@ -19,7 +19,7 @@ __all__ = ["Store", "open_store"]
 class Store:
     """Tables under one root. Use :func:`open_store`."""
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.catalog = SQLiteCatalog(self.root, create=create)
 
@@ -54,10 +54,16 @@ class Store:
         """Names of all tables."""
         return self.catalog.table_names()
 
-    def drop_table(self, name: str, *, purge: bool = True) -> None:
-        """Remove a table from the catalog and (with ``purge``) its files from disk."""
+    def drop_table(self, name: str, *, purge: bool = True, force: bool = False) -> None:
+        """Remove a table from the catalog and (with ``purge``) its files from disk.
+
+        Raises:
+            TableNotFound: no such table.
+            CatalogError: live readers hold leases on the table (the message names them),
+                unless ``force``.
+        """
         validate_table_name(name)
-        self.catalog.drop_table(name)
+        self.catalog.drop_table(name, force=force)
         if purge:
             shutil.rmtree(os.path.join(self.root, "tables", name), ignore_errors=True)
 
@@ -70,6 +76,15 @@ class Store:
         self.catalog.close()
 
 
-def open_store(root: str | os.PathLike[str], *, create: bool = True) -> Store:
-    """Open the store at ``root`` (created, with an embedded SQLite catalog, if missing)."""
+def open_store(root: str | os.PathLike[str], *, create: bool = False) -> Store:
+    """Open the store at ``root``.
+
+    Args:
+        create: make a new store (a folder with an embedded SQLite catalog) if there is none.
+            Off by default, so that a mistyped path fails instead of making an empty store.
+
+    Raises:
+        CatalogError: no store at ``root`` (and not ``create``), or its ``catalog.db`` is
+            empty, damaged or not a samplestore catalog (never overwritten).
+    """
     return Store(root, create=create)
