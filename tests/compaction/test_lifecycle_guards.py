@@ -1,4 +1,5 @@
-"""Guards of the lifecycle: a table is not dropped from under its readers."""
+"""Guards of the lifecycle: GC stays inside the table's folder, a table is not dropped
+from under its readers."""
 
 import os
 
@@ -17,6 +18,79 @@ def _rows(start, n, ds="a"):
 @pytest.fixture
 def store(tmp_path):
     return ss.open_store(tmp_path / "store", create=True)
+
+
+def _outside(tmp_path):
+    """A folder outside the store holding files that look like a table's leftovers."""
+    out = tmp_path / "precious"
+    out.mkdir()
+    for name in ("part-20200101000000-abc.ssf", "x.ssf-tmp"):
+        (out / name).write_bytes(b"not yours")
+    return out
+
+
+# -- symbolic links --------------------------------------------------------------------------
+def test_gc_does_not_follow_a_symlink_in_the_data_folder(tmp_path, store):
+    t = store.create_table("t", SCHEMA)
+    t.append(_rows(0, 10))
+    out = _outside(tmp_path)
+    os.symlink(out, os.path.join(t.data_dir, "elsewhere"))
+    os.symlink(out / "x.ssf-tmp", os.path.join(t.data_dir, "link.ssf-tmp"))
+    t.gc(grace_seconds=0)
+    assert sorted(os.listdir(out)) == ["part-20200101000000-abc.ssf", "x.ssf-tmp"]
+    assert (out / "x.ssf-tmp").read_bytes() == b"not yours"
+    assert t.count() == 10
+
+
+def test_gc_does_not_walk_a_data_folder_that_is_a_symlink(tmp_path, store):
+    t = store.create_table("t", SCHEMA)
+    out = _outside(tmp_path)
+    os.rmdir(t.data_dir)
+    os.symlink(out, t.data_dir)
+    report = t.gc(grace_seconds=0)
+    assert report["leftovers_removed"] == 0 and "symbolic link" in report["skipped"]
+    assert sorted(os.listdir(out)) == ["part-20200101000000-abc.ssf", "x.ssf-tmp"]
+    from samplestore.table.verify import verify_table
+    assert verify_table(t, remove_leftovers=True, grace_seconds=0)["removed"] == []
+    assert sorted(os.listdir(out)) == ["part-20200101000000-abc.ssf", "x.ssf-tmp"]
+
+
+def test_gc_does_not_delete_through_a_symlinked_partition_folder(tmp_path, store):
+    """A partition folder moved to another disk and linked back: its files, once no
+    snapshot needs them, stay where they are rather than GC deleting outside the table."""
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
+    t.append(_rows(0, 10, "a"))
+    t.append(_rows(10, 10, "a"))
+    part = os.path.join(t.data_dir, "ds=a")
+    moved = tmp_path / "other-disk" / "ds=a"
+    os.makedirs(moved.parent)
+    os.rename(part, moved)
+    os.symlink(moved, part)
+    t.compact()
+    t.expire_snapshots(retain_last=1)
+    before = sorted(os.listdir(moved))
+    report = t.gc(grace_seconds=0)
+    assert report["files_removed"] == 0
+    assert sorted(os.listdir(moved)) == before  # nothing deleted outside the table's folder
+    assert t.count() == 20
+    # Still recorded as unreferenced: once moved back, GC removes them.
+    assert len(t._catalog.unreferenced_files("t")) == 2
+    os.unlink(part)
+    os.rename(moved, part)
+    assert t.gc(grace_seconds=0)["files_removed"] == 2
+
+
+def test_gc_refuses_catalog_paths_leading_out_of_the_table(tmp_path, store):
+    t = store.create_table("t", SCHEMA)
+    victim = tmp_path / "victim.ssf"
+    victim.write_bytes(b"x")
+    f = ss.catalog.DataFile("../../../victim.ssf", {}, 1, 1, 1)
+    t._catalog.commit("t", "append", add=[f])
+    fid = t.files()[0].file_id
+    t._catalog.commit("t", "replace", remove=[fid])
+    t.expire_snapshots(retain_last=1)
+    assert t.gc(grace_seconds=0)["files_removed"] == 0
+    assert victim.exists()
 
 
 # -- dropping a table under its readers -------------------------------------------------------

@@ -7,6 +7,7 @@ files under a table folder the catalog does not know as its own.
 """
 
 import os
+import shutil
 import sqlite3
 
 import pytest
@@ -160,3 +161,79 @@ def test_failed_rollback_does_not_hide_the_original_error(tmp_path):
         c.commit("t", "replace", remove=[12345])
     # The suspect connection was dropped: the next call works on a fresh one.
     assert c.load_table("t").current_snapshot == 0
+
+
+def test_gc_keeps_files_of_a_table_older_than_the_catalog(tmp_path):
+    """catalog.db lost, a new store made in its place, the table made again: GC must not
+    take the old table's files for leftovers of the new one."""
+    root = str(tmp_path / "s")
+    paths = _store_with_data(root)
+    os.unlink(os.path.join(root, "catalog.db"))
+    _clear_wal(root)
+    marker = os.path.join(root, "tables", "t", ".samplestore-table.json")
+    if os.path.exists(marker):
+        os.remove(marker)  # as tables made before markers existed
+    old = os.path.getmtime(paths[0]) - 10
+    for p in paths:
+        os.utime(p, (old, old))
+    store = ss.open_store(root, create=True)
+    t = store.create_table("t", SCHEMA, exist_ok=True)
+    assert t.files() == []
+    store.gc(grace_seconds=0)
+    assert all(os.path.exists(p) for p in paths)
+
+
+def test_gc_keeps_files_when_the_catalog_is_another_stores(tmp_path):
+    """A catalog restored from the wrong store knows a table 't' made earlier than this
+    store's: the folder's marker, not file ages, shows the files are not its own."""
+    other = str(tmp_path / "other")
+    _store_with_data(other)
+    root = str(tmp_path / "s")
+    paths = _store_with_data(root)
+    _clear_wal(root)
+    shutil.copyfile(os.path.join(other, "catalog.db"), os.path.join(root, "catalog.db"))
+    store = ss.open_store(root)
+    assert store.gc(grace_seconds=0)[0]["leftovers_removed"] == 0
+    assert all(os.path.exists(p) for p in paths)
+    from samplestore.table.verify import leftover_files
+    assert leftover_files(store.table("t")) == ([], [])
+
+
+def test_drop_does_not_purge_a_folder_owned_by_another_catalog(tmp_path):
+    other = str(tmp_path / "other")
+    _store_with_data(other)
+    root = str(tmp_path / "s")
+    paths = _store_with_data(root)
+    _clear_wal(root)
+    shutil.copyfile(os.path.join(other, "catalog.db"), os.path.join(root, "catalog.db"))
+    store = ss.open_store(root)
+    store.drop_table("t")
+    assert store.tables() == []
+    assert all(os.path.exists(p) for p in paths)
+
+
+def test_table_made_again_after_drop_without_purge_keeps_old_files(tmp_path):
+    root = str(tmp_path / "s")
+    paths = _store_with_data(root)
+    store = ss.open_store(root)
+    store.drop_table("t", purge=False)
+    old = os.path.getmtime(paths[0]) - 10
+    for p in paths:
+        os.utime(p, (old, old))
+    t = store.create_table("t", SCHEMA)
+    t.append({"k": [1], "y": [1.0]})
+    assert t.gc(grace_seconds=0)["leftovers_removed"] == 0
+    assert all(os.path.exists(p) for p in paths)
+
+
+def test_orphans_of_the_table_itself_are_still_collected(tmp_path):
+    root = str(tmp_path / "s")
+    _store_with_data(root)
+    t = ss.open_store(root).table("t")
+    orphan = os.path.join(t.data_dir, "part-20990101000000-deadbeef0000.ssf")
+    with open(orphan, "wb") as f:
+        f.write(b"x" * 10)
+    temp = os.path.join(t.data_dir, "x.ssf-tmp")
+    open(temp, "wb").close()
+    assert t.gc(grace_seconds=0)["leftovers_removed"] == 2
+    assert not os.path.exists(orphan) and not os.path.exists(temp)
