@@ -1,11 +1,16 @@
-"""Guards of the lifecycle: GC stays inside the table's folder, a table is not dropped
-from under its readers."""
+"""Guards of the lifecycle: GC stays inside the table's folder, the daemon lives through
+errors of its environment, a table is not dropped from under its readers."""
 
+import logging
 import os
+import sqlite3
+import threading
+import types
 
 import pytest
 
 import samplestore as ss
+from samplestore.compaction import daemon
 from samplestore.table.lease import Lease, owner_tag
 
 SCHEMA = ss.Schema([ss.Scalar("k", "int64"), ss.Label("y"), ss.Scalar("ds", "string")])
@@ -91,6 +96,79 @@ def test_gc_refuses_catalog_paths_leading_out_of_the_table(tmp_path, store):
     t.expire_snapshots(retain_last=1)
     assert t.gc(grace_seconds=0)["files_removed"] == 0
     assert victim.exists()
+
+
+# -- the daemon ------------------------------------------------------------------------------
+def _record_daemon_waits(monkeypatch):
+    """Make the daemon's stop event record each wait instead of sleeping through it."""
+    waits = []
+
+    class RecordingEvent(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return self.is_set()
+
+    monkeypatch.setattr(daemon, "threading", types.SimpleNamespace(Event=RecordingEvent))
+    return waits
+
+
+def test_daemon_keeps_running_after_an_oserror_in_a_pass(store, monkeypatch, caplog):
+    t = store.create_table("t", SCHEMA)
+    for k in range(4):
+        t.append(_rows(k * 10, 10))
+    real, calls = daemon.compact, []
+
+    def flaky(table, *args, **kwargs):
+        calls.append(table.name)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(daemon, "compact", flaky)
+    with caplog.at_level(logging.WARNING, logger="samplestore.daemon"):
+        # The failed table is held back 1 s (the first back-off step); the fifth pass comes
+        # 1.2 s after the first.
+        passes = daemon.run_daemon(store, interval=0.3, max_passes=5)
+    assert passes == 5
+    assert len(calls) >= 2  # the failed table was tried again
+    assert len(t.files()) == 1 and t.count() == 40
+    assert "No space left on device" in caplog.text
+
+
+def test_daemon_backs_off_when_a_whole_pass_fails(store, monkeypatch, caplog):
+    store.create_table("t", SCHEMA).append(_rows(0, 10))
+    real, calls = store.tables, []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real()
+
+    monkeypatch.setattr(store, "tables", flaky)
+    waits = _record_daemon_waits(monkeypatch)
+    with caplog.at_level(logging.ERROR, logger="samplestore.daemon"):
+        assert daemon.run_daemon(store, interval=5, max_passes=4) == 4
+    assert waits == [5, 10, 5]  # doubled after the second failure in a row, back to the interval after a good pass
+    assert caplog.text.count("pass failed") == 2 and "database is locked" in caplog.text
+
+
+def test_daemon_back_off_is_capped(store, monkeypatch):
+    def broken():
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store, "tables", broken)
+    waits = _record_daemon_waits(monkeypatch)
+    assert daemon.run_daemon(store, interval=1, max_passes=6, max_backoff=10) == 6
+    assert waits == [1, 2, 4, 8, 10]
+
+
+@pytest.mark.parametrize("interval, failures, cap, expected", [
+    (60, 1, 600, 60), (60, 2, 600, 120), (60, 4, 600, 480), (60, 9, 600, 600),
+    (0, 1, 600, 1), (0, 3, 600, 4), (0, 3, 0.01, 0.01), (30, 5, 10, 30),
+])
+def test_backoff_doubles_and_is_capped(interval, failures, cap, expected):
+    assert daemon._backoff(interval, failures, cap) == expected
 
 
 # -- dropping a table under its readers -------------------------------------------------------
