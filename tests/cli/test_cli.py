@@ -110,6 +110,30 @@ def _small_store(tmp_path, capsys):
     return root, data
 
 
+def test_info_and_stats_count_live_rows_after_a_delete(tmp_path, capsys):
+    root, data = _small_store(tmp_path, capsys)
+    user = data.column("user_id")[0].as_py()
+    gone = sum(1 for u in data.column("user_id").to_pylist() if u == user)
+    code, out, err = run(capsys, "delete", root, "s", "--where", f"user_id={user}")
+    assert code == 0, err
+    info = json.loads(run(capsys, "info", root, "s", "--json")[1])
+    assert (info["rows"], info["deleted_rows"], info["stored_rows"]) == (2000 - gone, gone, 2000)
+    listing = json.loads(run(capsys, "info", root, "--json")[1])["tables"][0]
+    assert (listing["rows"], listing["deleted_rows"]) == (2000 - gone, gone)
+    st = json.loads(run(capsys, "stats", root, "s", "--by-partition", "--json")[1])
+    assert (st["rows"], st["deleted_rows"], st["stored_rows"]) == (2000 - gone, gone, 2000)
+    assert sum(p["rows"] for p in st["partitions"]) == 2000 - gone
+    assert sum(p["deleted_rows"] for p in st["partitions"]) == gone
+    text = run(capsys, "info", root, "s")[1]
+    assert f"{2000 - gone:,} rows (+{gone:,} deleted, not yet purged" in text
+    text = run(capsys, "stats", root, "s")[1]
+    assert f"{2000 - gone:,} rows (+{gone:,} deleted" in text
+    # Once compaction purges them, nothing is left to report as deleted.
+    assert run(capsys, "compact", root, "s", "--grace", "0")[0] == 0
+    info = json.loads(run(capsys, "info", root, "s", "--json")[1])
+    assert (info["rows"], info["deleted_rows"], info["stored_rows"]) == (2000 - gone, 0, 2000 - gone)
+
+
 def test_damaged_catalog_is_one_line_exit_2_and_gc_deletes_nothing(tmp_path, capsys):
     root, _ = _small_store(tmp_path, capsys)
     data_files = sorted(str(p) for p in (root / "tables").rglob("*.ssf"))
