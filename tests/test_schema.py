@@ -141,3 +141,31 @@ def test_schema_pickles_to_an_equal_schema():
     assert t == s and t.names == s.names
     with pytest.raises(AttributeError, match="immutable"):
         t.features = ()
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: ss.Sparse("c0\n"), "feature name"),
+    (lambda: ss.Label("y\r\n"), "feature name"),
+    (lambda: ss.Dense("d", dim=2**31), "dim must be an integer from 1 to"),
+    (lambda: ss.Dense("d", dim=ss.schema.MAX_DIM + 1), "dim must be an integer from 1 to"),
+    (lambda: ss.Dense("d", dim=1e20), "dim must be an integer"),
+    (lambda: ss.Dense("d", dim=3.0), "dim must be an integer"),
+    (lambda: ss.Embedding("e", dim=True), "dim must be an integer"),
+    (lambda: ss.Embedding("e", dim=2**40), "dim must be an integer from 1 to"),
+    (lambda: ss.Scalar("s", "int64", nullable="false"), "nullable must be true or false"),
+    (lambda: ss.Scalar("s", "int64", nullable=0), "nullable must be true or false"),
+    (lambda: ss.Sparse("c", weighted="yes"), "weighted must be true or false"),
+    (lambda: ss.Sequence("h", timestamps=1), "timestamps must be true or false"),
+    (lambda: feature_from_dict({"kind": "dense", "name": "d", "dim": 1e20}), "dim must be an integer"),
+    (lambda: feature_from_dict({"kind": "scalar", "name": "s", "dtype": "string", "nullable": "no"}), "nullable"),
+    (lambda: ss.Schema.from_json('{"features": [{"kind": "label", "name": "y\\n"}]}'), "feature name"),
+])
+def test_out_of_range_and_ill_typed_definitions_are_refused(make, words):
+    with pytest.raises(ss.SchemaError, match=words) as info:
+        make()
+    name = str(info.value)
+    assert any(n in name for n in ("'c0\\n'", "'y\\r\\n'", "'y\\n'", "'d'", "'e'", "'s'", "'c'", "'h'"))
+
+
+def test_largest_dim_is_accepted():
+    assert ss.Dense("d", dim=ss.schema.MAX_DIM).arrow_type() == pa.list_(pa.float32(), ss.schema.MAX_DIM)

@@ -43,6 +43,7 @@ __all__ = [
     "Schema",
     "SCALAR_TYPES",
     "EMBEDDING_STORAGE",
+    "MAX_DIM",
     "feature_from_dict",
 ]
 
@@ -61,7 +62,13 @@ SCALAR_TYPES: dict[str, pa.DataType] = {
 #: Storage dtypes an embedding may be kept in on disk (it is always read back as float32).
 EMBEDDING_STORAGE = ("float32", "float16", "bfloat16")
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,254}$")
+# Used with fullmatch: ``$`` would also match before a final newline ("c0\n" passed).
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,254}")
+
+#: The largest ``dim`` of a dense or embedding feature. Arrow's fixed_size_list takes at most
+#: 2**31 - 1 values per row, and a row of 2**20 float32 values (4 MiB) is far beyond any
+#: real feature; a bigger number is a mistake (a float, a product of the wrong numbers).
+MAX_DIM = 1 << 20
 
 ArrowData = Union[pa.Table, pa.RecordBatch]
 
@@ -74,7 +81,7 @@ class Feature:
     kind: ClassVar[str] = "feature"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise SchemaError(
                 f"feature name must start with a letter or '_' and hold only letters, digits, "
                 f"'_', '.', '-' (at most 255 characters); found {self.name!r}"
@@ -117,6 +124,22 @@ class Feature:
         return SchemaError(
             f"column {self.name!r} ({self.kind}){where}: expected {expected}, found {found}"
         )
+
+
+def _check_dim(feat: Feature) -> None:
+    dim = feat.dim  # type: ignore[attr-defined]
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
+        raise SchemaError(
+            f"feature {feat.name!r} ({feat.kind}): dim must be an integer from 1 to {MAX_DIM}, found {dim!r} "
+            f"({type(dim).__name__}); give the vector's length as a plain int")
+
+
+def _check_flag(feat: Feature, attr: str) -> None:
+    value = getattr(feat, attr)
+    if not isinstance(value, bool):
+        raise SchemaError(
+            f"feature {feat.name!r} ({feat.kind}): {attr} must be true or false, found {value!r} "
+            f"({type(value).__name__})")
 
 
 def _first_true(mask: pa.Array | np.ndarray) -> int:
@@ -243,8 +266,7 @@ class Dense(Feature):
 
     def __post_init__(self) -> None:
         Feature.__post_init__(self)
-        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
-            raise SchemaError(f"feature {self.name!r}: dim must be an integer >= 1, found {self.dim!r}")
+        _check_dim(self)
 
     def arrow_type(self) -> pa.DataType:
         return pa.float32() if self.dim == 1 else pa.list_(pa.float32(), self.dim)
@@ -267,8 +289,7 @@ class Embedding(Feature):
 
     def __post_init__(self) -> None:
         Feature.__post_init__(self)
-        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
-            raise SchemaError(f"feature {self.name!r}: dim must be an integer >= 1, found {self.dim!r}")
+        _check_dim(self)
         if self.storage not in EMBEDDING_STORAGE:
             raise SchemaError(
                 f"feature {self.name!r}: storage must be one of {EMBEDDING_STORAGE}, found {self.storage!r}"
@@ -293,6 +314,10 @@ class Sparse(Feature):
 
     weighted: bool = False
     kind: ClassVar[str] = "sparse"
+
+    def __post_init__(self) -> None:
+        Feature.__post_init__(self)
+        _check_flag(self, "weighted")
 
     @property
     def jagged(self) -> bool:
@@ -323,6 +348,10 @@ class Sequence(Feature):
 
     timestamps: bool = False
     kind: ClassVar[str] = "sequence"
+
+    def __post_init__(self) -> None:
+        Feature.__post_init__(self)
+        _check_flag(self, "timestamps")
 
     @property
     def jagged(self) -> bool:
@@ -384,6 +413,8 @@ class Scalar(Feature):
             )
         if self.dtype == "float":
             object.__setattr__(self, "dtype", "float64")
+        # A string "false" from a hand-written JSON schema is truthy: it must not pass as True.
+        _check_flag(self, "nullable")
 
     def arrow_type(self) -> pa.DataType:
         return SCALAR_TYPES[self.dtype]

@@ -1,5 +1,6 @@
 """The command line as a user runs it: exit codes, messages, --json output."""
 
+import gc
 import json
 import os
 import subprocess
@@ -95,3 +96,71 @@ def test_entry_point_and_module_run_without_traceback(tmp_path):
         r = subprocess.run([*cmd, "ingest", str(tmp_path / "s"), "t", str(bad), "--format", "criteo", "--create",
                             "--quiet"], capture_output=True, text=True)
         assert r.returncode == 2 and "Traceback" not in r.stderr and "error:" in r.stderr
+
+
+def _small_store(tmp_path, capsys):
+    root = tmp_path / "store"
+    assert run(capsys, "init", root)[0] == 0
+    schema = datagen.sessions_schema(num_sparse=2)
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    assert run(capsys, "create", root, "s", "--schema", tmp_path / "schema.json", "--partition-by", "ds")[0] == 0
+    data = datagen.sessions_like(2000, num_sparse=2, days=2)
+    pq.write_table(data, tmp_path / "in.parquet")
+    assert run(capsys, "ingest", root, "s", tmp_path / "in.parquet", "--quiet")[0] == 0
+    return root, data
+
+
+def test_info_and_stats_count_live_rows_after_a_delete(tmp_path, capsys):
+    root, data = _small_store(tmp_path, capsys)
+    user = data.column("user_id")[0].as_py()
+    gone = sum(1 for u in data.column("user_id").to_pylist() if u == user)
+    code, out, err = run(capsys, "delete", root, "s", "--where", f"user_id={user}")
+    assert code == 0, err
+    info = json.loads(run(capsys, "info", root, "s", "--json")[1])
+    assert (info["rows"], info["deleted_rows"], info["stored_rows"]) == (2000 - gone, gone, 2000)
+    listing = json.loads(run(capsys, "info", root, "--json")[1])["tables"][0]
+    assert (listing["rows"], listing["deleted_rows"]) == (2000 - gone, gone)
+    st = json.loads(run(capsys, "stats", root, "s", "--by-partition", "--json")[1])
+    assert (st["rows"], st["deleted_rows"], st["stored_rows"]) == (2000 - gone, gone, 2000)
+    assert sum(p["rows"] for p in st["partitions"]) == 2000 - gone
+    assert sum(p["deleted_rows"] for p in st["partitions"]) == gone
+    text = run(capsys, "info", root, "s")[1]
+    assert f"{2000 - gone:,} rows (+{gone:,} deleted, not yet purged" in text
+    text = run(capsys, "stats", root, "s")[1]
+    assert f"{2000 - gone:,} rows (+{gone:,} deleted" in text
+    # Once compaction purges them, nothing is left to report as deleted.
+    assert run(capsys, "compact", root, "s", "--grace", "0")[0] == 0
+    info = json.loads(run(capsys, "info", root, "s", "--json")[1])
+    assert (info["rows"], info["deleted_rows"], info["stored_rows"]) == (2000 - gone, 0, 2000 - gone)
+
+
+def test_damaged_catalog_is_one_line_exit_2_and_gc_deletes_nothing(tmp_path, capsys):
+    root, _ = _small_store(tmp_path, capsys)
+    data_files = sorted(str(p) for p in (root / "tables").rglob("*.ssf"))
+    assert data_files
+    gc.collect()  # close the connections the commands above left in this process, as their exit would
+    for suffix in ("-wal", "-shm"):
+        if (root / f"catalog.db{suffix}").exists():
+            (root / f"catalog.db{suffix}").unlink()
+    (root / "catalog.db").write_bytes(b"")
+    for args in (("info", root), ("gc", root, "--grace", "0"), ("init", root), ("stats", root, "s"),
+                 ("verify", root, "--remove-leftovers", "--grace", "0")):
+        code, out, err = run(capsys, *args)
+        assert code == 2, args
+        assert "Traceback" not in err and err.count("\n") == 1, err
+        assert "catalog.db" in err and "empty" in err, (args, err)
+    assert sorted(str(p) for p in (root / "tables").rglob("*.ssf")) == data_files
+    assert (root / "catalog.db").stat().st_size == 0
+    (root / "catalog.db").write_bytes(b"garbage" * 1000)
+    r = subprocess.run([sys.executable, "-m", "samplestore", "info", str(root)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "not an SQLite database" in r.stderr
+
+
+def test_only_init_and_ingest_create_make_a_store(tmp_path, capsys):
+    (tmp_path / "schema.json").write_text(datagen.criteo_schema(num_sparse=2).to_json())
+    code, _, err = run(capsys, "create", tmp_path / "typo", "t", "--schema", tmp_path / "schema.json")
+    assert code == 2 and "samplestore init" in err and "create=True" in err
+    pq.write_table(datagen.criteo_like(10, num_sparse=2), tmp_path / "in.parquet")
+    code, _, err = run(capsys, "ingest", tmp_path / "typo2", "t", tmp_path / "in.parquet", "--quiet")
+    assert code == 2 and "samplestore init" in err
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "typo2").exists()

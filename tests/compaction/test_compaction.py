@@ -41,7 +41,7 @@ def on_disk_row_ids(table) -> np.ndarray:
 
 @pytest.fixture
 def table(tmp_path):
-    t = ss.open_store(tmp_path / "s").create_table("t", SCHEMA, partition_by=["ds"])
+    t = ss.open_store(tmp_path / "s", create=True).create_table("t", SCHEMA, partition_by=["ds"])
     for k in range(30):
         t.append(rows(k * 100, 100))
     return t
@@ -161,7 +161,7 @@ def test_sigkill_of_the_compactor_at_random_points(tmp_path):
     rng = np.random.default_rng(11)
     cli = [sys.executable, "-m", "samplestore"]
     for trial in range(4):
-        t = ss.open_store(tmp_path / f"k{trial}").create_table("t", SCHEMA, partition_by=["ds"])
+        t = ss.open_store(tmp_path / f"k{trial}", create=True).create_table("t", SCHEMA, partition_by=["ds"])
         for k in range(60):
             t.append(rows(k * 200, 200))
         p = subprocess.Popen([*cli, "compact", t.store.root, "t", "--target-mb", "0.05", "--grace", "0"], env=env(),
@@ -185,7 +185,7 @@ def test_sigkill_of_the_compactor_at_random_points(tmp_path):
 def test_soak_writers_daemon_and_reader(tmp_path):
     """Three streaming writers, the daemon with a short interval, a reader iterating epochs."""
     root = str(tmp_path / "soak")
-    store = ss.open_store(root)
+    store = ss.open_store(root, create=True)
     t = store.create_table("t", SCHEMA, partition_by=["ds"])
     commits, batch = 300, 20
     writers = [subprocess.Popen([sys.executable, WORKER, "stream", root, str(p), str(commits), str(batch)], env=env())

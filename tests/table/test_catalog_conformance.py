@@ -1,5 +1,8 @@
 """Conformance tests every catalog backend must pass (subclass CatalogConformance)."""
 
+import time
+
+import numpy as np
 import pytest
 
 import samplestore as ss
@@ -32,7 +35,7 @@ class CatalogConformance:
         with pytest.raises(ss.TableNotFound, match=r"tables: \['t'\]"):
             c.load_table("u")
 
-    @pytest.mark.parametrize("bad", ["a/b", "..", "../x", "", "a b", "x" * 200, "a\\b"])
+    @pytest.mark.parametrize("bad", ["a/b", "..", "../x", "", "a b", "x" * 200, "a\\b", "t\n", "t\r\n"])
     def test_bad_table_names(self, tmp_path, bad):
         with pytest.raises(ss.CatalogError):
             self.make_catalog(tmp_path).create_table(bad, SCHEMA, [])
@@ -76,9 +79,161 @@ class CatalogConformance:
         assert c.files("t", 1)[0].stats == {}
 
 
+    # -- commit tokens -----------------------------------------------------------------------
+    def test_commit_token_outlives_snapshot_expiry(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "stream-append", add=[_file("a.ssf")], writer_id="w", commit_token="7")
+        c.commit("t", "stream-append", add=[_file("b.ssf")], writer_id="v", commit_token="100")
+        c.commit("t", "stream-append", add=[_file("c.ssf")], writer_id="w")  # no token: keeps "7"
+        c.commit("t", "append", add=[_file("d.ssf")])
+        assert c.expire_snapshots("t", keep=[]) == [1, 2, 3]  # what the daemon does every pass
+        assert [s.snapshot_id for s in c.snapshots("t")] == [4]
+        assert c.last_commit_token("t", "w") == "7"
+        assert c.last_commit_token("t", "v") == "100"
+        assert c.last_commit_token("t", "nobody") is None
+        c.commit("t", "stream-append", add=[_file("e.ssf")], writer_id="w", commit_token="8")
+        c.expire_snapshots("t", keep=[])
+        assert c.last_commit_token("t", "w") == "8"
+
+    # -- drop ---------------------------------------------------------------------------------
+    def test_drop_table_forgets_everything_it_recorded(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "stream-append", add=[_file("a.ssf")], writer_id="w", commit_token="5")
+        fid = c.files("t", 1)[0].file_id
+        c.commit("t", "delete", deletes={fid: np.array([1, 2])})
+        c.acquire_lease("t", 0, ttl=60, owner="writer")
+        c.drop_table("t")
+        # A new table of the same name starts with nothing of the old one.
+        c.create_table("t", SCHEMA, [])
+        assert c.all_file_paths("t") == []
+        assert c.deleted_positions("t", 10) == {}
+        assert c.live_leases("t") == []
+        assert c.last_commit_token("t", "w") is None
+        assert c.snapshots("t") == []
+        c.commit("t", "append", add=[_file("b.ssf")])
+        assert [f.path for f in c.files("t", 1, with_stats=["y"])] == ["b.ssf"]
+
+    def test_drop_table_refuses_live_readers_unless_forced(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        c.acquire_lease("t", 0, ttl=60, owner="some writer")  # a writer does not block a drop
+        c.acquire_lease("t", 1, ttl=60, owner="trainer-7 pid 42")
+        with pytest.raises(ss.CatalogError, match=r"trainer-7 pid 42 on snapshot 1.*force=True"):
+            c.drop_table("t")
+        assert c.table_names() == ["t"] and [f.path for f in c.files("t", 1)] == ["a.ssf"]
+        c.drop_table("t", force=True)
+        assert c.table_names() == []
+
+    def test_drop_table_ignores_lapsed_reader_leases(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        c.acquire_lease("t", 1, ttl=-1, owner="gone")  # lapsed already
+        c.drop_table("t")
+        assert c.table_names() == []
+
+    # -- leases -------------------------------------------------------------------------------
+    def test_reader_lease_only_on_a_retained_snapshot(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        for k in range(3):
+            c.commit("t", "append", add=[_file(f"{k}.ssf")])
+        c.expire_snapshots("t", keep=[2])
+        with pytest.raises(ss.SnapshotNotFound, match=r"snapshot 1 of table 't'.*\[2, 3\].*current snapshot 3"):
+            c.acquire_lease("t", 1, ttl=60, owner="late reader")
+        with pytest.raises(ss.SnapshotNotFound):
+            c.acquire_lease("t", 99, ttl=60)
+        assert c.live_leases("t") == []  # nothing was recorded for the refused ones
+        lease = c.acquire_lease("t", 2, ttl=60, owner="r")
+        writer = c.acquire_lease("t", 0, ttl=60, owner="w")  # a writer's marker pins no snapshot
+        assert sorted((sid, owner) for _id, sid, _exp, owner in c.live_leases("t")) == [(0, "w"), (2, "r")]
+        assert {lease, writer} == {row[0] for row in c.live_leases("t")}
+        with pytest.raises(ss.TableNotFound):
+            c.acquire_lease("nope", 0, ttl=60)
+
+    def test_leases_pin_snapshots_and_renew_and_release(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        c.commit("t", "append", add=[_file("b.ssf")])
+        lease = c.acquire_lease("t", 1, ttl=60, owner="r")
+        assert c.expire_snapshots("t", keep=[]) == []  # 1 is leased, 2 is current
+        assert c.renew_lease(lease, 60) is True
+        c.release_lease(lease)
+        assert c.renew_lease(lease, 60) is False
+        assert c.live_leases("t") == []
+        assert c.expire_snapshots("t", keep=[]) == [1]
+        short = c.acquire_lease("t", 2, ttl=-1, owner="lapsed")
+        assert short not in [row[0] for row in c.live_leases("t")]
+
+    # -- deletes ------------------------------------------------------------------------------
+    def test_deletes_are_recorded_per_snapshot_and_guard_replaces(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf", 10), _file("b.ssf", 10)])
+        fa, fb = (f.file_id for f in c.files("t", 1))
+        s2 = c.commit("t", "delete", deletes={fa: [3, 1, 3]})
+        assert s2.summary["deleted_rows"] == 2 and s2.summary["total_rows"] == 18
+        c.commit("t", "delete", deletes={fa: [5], fb: [0]})
+        assert c.deleted_positions("t", 1) == {}
+        got = c.deleted_positions("t", 2)
+        assert list(got) == [fa] and got[fa].tolist() == [1, 3]
+        got = c.deleted_positions("t", 3)
+        assert got[fa].tolist() == [1, 3, 5] and got[fb].tolist() == [0]
+        assert list(c.deleted_positions("t", 3, file_ids=[fb])) == [fb]
+        assert c.deleted_positions("t", 3, file_ids=[]) == {}
+        # A replace planned at snapshot 2 lost the race against the delete of snapshot 3.
+        with pytest.raises(ss.CommitConflict, match="re-plan"):
+            c.commit("t", "replace", add=[_file("ab.ssf", 17)], remove=[fa, fb], planned_at=2)
+        s4 = c.commit("t", "replace", add=[_file("ab.ssf", 16)], remove=[fa, fb], planned_at=3)
+        assert s4.summary["total_rows"] == 16
+        with pytest.raises(ss.CommitConflict):  # deleting from a file that was replaced
+            c.commit("t", "delete", deletes={fa: [0]})
+
+    # -- expiry and files no snapshot needs ------------------------------------------------------
+    def test_expiry_unreferenced_and_forgotten_files(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        c.commit("t", "append", add=[_file("b.ssf")])
+        ids = {f.path: f.file_id for f in c.files("t", 2)}
+        fid = ids["a.ssf"]
+        c.commit("t", "delete", deletes={fid: [0]})
+        c.commit("t", "replace", add=[_file("a2.ssf", 9)], remove=[fid])
+        assert c.unreferenced_files("t") == []  # snapshots 1-3 still see a.ssf
+        lease = c.acquire_lease("t", 3, ttl=60, owner="reader")
+        assert c.expire_snapshots("t", keep=[]) == [1, 2]
+        assert c.unreferenced_files("t") == []  # the reader's snapshot 3 still needs it
+        c.release_lease(lease)
+        assert c.expire_snapshots("t", keep=[]) == [3]
+        assert c.unreferenced_files("t") == [(fid, "a.ssf")]
+        c.forget_files("t", [fid, ids["b.ssf"]])  # b.ssf is live: forget_files leaves it
+        assert sorted(p for _i, p, _r in c.all_file_paths("t")) == ["a2.ssf", "b.ssf"]
+        assert c.deleted_positions("t", 4) == {}
+        assert c.unreferenced_files("t") == []
+        assert sorted(f.path for f in c.files("t", 4)) == ["a2.ssf", "b.ssf"]
+
+    def test_snapshot_as_of(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        before = time.time() - 1
+        s1 = c.commit("t", "append", add=[_file("a.ssf")])
+        s2 = c.commit("t", "append", add=[_file("b.ssf")])
+        assert c.snapshot_as_of("t", s1.created_at).snapshot_id == 1
+        assert c.snapshot_as_of("t", s2.created_at + 100).snapshot_id == 2
+        with pytest.raises(ss.SnapshotNotFound):
+            c.snapshot_as_of("t", before)
+        c.expire_snapshots("t", keep=[])
+        with pytest.raises(ss.SnapshotNotFound):  # only retained snapshots can be travelled to
+            c.snapshot_as_of("t", s1.created_at)
+
+
 class TestSQLiteCatalog(CatalogConformance):
     def make_catalog(self, tmp_path):
-        return SQLiteCatalog(str(tmp_path / "store"))
+        return SQLiteCatalog(str(tmp_path / "store"), create=True)
 
     def test_reopen_sees_everything(self, tmp_path):
         c = self.make_catalog(tmp_path)
@@ -101,6 +256,8 @@ def test_older_catalog_is_migrated_in_place(tmp_path):
     con = sqlite3.connect(root / "catalog.db")
     # The files table as the first catalogs made it, before row_group_size and added_by.
     con.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
         CREATE TABLE files (file_id INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, path TEXT NOT NULL,
             partition TEXT NOT NULL, num_rows INTEGER NOT NULL, file_bytes INTEGER NOT NULL,
             num_row_groups INTEGER NOT NULL, added_snapshot INTEGER NOT NULL, removed_snapshot INTEGER,
@@ -114,3 +271,29 @@ def test_older_catalog_is_migrated_in_place(tmp_path):
     cols = {r[1] for r in c._conn().execute("PRAGMA table_info(files)")}
     assert {"row_group_size", "added_by"} <= cols
     assert c._conn().execute("SELECT num_rows, added_by FROM files").fetchone() == (5, "append")
+
+
+def test_version_1_catalog_gets_commit_tokens_from_its_snapshots(tmp_path):
+    import sqlite3
+
+    root = str(tmp_path / "v1")
+    c = SQLiteCatalog(root, create=True)
+    c.create_table("t", SCHEMA, [])
+    c.commit("t", "stream-append", add=[_file("a.ssf")], writer_id="w", commit_token="1")
+    c.commit("t", "stream-append", add=[_file("b.ssf")], writer_id="w", commit_token="2")
+    c.commit("t", "stream-append", add=[_file("c.ssf")], writer_id="v", commit_token="9")
+    c.commit("t", "stream-append", add=[_file("d.ssf")], writer_id="w")
+    c.close()
+    # Make it what a version-1 catalog was: tokens only in snapshot rows, no catalog id.
+    con = sqlite3.connect(str(tmp_path / "v1" / "catalog.db"))
+    con.executescript("""
+        DROP TABLE IF EXISTS commit_tokens;
+        DELETE FROM meta WHERE key = 'catalog_id';
+        UPDATE meta SET value = '1' WHERE key = 'schema_version';
+    """)
+    con.close()
+    c = SQLiteCatalog(root)
+    c.expire_snapshots("t", keep=[])
+    assert c.last_commit_token("t", "w") == "2" and c.last_commit_token("t", "v") == "9"
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert len(c.catalog_id) == 32

@@ -22,7 +22,7 @@ def _env():
 
 def test_four_processes_fifty_appends_each(tmp_path):
     root = str(tmp_path / "store")
-    ss.open_store(root).create_table("t", SCHEMA)
+    ss.open_store(root, create=True).create_table("t", SCHEMA)
     procs = [subprocess.Popen([sys.executable, WORKER, "append", root, str(p), "50"], env=_env()) for p in range(4)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
     t = ss.open_store(root).table("t")
@@ -36,7 +36,7 @@ def test_four_processes_fifty_appends_each(tmp_path):
 
 def test_sigkill_of_a_streaming_writer_at_random_moments(tmp_path):
     root = str(tmp_path / "store")
-    ss.open_store(root).create_table("t", SCHEMA)
+    ss.open_store(root, create=True).create_table("t", SCHEMA)
     rng = np.random.default_rng(7)
     for trial in range(5):
         p = subprocess.Popen([sys.executable, WORKER, "stream", root], env=_env(), stdout=subprocess.PIPE, text=True)

@@ -38,7 +38,7 @@ def ids_of(table: ss.Table, **scan) -> list[int]:
 
 @pytest.fixture
 def store(tmp_path):
-    return ss.open_store(tmp_path / "store")
+    return ss.open_store(tmp_path / "store", create=True)
 
 
 def test_append_partitions_and_time_travel(store):
@@ -194,7 +194,7 @@ class TableModel(RuleBasedStateMachine):
         super().__init__()
         import tempfile
         self.dir = tempfile.mkdtemp()
-        self.table = ss.open_store(self.dir).create_table("m", SCHEMA, partition_by=["ds"])
+        self.table = ss.open_store(self.dir, create=True).create_table("m", SCHEMA, partition_by=["ds"])
         self.next_id = 0
         self.by_snapshot: dict[int, list[int]] = {0: []}
 

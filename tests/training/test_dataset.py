@@ -49,7 +49,7 @@ def make_rows(start: int, n: int) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    t = ss.open_store(tmp_path_factory.mktemp("ds")).create_table("t", SCHEMA, partition_by=["ds"])
+    t = ss.open_store(tmp_path_factory.mktemp("ds"), create=True).create_table("t", SCHEMA, partition_by=["ds"])
     # Several appends and small row groups: many units, uneven sizes, a remainder.
     for k, n in enumerate([3000, 1234, 2500, 777]):
         t.append(make_rows(sum([3000, 1234, 2500, 777][:k]), n), row_group_rows=500)
@@ -269,7 +269,7 @@ def test_pinned_batches_reach_the_gpu(table):
 
 
 def test_follow_delivers_new_appends_once(tmp_path):
-    t = ss.open_store(tmp_path / "f").create_table("t", SCHEMA)
+    t = ss.open_store(tmp_path / "f", create=True).create_table("t", SCHEMA)
     t.append(make_rows(0, 1000))
     ds = SampleDataset(t, batch_size=128, follow=True, poll_seconds=0.05, follow_idle_seconds=1.5)
 
@@ -289,7 +289,7 @@ def test_shuffle_quality_on_a_million_rows(tmp_path):
     """Default settings, 1,000,000 rows: Spearman(table position, output position) within
     +-0.05 and consecutive output rows almost never table neighbours."""
     schema = ss.Schema([ss.Scalar("row_id", "int64", nullable=False), ss.Label("y")])
-    t = ss.open_store(tmp_path / "q").create_table("t", schema)
+    t = ss.open_store(tmp_path / "q", create=True).create_table("t", schema)
     n = 1_000_000
     t.append({"row_id": pa.array(np.arange(n)), "y": pa.array(np.zeros(n, np.float32))})
     out = row_ids(list(SampleDataset(t)))
@@ -315,7 +315,7 @@ def test_to_kjt_needs_torchrec_and_says_so(table):
 
 
 def test_follow_survives_expiry_of_the_append_snapshots(tmp_path):
-    t = ss.open_store(tmp_path / "fx").create_table("t", SCHEMA)
+    t = ss.open_store(tmp_path / "fx", create=True).create_table("t", SCHEMA)
     t.append(make_rows(0, 300))
     ds = SampleDataset(t, batch_size=128, follow=True, poll_seconds=0.3, follow_idle_seconds=1.5)
 

@@ -25,7 +25,7 @@ def make_many_files(workdir: str, files: int) -> Any:
     import samplestore as ss
 
     schema = ss.Schema([ss.Scalar("user_id", "int64"), ss.Sparse("ids"), ss.Label("y"), ss.Scalar("ds", "string")])
-    store = ss.open_store(os.path.join(workdir, "plan"))
+    store = ss.open_store(os.path.join(workdir, "plan"), create=True)
     if "t" in store.tables():
         store.drop_table("t")
     table = store.create_table("t", schema, partition_by=["ds"])

@@ -36,7 +36,7 @@ def run_compaction_bench(workdir: str, files: int = 1000, rows_per_file: int = 2
     """Two identical tables of ``files`` small files; compact one plainly, one sorted."""
     import samplestore as ss
 
-    store = ss.open_store(os.path.join(workdir, "compaction"))
+    store = ss.open_store(os.path.join(workdir, "compaction"), create=True)
     schema = datagen.sessions_schema()
     data = datagen.sessions_like(files * rows_per_file, seed=5)
     tables = {}

@@ -44,7 +44,7 @@ def make_tables(workdir: str, rows: int, seed: int = 0) -> dict[str, Any]:
     import samplestore as ss
 
     schema = bench_schema()
-    store = ss.open_store(os.path.join(workdir, "store"))
+    store = ss.open_store(os.path.join(workdir, "store"), create=True)
     if "criteo" in store.tables():
         store.drop_table("criteo")
     table = store.create_table("criteo", schema)

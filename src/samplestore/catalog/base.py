@@ -16,12 +16,13 @@ from ..schema import Schema
 
 __all__ = ["Catalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "validate_table_name"]
 
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+# fullmatch, not ``$``: ``$`` also matches before a final newline, which let "t\n" through.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
 
 
 def validate_table_name(name: str) -> str:
     """Return ``name`` if it is a valid table name; :class:`CatalogError` otherwise."""
-    if not isinstance(name, str) or not _TABLE_NAME.match(name):
+    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
         raise CatalogError(
             f"table name must start with a letter or '_' and hold only letters, digits, '_' and '-' "
             f"(no path separators, no '..'), at most 128 characters; found {name!r}"
@@ -124,9 +125,22 @@ class Catalog(abc.ABC):
                      properties: Mapping[str, Any] | None = None) -> TableMeta:
         """Create a table; TableExists if the name is taken."""
 
+    @property
     @abc.abstractmethod
-    def drop_table(self, name: str) -> None:
-        """Remove a table and everything the catalog records for it."""
+    def catalog_id(self) -> str:
+        """A random id fixed when the catalog was made: a table's folder records it, so that
+        garbage collection never treats files another catalog wrote as its own."""
+
+    @abc.abstractmethod
+    def drop_table(self, name: str, *, force: bool = False) -> None:
+        """Remove a table and everything the catalog records for it (snapshots, files,
+        statistics, deletes, leases, commit tokens), in one transaction.
+
+        Raises:
+            TableNotFound: no such table.
+            CatalogError: a live reader lease pins one of its snapshots (the message names
+                each reader and snapshot), unless ``force``.
+        """
 
     @abc.abstractmethod
     def table_names(self) -> list[str]:
@@ -174,7 +188,11 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def last_commit_token(self, name: str, writer_id: str) -> str | None:
-        """The commit token a writer stored last, or None."""
+        """The commit token a writer stored last, or None.
+
+        Kept apart from the snapshots, so that it outlives their expiry: a restarted
+        streaming writer must find it however many snapshots were expired since.
+        """
 
     @abc.abstractmethod
     def snapshot_as_of(self, name: str, when: float) -> Snapshot:
@@ -201,6 +219,12 @@ class Catalog(abc.ABC):
 
         With ``keep_later`` (a follower of appends) the lease also keeps every file added
         after the snapshot, even one a later commit removed, until the lease is gone.
+
+        Raises:
+            TableNotFound: no such table.
+            SnapshotNotFound: ``snapshot_id`` is not 0 and no longer retained (expired after
+                the caller chose it): checked in the transaction that records the lease, so
+                a granted lease always pins a snapshot whose files are still there.
         """
 
     @abc.abstractmethod

@@ -4,18 +4,27 @@ Safe for many processes on one host: every change runs in one ``BEGIN IMMEDIATE`
 transaction, so commits are serialised by SQLite's write lock and readers see only whole
 commits. Connections are per process and per thread, so a forked DataLoader worker never
 shares a connection with its parent.
+
+A store is a ``catalog.db`` holding the samplestore ``meta`` table with a known
+``schema_version``. Anything else found under that name (an empty file, a file that is not
+SQLite, another program's SQLite database, a catalog of a newer samplestore) is refused
+with :class:`CatalogError` and left as it is; a new catalog is made only when asked
+(``create=True``), and appears under its final name complete or not at all.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import pathlib
 import sqlite3
+import stat
 import uuid
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -26,19 +35,24 @@ from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, validate_
 __all__ = ["SQLiteCatalog", "CATALOG_FILE"]
 
 CATALOG_FILE = "catalog.db"
-_SCHEMA_VERSION = "1"
+#: "1": the first catalogs; "2": commit tokens in their own table, a catalog id in meta.
+_SCHEMA_VERSION = "2"
+_KNOWN_VERSIONS = ("1", "2")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tables (
+# One statement per item: they also run inside a migration's transaction, where
+# ``executescript`` cannot be used (it commits first).
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS tables (
     name TEXT PRIMARY KEY,
     schema_json TEXT NOT NULL,
     partition_by TEXT NOT NULL,
     properties TEXT NOT NULL,
     created_at REAL NOT NULL,
     current_snapshot INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS snapshots (
+)""",
+    """CREATE TABLE IF NOT EXISTS snapshots (
     table_name TEXT NOT NULL,
     snapshot_id INTEGER NOT NULL,
     parent_id INTEGER,
@@ -49,9 +63,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
     writer_id TEXT,
     commit_token TEXT,
     PRIMARY KEY (table_name, snapshot_id)
-);
-CREATE INDEX IF NOT EXISTS snapshots_token ON snapshots (table_name, writer_id, snapshot_id);
-CREATE TABLE IF NOT EXISTS files (
+)""",
+    "CREATE INDEX IF NOT EXISTS snapshots_token ON snapshots (table_name, writer_id, snapshot_id)",
+    """CREATE TABLE IF NOT EXISTS files (
     file_id INTEGER PRIMARY KEY AUTOINCREMENT,
     table_name TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -64,26 +78,26 @@ CREATE TABLE IF NOT EXISTS files (
     added_snapshot INTEGER NOT NULL,
     removed_snapshot INTEGER,
     UNIQUE (table_name, path)
-);
-CREATE INDEX IF NOT EXISTS files_by_snapshot ON files (table_name, added_snapshot, removed_snapshot);
-CREATE TABLE IF NOT EXISTS deletes (
+)""",
+    "CREATE INDEX IF NOT EXISTS files_by_snapshot ON files (table_name, added_snapshot, removed_snapshot)",
+    """CREATE TABLE IF NOT EXISTS deletes (
     table_name TEXT NOT NULL,
     file_id INTEGER NOT NULL,
     snapshot_id INTEGER NOT NULL,
     positions BLOB NOT NULL,
     count INTEGER NOT NULL,
     PRIMARY KEY (file_id, snapshot_id)
-);
-CREATE INDEX IF NOT EXISTS deletes_by_table ON deletes (table_name, snapshot_id);
-CREATE TABLE IF NOT EXISTS leases (
+)""",
+    "CREATE INDEX IF NOT EXISTS deletes_by_table ON deletes (table_name, snapshot_id)",
+    """CREATE TABLE IF NOT EXISTS leases (
     lease_id TEXT PRIMARY KEY,
     table_name TEXT NOT NULL,
     snapshot_id INTEGER NOT NULL,
     expires_at REAL NOT NULL,
     owner TEXT NOT NULL,
     keep_later INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS column_stats (
+)""",
+    """CREATE TABLE IF NOT EXISTS column_stats (
     file_id INTEGER NOT NULL,
     column_name TEXT NOT NULL,
     nulls INTEGER NOT NULL,
@@ -94,8 +108,35 @@ CREATE TABLE IF NOT EXISTS column_stats (
     bytes INTEGER NOT NULL,
     extra TEXT NOT NULL,
     PRIMARY KEY (file_id, column_name)
-);
-"""
+)""",
+    # The last commit token of each streaming writer. Snapshot rows hold tokens too, but
+    # snapshots expire (the daemon expires them every pass) and a restarted writer must
+    # still find where it stopped: this row lives as long as the table.
+    """CREATE TABLE IF NOT EXISTS commit_tokens (
+    table_name TEXT NOT NULL,
+    writer_id TEXT NOT NULL,
+    commit_token TEXT NOT NULL,
+    snapshot_id INTEGER NOT NULL,
+    committed_at REAL NOT NULL,
+    PRIMARY KEY (table_name, writer_id)
+)""",
+)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _translated(fn: _F) -> _F:
+    """Raise every ``sqlite3`` error of a catalog method as a :class:`CatalogError` naming
+    the database, so callers (and the CLI) see one exception tree and an actionable message."""
+
+    @functools.wraps(fn)
+    def wrapper(self: "SQLiteCatalog", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._error(exc, fn.__name__) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class SQLiteCatalog(Catalog):
@@ -103,25 +144,147 @@ class SQLiteCatalog(Catalog):
 
     Args:
         root: the store's root directory (created if missing when ``create`` is true).
-        create: create the database if it does not exist.
+        create: make a new, empty catalog if ``catalog.db`` does not exist. An existing file
+            is never overwritten, whatever it holds.
         timeout: seconds to wait for another process's write lock before failing.
+
+    Raises:
+        CatalogError: there is no catalog and ``create`` is false; or ``catalog.db`` is empty,
+            not an SQLite database, not a samplestore catalog, of an unknown schema version,
+            or damaged. The file is left untouched.
     """
 
-    def __init__(self, root: str, *, create: bool = True, timeout: float = 60.0) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False, timeout: float = 60.0) -> None:
         self.root = os.path.abspath(root)
         self.path = os.path.join(self.root, CATALOG_FILE)
         self.timeout = timeout
-        if not os.path.exists(self.path):
-            if not create:
-                raise CatalogError(f"no samplestore catalog at {self.path!r} (run `samplestore init {root}`)")
-            os.makedirs(self.root, exist_ok=True)
         self._local = threading.local()
-        conn = self._conn()
-        conn.executescript(_DDL)
-        self._migrate(conn)
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
+        self._catalog_id: str | None = None
+        if not os.path.lexists(self.path):
+            if not create:
+                given = os.fspath(root)
+                raise CatalogError(
+                    f"no samplestore store at {given!r} (no {CATALOG_FILE} there); to create one, use "
+                    f"open_store({given!r}, create=True) or `samplestore init {given}`")
+            self._create_database()
+        try:
+            self._open_existing()
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._error(exc, "open") from exc
+        except BaseException:
+            self.close()
+            raise
 
-    # Columns added after the first catalogs were made: (table, column, definition).
+    # -- opening and creating --------------------------------------------------------------
+    def _refuse(self, found: str) -> CatalogError:
+        return CatalogError(
+            f"{self.path!r} is not a usable samplestore catalog: {found}. Expected an SQLite database with the "
+            f"samplestore 'meta' table (schema_version one of {list(_KNOWN_VERSIONS)}). The file was left as it is; "
+            f"restore catalog.db from a backup, or point at the right store")
+
+    def _create_database(self) -> None:
+        """Make a complete catalog under a temporary name, then link it into place.
+
+        A catalog is never seen half made: a crash leaves no ``catalog.db`` at all (and a
+        stray temporary file), never an empty or partial one that would open as a store.
+        """
+        os.makedirs(self.root, exist_ok=True)
+        tmp = os.path.join(self.root, f".{CATALOG_FILE}.{uuid.uuid4().hex}.creating")
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in _DDL:
+                    conn.execute(stmt)
+                conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+                    ("schema_version", _SCHEMA_VERSION), ("catalog_id", uuid.uuid4().hex),
+                    ("created_at", repr(time.time()))])
+                conn.execute("COMMIT")
+            finally:
+                conn.close()  # checkpoints and removes the WAL: the file alone is the catalog
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                # link() fails if the name exists: of two processes creating the same store,
+                # one wins and the other opens the winner's catalog.
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+            except OSError:
+                # A filesystem without hard links: rename (a race with another creator
+                # within this instant could replace its fresh, still empty catalog).
+                if not os.path.lexists(self.path):
+                    os.replace(tmp, self.path)
+            dfd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "create") from exc
+        except OSError as exc:
+            raise CatalogError(f"cannot create a store at {self.root!r}: {exc}; check the path and its "
+                               f"permissions") from exc
+        finally:
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
+
+    def _open_existing(self) -> None:
+        """Check that ``catalog.db`` is a samplestore catalog of a known version, then bring
+        an older one up to date. Nothing is written before the checks pass."""
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise CatalogError(f"cannot read the catalog {self.path!r}: {exc}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise self._refuse("it is not a regular file")
+        if st.st_size == 0:
+            # SQLite would take an empty file for a new database and the store would open
+            # empty: every data file would then look like a leftover to GC.
+            raise self._refuse("the file is empty (0 bytes), e.g. truncated")
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise CatalogError(f"cannot read the catalog {self.path!r}: {exc}") from exc
+        if head != _SQLITE_MAGIC:
+            raise self._refuse(f"it is not an SQLite database (it starts with {head[:16]!r})")
+        conn = self._conn()
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            raise self._refuse(f"an SQLite database without the samplestore 'meta' table (tables: {names[:10]})")
+        version = self._version(conn)
+        if version != _SCHEMA_VERSION:
+            self._migrate(conn)
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+
+    def _version(self, conn: sqlite3.Connection) -> str:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:  # a 'meta' table of another program
+            raise self._refuse(f"its 'meta' table is not samplestore's ({exc})") from exc
+        if row is None:
+            raise self._refuse("its 'meta' table holds no schema_version")
+        version = str(row[0])
+        if version not in _KNOWN_VERSIONS:
+            if version.isdigit() and int(version) > int(_SCHEMA_VERSION):
+                raise CatalogError(
+                    f"the catalog {self.path!r} has schema_version {version}, written by a newer samplestore; this "
+                    f"one reads versions {list(_KNOWN_VERSIONS)}. Upgrade samplestore to open this store")
+            raise self._refuse(f"an unknown schema_version {version!r}")
+        return version
+
+    # Columns added to version-1 catalogs after the first were made: (table, column, definition).
     _ADDED_COLUMNS = (
         ("files", "row_group_size", "INTEGER NOT NULL DEFAULT 0"),
         ("files", "added_by", "TEXT NOT NULL DEFAULT 'append'"),
@@ -129,55 +292,127 @@ class SQLiteCatalog(Catalog):
     )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Bring an older catalog's tables up to date (adding columns never loses data)."""
+        """Bring an older catalog up to date in one transaction (adding never loses data).
+
+        Version 1 -> 2: add the columns and tables later versions have, fill the commit-token
+        table from the snapshots that still hold tokens, and give the catalog its id.
+        """
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for table, column, definition in self._ADDED_COLUMNS:
-                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-                if column not in have:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            # Another process may have migrated it since we looked.
+            if self._version(conn) == "1":
+                for stmt in _DDL:  # tables a version-1 catalog lacks (IF NOT EXISTS: the rest stay)
+                    conn.execute(stmt)
+                for table, column, definition in self._ADDED_COLUMNS:
+                    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                conn.execute(
+                    "INSERT OR REPLACE INTO commit_tokens (table_name, writer_id, commit_token, snapshot_id, committed_at) "
+                    "SELECT s.table_name, s.writer_id, s.commit_token, s.snapshot_id, s.created_at FROM snapshots s "
+                    "WHERE s.writer_id IS NOT NULL AND s.commit_token IS NOT NULL AND s.snapshot_id = ("
+                    "  SELECT MAX(t.snapshot_id) FROM snapshots t WHERE t.table_name = s.table_name "
+                    "  AND t.writer_id = s.writer_id AND t.commit_token IS NOT NULL)")
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('catalog_id', ?)", (uuid.uuid4().hex,))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,))
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
-        conn.execute("COMMIT")
 
-    # -- connections ---------------------------------------------------------------------
+    # -- connections and errors ------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         pid = os.getpid()
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != pid:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+            # mode=rw: never create a database here. A catalog.db removed under a running
+            # process must fail loudly, not come back empty.
+            uri = pathlib.Path(self.path).as_uri() + "?mode=rw"
+            conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None,
                                    check_same_thread=True)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            try:
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn, self._local.pid = conn, pid
         return conn
 
+    def _drop_conn(self) -> None:
+        """Forget this thread's connection (the next call opens a new one)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()  # SQLite rolls back whatever transaction was left open
+            except sqlite3.Error:
+                pass  # a broken connection: nothing more to release
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """Roll back after an error without ever hiding that error."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # The error that brought us here is what the caller needs to see. The connection
+            # may be unusable: drop it, so the next call opens a fresh one.
+            self._drop_conn()
+
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction: ``BEGIN IMMEDIATE`` for writes (serialised by SQLite's write
+        lock), a plain ``BEGIN`` for a consistent multi-query read."""
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError as exc:
-            raise CatalogError(f"catalog {self.path!r} is busy or unavailable: {exc}") from exc
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
 
+    def _error(self, exc: sqlite3.Error, doing: str) -> CatalogError:
+        text = str(exc)
+        low = text.lower()
+        if "locked" in low or "busy" in low:
+            hint = (f"another process held the catalog's write lock for more than {self.timeout:g} s; retry, "
+                    f"or open the store with a longer timeout")
+        elif "readonly" in low or "read-only" in low or "unable to open" in low:
+            hint = "check that the store's folder and catalog.db exist and are writable by this process"
+        elif "full" in low or "i/o" in low:
+            hint = "check the disk holding the store (free space, I/O errors)"
+        elif isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            hint = ("the catalog is damaged or not a samplestore catalog; restore catalog.db from a backup "
+                    "(the data files under tables/ are not touched)")
+        else:
+            hint = "check the store's folder, the disk and the catalog file"
+        return CatalogError(f"catalog {self.path!r}: {doing} failed with {type(exc).__name__}: {text}; {hint}")
+
+    @property
+    @_translated
+    def catalog_id(self) -> str:
+        """A random id fixed when this catalog was made (see :attr:`Catalog.catalog_id`)."""
+        if self._catalog_id is None:
+            row = self._conn().execute("SELECT value FROM meta WHERE key = 'catalog_id'").fetchone()
+            if row is None:
+                raise CatalogError(f"catalog {self.path!r} has no catalog_id in its meta table; it is damaged")
+            self._catalog_id = str(row[0])
+        return self._catalog_id
+
+    @_translated
     def close(self) -> None:
+        """Close this thread's connection (in this process)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
         self._local = threading.local()
 
     # -- tables --------------------------------------------------------------------------
+    @_translated
     def create_table(self, name: str, schema: Schema, partition_by: Iterable[str],
                      properties: Mapping[str, Any] | None = None) -> TableMeta:
+        """Create a table at snapshot 0; TableExists if the name is taken."""
         validate_table_name(name)
         parts = tuple(partition_by)
         with self._tx() as c:
@@ -188,15 +423,38 @@ class SQLiteCatalog(Catalog):
                       (name, schema.to_json(), json.dumps(parts), json.dumps(dict(properties or {})), now))
         return TableMeta(name, schema, parts, 0, now, dict(properties or {}))
 
-    def drop_table(self, name: str) -> None:
+    @_translated
+    def drop_table(self, name: str, *, force: bool = False) -> None:
+        """Remove a table and every row the catalog holds for it, in one transaction.
+
+        Refuses (:class:`CatalogError` naming each reader) while a live reader lease pins a
+        snapshot of the table, unless ``force``: a reader would otherwise lose its files
+        mid-epoch.
+        """
         with self._tx() as c:
             self._require(c, name)
+            readers = c.execute("SELECT owner, snapshot_id, expires_at FROM leases WHERE table_name = ? "
+                                "AND snapshot_id != 0 AND expires_at > ? ORDER BY snapshot_id, owner",
+                                (name, time.time())).fetchall()
+            if readers and not force:
+                shown = "; ".join(f"{owner or '(no owner recorded)'} on snapshot {sid}" for owner, sid, _ in readers[:10])
+                more = f" and {len(readers) - 10} more" if len(readers) > 10 else ""
+                wait = max(0.0, max(r[2] for r in readers) - time.time())
+                raise CatalogError(
+                    f"table {name!r} in {self.root!r} is being read: {len(readers)} live reader lease(s): {shown}{more}. "
+                    f"Stop those readers (their leases lapse within {wait:.0f} s after they stop renewing), "
+                    f"or drop with force=True to pull the table from under them")
             c.execute("DELETE FROM column_stats WHERE file_id IN (SELECT file_id FROM files WHERE table_name = ?)", (name,))
+            c.execute("DELETE FROM deletes WHERE table_name = ?", (name,))
+            c.execute("DELETE FROM leases WHERE table_name = ?", (name,))
+            c.execute("DELETE FROM commit_tokens WHERE table_name = ?", (name,))
             c.execute("DELETE FROM files WHERE table_name = ?", (name,))
             c.execute("DELETE FROM snapshots WHERE table_name = ?", (name,))
             c.execute("DELETE FROM tables WHERE name = ?", (name,))
 
+    @_translated
     def table_names(self) -> list[str]:
+        """Names of all tables, sorted."""
         return [r[0] for r in self._conn().execute("SELECT name FROM tables ORDER BY name")]
 
     def _require(self, c: sqlite3.Connection, name: str) -> tuple:
@@ -207,7 +465,9 @@ class SQLiteCatalog(Catalog):
             raise TableNotFound(f"no table {name!r} in {self.root!r}; tables: {names}")
         return row
 
+    @_translated
     def load_table(self, name: str) -> TableMeta:
+        """A table's current definition; TableNotFound lists the tables."""
         row = self._require(self._conn(), name)
         return TableMeta(row[0], Schema.from_json(row[1]), tuple(json.loads(row[2])), row[5], row[4],
                          json.loads(row[3]))
@@ -219,13 +479,17 @@ class SQLiteCatalog(Catalog):
 
     _SNAP_COLS = "snapshot_id, parent_id, created_at, operation, summary, schema_json, writer_id, commit_token"
 
+    @_translated
     def snapshots(self, name: str) -> list[Snapshot]:
+        """Retained snapshots, oldest first."""
         c = self._conn()
         self._require(c, name)
         rows = c.execute(f"SELECT {self._SNAP_COLS} FROM snapshots WHERE table_name = ? ORDER BY snapshot_id", (name,))
         return [self._snapshot(r) for r in rows]
 
+    @_translated
     def snapshot(self, name: str, snapshot_id: int) -> Snapshot:
+        """One retained snapshot; SnapshotNotFound lists those that exist."""
         c = self._conn()
         self._require(c, name)
         row = c.execute(f"SELECT {self._SNAP_COLS} FROM snapshots WHERE table_name = ? AND snapshot_id = ?",
@@ -236,6 +500,7 @@ class SQLiteCatalog(Catalog):
             raise SnapshotNotFound(f"table {name!r} has no snapshot {snapshot_id}; snapshots: {shown}")
         return self._snapshot(row)
 
+    @_translated
     def snapshot_as_of(self, name: str, when: float) -> Snapshot:
         """The last snapshot committed at or before ``when`` (seconds since the epoch)."""
         c = self._conn()
@@ -247,18 +512,19 @@ class SQLiteCatalog(Catalog):
             raise SnapshotNotFound(f"table {name!r} has no snapshot as of {when}; the first was committed at {first}")
         return self._snapshot(row)
 
+    @_translated
     def last_commit_token(self, name: str, writer_id: str) -> str | None:
+        """The commit token ``writer_id`` stored last; it survives the expiry of its snapshot."""
         c = self._conn()
         self._require(c, name)
-        row = c.execute("SELECT commit_token FROM snapshots WHERE table_name = ? AND writer_id = ? "
-                        "AND commit_token IS NOT NULL ORDER BY snapshot_id DESC LIMIT 1", (name, writer_id)).fetchone()
+        row = c.execute("SELECT commit_token FROM commit_tokens WHERE table_name = ? AND writer_id = ?",
+                        (name, writer_id)).fetchone()
         return row[0] if row else None
 
     # -- files ---------------------------------------------------------------------------
+    @_translated
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
-        c = self._conn()
-        c.execute("BEGIN")
-        try:
+        with self._tx(write=False) as c:
             self._require(c, name)
             rows = c.execute(
                 "SELECT file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
@@ -275,11 +541,10 @@ class SQLiteCatalog(Catalog):
                      f"AND column_name IN ({marks})")
                 for r in c.execute(q, (name, snapshot_id, snapshot_id, *cols)):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-        finally:
-            c.execute("COMMIT")
         return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats.get(r[0], {}), r[8], r[9])
                 for r in rows]
 
+    @_translated
     def appended_files(self, name: str, after: int) -> list[DataFile]:
         """Files added by appends after snapshot ``after`` (removed ones the catalog still has too)."""
         c = self._conn()
@@ -289,6 +554,7 @@ class SQLiteCatalog(Catalog):
             "AND added_by IN ('append', 'stream-append') ORDER BY added_snapshot, file_id", (name, int(after))).fetchall()
         return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], {}, r[8], r[9]) for r in rows]
 
+    @_translated
     def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
         """(file id, path, removed snapshot) of every file the catalog knows for a table."""
         c = self._conn()
@@ -296,6 +562,7 @@ class SQLiteCatalog(Catalog):
             "SELECT file_id, path, removed_snapshot FROM files WHERE table_name = ?", (name,))]
 
     # -- deletes -------------------------------------------------------------------------
+    @_translated
     def deleted_positions(self, name: str, snapshot_id: int, file_ids: Iterable[int] | None = None) -> dict[int, np.ndarray]:
         """Deleted row positions (sorted int64) of each file, as of a snapshot."""
         c = self._conn()
@@ -313,14 +580,30 @@ class SQLiteCatalog(Catalog):
         return {k: (v[0] if len(v) == 1 else np.unique(np.concatenate(v))) for k, v in out.items()}
 
     # -- lifecycle -----------------------------------------------------------------------
+    @_translated
     def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "", keep_later: bool = False) -> str:
-        """Pin a snapshot for a reader; GC keeps its files until the lease lapses."""
+        """Pin a snapshot for a reader (or, with 0, mark a writer's work in progress); GC keeps
+        its files until the lease lapses. A reader's snapshot must still be retained: checked
+        in the transaction that records the lease, so expiry cannot slip in between."""
         lease = uuid.uuid4().hex
+        snapshot_id = int(snapshot_id)
         with self._tx() as c:
+            row = self._require(c, name)
+            # A follower's lease keeps files by the snapshot number alone (everything removed
+            # after it); it needs no retained snapshot row.
+            if snapshot_id != 0 and not keep_later and c.execute("SELECT 1 FROM snapshots WHERE table_name = ? AND snapshot_id = ?",
+                                              (name, snapshot_id)).fetchone() is None:
+                ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? "
+                                               "ORDER BY snapshot_id", (name,))]
+                shown = ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+                raise SnapshotNotFound(
+                    f"cannot lease snapshot {snapshot_id} of table {name!r}: it is not retained (expired, or never "
+                    f"committed); retained snapshots: {shown}. Plan again on the current snapshot {row[5]}")
             c.execute("INSERT INTO leases (lease_id, table_name, snapshot_id, expires_at, owner, keep_later) "
                       "VALUES (?, ?, ?, ?, ?, ?)", (lease, name, snapshot_id, time.time() + ttl, owner, int(keep_later)))
         return lease
 
+    @_translated
     def renew_lease(self, lease_id: str, ttl: float) -> bool:
         """Extend a lease (the reader's heartbeat); False if it had lapsed and was removed."""
         with self._tx() as c:
@@ -330,16 +613,20 @@ class SQLiteCatalog(Catalog):
                             (now + ttl, lease_id, now))
             return cur.rowcount == 1
 
+    @_translated
     def release_lease(self, lease_id: str) -> None:
+        """Drop a lease (a no-op if it is gone already)."""
         with self._tx() as c:
             c.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
 
+    @_translated
     def live_leases(self, name: str) -> list[tuple[str, int, float, str]]:
         """(lease id, snapshot, expires at, owner) of the unexpired leases of a table."""
         return [tuple(r) for r in self._conn().execute(
             "SELECT lease_id, snapshot_id, expires_at, owner FROM leases WHERE table_name = ? AND expires_at > ?",
             (name, time.time()))]
 
+    @_translated
     def expire_snapshots(self, name: str, keep: Iterable[int]) -> list[int]:
         """Forget every snapshot of a table not in ``keep`` (the current one is always kept)."""
         keep = set(int(k) for k in keep)
@@ -353,11 +640,10 @@ class SQLiteCatalog(Catalog):
             c.executemany("DELETE FROM snapshots WHERE table_name = ? AND snapshot_id = ?", [(name, i) for i in drop])
         return drop
 
+    @_translated
     def unreferenced_files(self, name: str) -> list[tuple[int, str]]:
         """Files live in no retained snapshot and no leased one: (file id, path) safe to delete."""
-        c = self._conn()
-        c.execute("BEGIN")
-        try:
+        with self._tx(write=False) as c:
             self._require(c, name)
             pinned = {r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ?", (name,))}
             now = time.time()
@@ -368,8 +654,6 @@ class SQLiteCatalog(Catalog):
                               "AND keep_later != 0", (name, now)).fetchone()[0]
             rows = c.execute("SELECT file_id, path, added_snapshot, removed_snapshot FROM files WHERE table_name = ? "
                              "AND removed_snapshot IS NOT NULL", (name,)).fetchall()
-        finally:
-            c.execute("COMMIT")
         pins = np.array(sorted(pinned), dtype=np.int64)
         out = []
         for fid, path, added, removed in rows:
@@ -381,6 +665,7 @@ class SQLiteCatalog(Catalog):
                 out.append((fid, path))
         return out
 
+    @_translated
     def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
         """Drop files (already deleted from disk) and their statistics and deletes from the catalog."""
         ids = list(file_ids)
@@ -396,10 +681,13 @@ class SQLiteCatalog(Catalog):
                           (name, *part))
 
     # -- commit --------------------------------------------------------------------------
+    @_translated
     def commit(self, name: str, operation: str, *, add: Iterable[DataFile] = (), remove: Iterable[int] = (),
                schema: Schema | None = None, writer_id: str | None = None, commit_token: str | None = None,
                summary: Mapping[str, Any] | None = None, deletes: Mapping[int, Any] | None = None,
                planned_at: int | None = None) -> Snapshot:
+        """One atomic commit as a new snapshot (see :meth:`Catalog.commit`); the writer's
+        commit token, if any, is recorded in the same transaction."""
         add, remove = list(add), sorted(set(int(i) for i in remove))
         deletes = {int(k): v for k, v in (deletes or {}).items() if len(v)}
         with self._tx() as c:
@@ -468,6 +756,11 @@ class SQLiteCatalog(Catalog):
             c.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (name, new_id, parent if parent else None, now, operation, json.dumps(full), schema_json,
                        writer_id, commit_token))
+            if writer_id is not None and commit_token is not None:
+                # In the commit's own transaction: the token and the rows it covers become
+                # visible together, so a restarted writer never skips or repeats rows.
+                c.execute("INSERT OR REPLACE INTO commit_tokens VALUES (?, ?, ?, ?, ?)",
+                          (name, writer_id, commit_token, new_id, now))
             c.execute("UPDATE tables SET current_snapshot = ?, schema_json = ? WHERE name = ?", (new_id, schema_json, name))
         return Snapshot(new_id, parent if parent else None, now, operation, full,
                         schema if schema is not None else Schema.from_json(row[1]), writer_id, commit_token)

@@ -33,10 +33,10 @@ def _json(obj: Any) -> str:
 
 
 def _store(root: str, create: bool = False) -> Any:
+    """The store at ``root``; only ``init`` and ``ingest --create`` make one (a CatalogError
+    saying how to make one otherwise, so that a mistyped path makes no empty store)."""
     from ..table import open_store
 
-    if not create and not os.path.exists(os.path.join(root, "catalog.db")):
-        raise SampleStoreError(f"no samplestore store at {root!r} (create one with `samplestore init {root}`)")
     return open_store(root, create=create)
 
 
@@ -58,7 +58,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
     else:
         with open(a.schema) as f:
             schema = Schema.from_json(f.read())
-    t = _store(a.root, create=True).create_table(a.table, schema, partition_by=a.partition_by or ())
+    t = _store(a.root).create_table(a.table, schema, partition_by=a.partition_by or ())
     print(f"created table {t.name!r} with {len(schema)} features"
           + (f", partitioned by {list(t.partition_by)}" if t.partition_by else ""))
     return 0
@@ -69,7 +69,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     from ..table.ingest import criteo_tsv_schema, ingest
     from .progress import Progress
 
-    store = _store(a.root, create=True)
+    store = _store(a.root, create=a.create)
     try:
         table = store.table(a.table)
     except TableNotFound:
@@ -99,12 +99,19 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
 
 
 def _table_info(t: Any) -> dict[str, Any]:
-    files = t.files()
-    snap = t.snapshot() if t.current_snapshot_id else None
+    from ..table.stats import deleted_rows_by_file
+
+    sid = t.current_snapshot_id
+    files = t.files(sid)
+    snap = t.snapshot(sid) if sid else None
+    stored = sum(f.num_rows for f in files)
+    deleted = sum(deleted_rows_by_file(t, sid, files).values())
     return {
         "table": t.name,
-        "current_snapshot": t.current_snapshot_id,
-        "rows": sum(f.num_rows for f in files),
+        "current_snapshot": sid,
+        "rows": stored - deleted,  # live rows: what a scan returns
+        "deleted_rows": deleted,  # deleted, still in the files until compaction rewrites them
+        "stored_rows": stored,
         "files": len(files),
         "bytes": sum(f.file_bytes for f in files),
         "partition_by": list(t.partition_by),
@@ -121,7 +128,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
         if a.json:
             print(_json(info))
         else:
-            print(f"table {info['table']}: {info['rows']:,} rows in {info['files']} files "
+            print(f"table {info['table']}: {info['rows']:,} rows{_deleted_note(info)} in {info['files']} files "
                   f"({info['bytes'] / 1e6:.1f} MB), snapshot {info['current_snapshot']}, "
                   f"{info['partitions']} partitions by {info['partition_by']}")
             for f in info["schema"]:
@@ -135,8 +142,13 @@ def _cmd_info(a: argparse.Namespace) -> int:
         print(f"store {store.root}: {len(infos)} tables")
         for i in infos:
             print(f"  {i['table']:<24} {i['rows']:>14,} rows {i['files']:>7} files {i['bytes'] / 1e6:>10.1f} MB  "
-                  f"snapshot {i['current_snapshot']}")
+                  f"snapshot {i['current_snapshot']}{_deleted_note(i)}")
     return 0
+
+
+def _deleted_note(d: dict[str, Any]) -> str:
+    n = d.get("deleted_rows", 0)
+    return f" (+{n:,} deleted, not yet purged by compaction)" if n else ""
 
 
 def _cmd_head(a: argparse.Namespace) -> int:
@@ -172,8 +184,9 @@ def _cmd_stats(a: argparse.Namespace) -> int:
     if a.json:
         print(_json(st))
         return 0
-    print(f"table {st['table']} @ snapshot {st['snapshot_id']}: {st['rows']:,} rows, {st['files']} files, "
-          f"{st['bytes'] / 1e6:.1f} MB")
+    print(f"table {st['table']} @ snapshot {st['snapshot_id']}: {st['rows']:,} rows{_deleted_note(st)}, "
+          f"{st['files']} files, {st['bytes'] / 1e6:.1f} MB"
+          + ("; column figures include the deleted rows" if st["deleted_rows"] else ""))
     print(f"  {'column':<20} {'missing':>10} {'missing%':>9} {'min':>14} {'max':>14} {'len mean':>9} {'p50':>5} {'p99':>5} {'MB':>8}")
     for name, c in st["columns"].items():
         ll = c.get("list_length", {})
@@ -184,7 +197,7 @@ def _cmd_stats(a: argparse.Namespace) -> int:
             print(f"  {'':<20} missing by slot: {c['missing_by_dim']}")
     for p in st.get("partitions", []):
         worst = max(p["columns"].items(), key=lambda kv: kv[1]["missing_fraction"])
-        print(f"  partition {p['partition']}: {p['rows']:,} rows, {p['files']} files; most missing: "
+        print(f"  partition {p['partition']}: {p['rows']:,} rows{_deleted_note(p)}, {p['files']} files; most missing: "
               f"{worst[0]} {100 * worst[1]['missing_fraction']:.2f}%")
     return 0
 

@@ -4,12 +4,17 @@ It runs beside writers and readers without blocking them: every action is an ord
 optimistic commit, files become visible only through commits, and GC removes only files no
 retained snapshot or live reader lease needs. SIGTERM stops it between steps; SIGKILL at
 any point leaves every table consistent (the next run finishes the work).
+
+Errors of the environment (a full disk, a busy or unreachable catalog, an I/O error) do not
+stop it: the error is logged, and what failed is retried after an exponential back-off
+(capped), a table that fails on its own without holding up the others.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from typing import Any, Sequence
@@ -23,13 +28,24 @@ __all__ = ["run_once", "run_daemon"]
 
 log = logging.getLogger("samplestore.daemon")
 
+# What a pass may meet and live through: samplestore's own errors, and the environment's
+# (OSError: disk full, I/O errors, a vanished file; sqlite3 errors of any catalog code
+# that does not translate them). Anything else is a bug and stops the daemon loudly.
+_RECOVERABLE = (SampleStoreError, OSError, sqlite3.Error)
+
+
+def _backoff(interval: float, failures: int, max_backoff: float) -> float:
+    """Seconds to wait after ``failures`` consecutive failures: doubling from the interval
+    (at least 1 s), capped at ``max_backoff``, never shorter than the interval."""
+    return max(interval, min(max(interval, 1.0) * 2.0 ** (failures - 1), max_backoff))
+
 
 def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
              sort_by: Sequence[str] | None = None, retain_last: int = 1, older_than: float | None = None,
              grace_seconds: float = 3600.0, should_stop: Any = None) -> list[dict[str, Any]]:
     """One pass over the tables: compact, expire, gc. Returns a report per table."""
     reports = []
-    for name in tables or store.tables():
+    for name in store.tables() if tables is None else tables:
         if should_stop is not None and should_stop():
             break
         t0 = time.perf_counter()
@@ -40,9 +56,11 @@ def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_byt
             res = compact(table, target_file_bytes, sort_by=cols, should_stop=should_stop)
             expired = expire_snapshots(table, older_than=older_than, retain_last=retain_last)
             gc = gc_table(table, grace_seconds)
-        except SampleStoreError as exc:  # one bad table must not stop the others
-            log.error("table %s: %s", name, exc)
-            reports.append({"table": name, "error": str(exc)})
+        except _RECOVERABLE as exc:  # one bad table must not stop the others
+            # samplestore's messages say what and where; an OSError's or sqlite3's need the type.
+            text = str(exc) if isinstance(exc, SampleStoreError) else f"{type(exc).__name__}: {exc}"
+            log.error("table %s: %s", name, text)
+            reports.append({"table": name, "error": text})
             continue
         rep = {**res.to_dict(), "snapshots_expired": len(expired), **{k: v for k, v in gc.items() if k != "table"},
                "seconds": round(time.perf_counter() - t0, 3)}
@@ -52,8 +70,15 @@ def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_byt
     return reports
 
 
-def run_daemon(store: Any, interval: float = 60.0, max_passes: int | None = None, **options: Any) -> int:
-    """Run :func:`run_once` every ``interval`` seconds until SIGTERM/SIGINT; returns passes run."""
+def run_daemon(store: Any, interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
+               **options: Any) -> int:
+    """Run :func:`run_once` every ``interval`` seconds until SIGTERM/SIGINT; returns passes run.
+
+    A pass that fails as a whole (the catalog cannot list the tables, say) is logged and
+    retried after ``interval`` doubled per consecutive failure, at most ``max_backoff``
+    seconds; a table whose step fails is logged and skipped by later passes for the same
+    back-off, while the other tables carry on at ``interval``.
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -62,13 +87,32 @@ def run_daemon(store: Any, interval: float = 60.0, max_passes: int | None = None
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     passes = 0
+    failures = 0  # consecutive passes that failed as a whole
+    held_back: dict[str, tuple[int, float]] = {}  # table -> (consecutive failures, not before)
     try:
         while not stop.is_set():
-            run_once(store, should_stop=stop.is_set, **options)
+            delay = interval
+            try:
+                now = time.monotonic()
+                names = [n for n in store.tables() if held_back.get(n, (0, 0.0))[1] <= now]
+                for rep in run_once(store, names, should_stop=stop.is_set, **options):
+                    if "error" in rep:
+                        k = held_back.get(rep["table"], (0, 0.0))[0] + 1
+                        wait = _backoff(interval, k, max_backoff)
+                        held_back[rep["table"]] = (k, time.monotonic() + wait)
+                        log.warning("table %s failed %d time(s) in a row; next try in %.3g s", rep["table"], k, wait)
+                    else:
+                        held_back.pop(rep["table"], None)
+                failures = 0
+            except _RECOVERABLE as exc:
+                failures += 1
+                delay = _backoff(interval, failures, max_backoff)
+                log.error("pass failed (%d in a row): %s: %s; next pass in %.3g s", failures, type(exc).__name__, exc,
+                          delay)
             passes += 1
             if max_passes is not None and passes >= max_passes:
                 break
-            stop.wait(interval)
+            stop.wait(delay)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from ..table.verify import leftover_files
+from ..table.verify import leftover_files, remove_in_table, table_folder_problem
 
 __all__ = ["expire_snapshots", "gc_table"]
 
@@ -36,30 +36,39 @@ def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None
 def gc_table(table: Any, grace_seconds: float = 3600.0) -> dict[str, Any]:
     """Delete files no retained or leased snapshot references, and leftovers of dead writers
     (temporary and orphan files older than ``grace_seconds``). Returns what was removed.
+
+    Nothing is deleted when the table's folder is not this catalog's table (see
+    :func:`~samplestore.table.verify.table_folder_problem`), and nothing is reached through
+    a symbolic link or outside the table's folder: an unreferenced file that can only be
+    reached that way stays on disk and in the catalog, with a warning each pass.
     """
+    report: dict[str, Any] = {"table": table.name, "files_removed": 0, "leftovers_removed": 0, "bytes_freed": 0}
+    problem = table_folder_problem(table)
+    if problem is not None:
+        log.warning("gc %s: removing nothing: %s", table.name, problem)
+        return {**report, "skipped": problem}
     unref = table._catalog.unreferenced_files(table.name)
-    removed, freed = [], 0
+    removed, kept, freed = [], [], 0
     for fid, path in unref:
-        full = os.path.join(table.dir, path)
-        try:
-            freed += os.path.getsize(full)
-            os.unlink(full)
-        except FileNotFoundError:
-            pass
-        removed.append(fid)
+        status, size = remove_in_table(table.dir, path)
+        if status == "unsafe":
+            kept.append(path)
+            continue
+        freed += size
+        removed.append(fid)  # removed now, or gone already: either way the catalog may forget it
+    if kept:
+        log.warning("gc %s: kept %d unreferenced files that lie outside the table's folder or behind a symbolic "
+                    "link (first: %r); move them back under %r to let GC remove them", table.name, len(kept), kept[0],
+                    table.dir)
     table._catalog.forget_files(table.name, removed)
     temps, orphans = leftover_files(table)
-    now = time.time()
     leftovers = []
     for p in temps + orphans:
-        try:
-            if now - os.path.getmtime(p) >= grace_seconds:
-                freed += os.path.getsize(p)
-                os.unlink(p)
-                leftovers.append(p)
-        except FileNotFoundError:
-            pass
+        status, size = remove_in_table(table.dir, os.path.relpath(p, table.dir), min_age=grace_seconds)
+        if status == "removed":
+            freed += size
+            leftovers.append(p)
     if removed or leftovers:
         log.info("gc %s: removed %d unreferenced files and %d leftovers, %.1f MB freed", table.name, len(removed),
                  len(leftovers), freed / 1e6)
-    return {"table": table.name, "files_removed": len(removed), "leftovers_removed": len(leftovers), "bytes_freed": freed}
+    return {**report, "files_removed": len(removed), "leftovers_removed": len(leftovers), "bytes_freed": freed}

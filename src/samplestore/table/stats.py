@@ -2,8 +2,12 @@
 
 Per column (and optionally per partition): rows, nulls, missing values (nulls, empty lists
 or NaNs by kind) and their share, min/max, stored bytes, and for list features the length
-mean, p50 and p99 from merged length histograms. The figures describe the stored files:
-rows deleted but not yet purged by compaction still count.
+mean, p50 and p99 from merged length histograms.
+
+``rows`` counts the live rows of the snapshot (what a scan returns); ``deleted_rows`` the
+rows deleted but not yet purged from the files by compaction, and ``stored_rows`` both.
+The per-column figures come from the files' statistics, written when the files were, so
+they describe the stored rows, deleted ones included, until compaction rewrites the files.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 
 from ..catalog.base import DataFile
 
-__all__ = ["table_stats"]
+__all__ = ["table_stats", "deleted_rows_by_file"]
 
 
 def _quantile(hist: dict[int, int], q: float) -> int:
@@ -71,15 +75,38 @@ def _columns(files: list[DataFile], schema: Any) -> dict[str, Any]:
     return out
 
 
+def deleted_rows_by_file(table: Any, snapshot_id: int, files: list[DataFile]) -> dict[int, int]:
+    """Rows of each of ``files`` deleted as of ``snapshot_id`` (file id -> count; absent = 0)."""
+    if not files:
+        return {}
+    ids = {f.file_id for f in files}
+    # All of the table's deletes, then filtered: a list of thousands of file ids would not
+    # fit in one SQL statement.
+    positions = table._catalog.deleted_positions(table.name, snapshot_id)
+    return {fid: len(pos) for fid, pos in positions.items() if fid in ids}
+
+
+def _row_counts(files: list[DataFile], deleted: dict[int, int]) -> dict[str, int]:
+    stored = sum(f.num_rows for f in files)
+    gone = sum(deleted.get(f.file_id, 0) for f in files)
+    return {"rows": stored - gone, "deleted_rows": gone, "stored_rows": stored}
+
+
 def table_stats(table: Any, snapshot: int | None = None, by_partition: bool = False) -> dict[str, Any]:
-    """Statistics of a table snapshot, computed from the catalog's per-file statistics."""
+    """Statistics of a table snapshot, computed from the catalog alone (no data is read).
+
+    Returns a dict with ``rows`` (live rows), ``deleted_rows`` (deleted, not yet purged),
+    ``stored_rows``, ``files``, ``bytes``, ``columns`` (per column, over the stored rows)
+    and, with ``by_partition``, the same per partition.
+    """
     sid = table._resolve_snapshot(snapshot, None)
     schema = table._schema_at(sid)
     files = table._catalog.files(table.name, sid, with_stats=schema.names)
+    deleted = deleted_rows_by_file(table, sid, files)
     res: dict[str, Any] = {
         "table": table.name,
         "snapshot_id": sid,
-        "rows": sum(f.num_rows for f in files),
+        **_row_counts(files, deleted),
         "files": len(files),
         "bytes": sum(f.file_bytes for f in files),
         "columns": _columns(files, schema),
@@ -89,7 +116,7 @@ def table_stats(table: Any, snapshot: int | None = None, by_partition: bool = Fa
         for f in files:
             groups.setdefault(json.dumps(dict(f.partition), sort_keys=True), []).append(f)
         res["partitions"] = [
-            {"partition": json.loads(k), "rows": sum(f.num_rows for f in fs), "files": len(fs),
+            {"partition": json.loads(k), **_row_counts(fs, deleted), "files": len(fs),
              "columns": _columns(fs, schema)}
             for k, fs in sorted(groups.items())
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from typing import Any, Iterable, Mapping
@@ -12,14 +13,17 @@ from ..errors import TableExists
 from ..schema import Schema
 from .partition import check_partition_columns
 from .table import Table
+from .verify import table_folder_problem, write_table_marker
 
 __all__ = ["Store", "open_store"]
+
+log = logging.getLogger("samplestore.store")
 
 
 class Store:
     """Tables under one root. Use :func:`open_store`."""
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.catalog = SQLiteCatalog(self.root, create=create)
 
@@ -38,12 +42,16 @@ class Store:
         parts = tuple(partition_by)
         check_partition_columns(schema, parts)
         try:
-            self.catalog.create_table(name, schema, parts, properties)
+            meta = self.catalog.create_table(name, schema, parts, properties)
         except TableExists:
             if exist_ok:
                 return self.table(name)
             raise
-        os.makedirs(os.path.join(self.root, "tables", name, "data"), exist_ok=True)
+        table_dir = os.path.join(self.root, "tables", name)
+        os.makedirs(os.path.join(table_dir, "data"), exist_ok=True)
+        # Claim the folder for this catalog and this table: GC leaves alone what a marker
+        # says belongs to another (an old table of the same name, another store's catalog).
+        write_table_marker(table_dir, self.catalog.catalog_id, name, meta.created_at)
         return Table(self, name)
 
     def table(self, name: str) -> Table:
@@ -54,12 +62,24 @@ class Store:
         """Names of all tables."""
         return self.catalog.table_names()
 
-    def drop_table(self, name: str, *, purge: bool = True) -> None:
-        """Remove a table from the catalog and (with ``purge``) its files from disk."""
+    def drop_table(self, name: str, *, purge: bool = True, force: bool = False) -> None:
+        """Remove a table from the catalog and (with ``purge``) its files from disk.
+
+        The folder is not purged when its marker says it is not this catalog's table (it is
+        left, with a warning, for whoever owns it).
+
+        Raises:
+            TableNotFound: no such table.
+            CatalogError: live readers hold leases on the table (the message names them),
+                unless ``force``.
+        """
         validate_table_name(name)
-        self.catalog.drop_table(name)
-        if purge:
+        problem = table_folder_problem(Table(self, name)) if purge else None
+        self.catalog.drop_table(name, force=force)
+        if purge and problem is None:
             shutil.rmtree(os.path.join(self.root, "tables", name), ignore_errors=True)
+        elif purge:
+            log.warning("dropped table %s from the catalog but left its folder: %s", name, problem)
 
     def gc(self, grace_seconds: float = 3600.0) -> list[dict]:
         """Garbage-collect every table (see :meth:`Table.gc`)."""
@@ -70,6 +90,15 @@ class Store:
         self.catalog.close()
 
 
-def open_store(root: str | os.PathLike[str], *, create: bool = True) -> Store:
-    """Open the store at ``root`` (created, with an embedded SQLite catalog, if missing)."""
+def open_store(root: str | os.PathLike[str], *, create: bool = False) -> Store:
+    """Open the store at ``root``.
+
+    Args:
+        create: make a new store (a folder with an embedded SQLite catalog) if there is none.
+            Off by default, so that a mistyped path fails instead of making an empty store.
+
+    Raises:
+        CatalogError: no store at ``root`` (and not ``create``), or its ``catalog.db`` is
+            empty, damaged or not a samplestore catalog (never overwritten).
+    """
     return Store(root, create=create)

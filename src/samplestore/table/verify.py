@@ -4,18 +4,97 @@ Leftovers are temporary files of writers that died (``*.ssf-tmp``) and orphans: 
 files the catalog does not know (a writer killed after renaming its file, before its
 commit). Neither is ever visible to readers. Both can be removed, but only once older than
 a grace period, so that the files of a writer still at work are never touched.
+
+Removing files is guarded three ways, because a wrong guess deletes training data:
+
+- a table's folder holds a marker (:data:`TABLE_MARKER`) naming the catalog and the table
+  incarnation that own it; where it names another catalog or table, nothing there is a
+  leftover (a catalog restored from the wrong store, a table re-made over old files);
+- a file last written before its table was created cannot be that table's leftover;
+- nothing is reached through a symbolic link, and nothing outside the table's folder is
+  touched (:func:`remove_in_table`).
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
 import os
+import stat
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import CorruptFileError
 from ..format import TEMP_SUFFIX, FileReader
 
-__all__ = ["verify_table", "leftover_files"]
+__all__ = ["verify_table", "leftover_files", "TABLE_MARKER", "write_table_marker", "table_folder_problem",
+           "remove_in_table"]
+
+log = logging.getLogger("samplestore.verify")
+
+#: The file in a table's folder that names the catalog and table incarnation owning it.
+TABLE_MARKER = ".samplestore-table.json"
+
+# Filesystems keep mtimes at 1-2 s granularity at worst: a file written just after its
+# table was created may carry an mtime slightly before the creation time.
+_CLOCK_SLACK_SECONDS = 2.0
+
+
+def write_table_marker(table_dir: str, catalog_id: str, table: str, created_at: float) -> None:
+    """Record in ``table_dir`` which catalog and which table (by creation time) own it."""
+    doc = {"catalog_id": catalog_id, "table": table, "created_at": created_at}
+    path = os.path.join(table_dir, TABLE_MARKER)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def table_folder_problem(table: Any) -> str | None:
+    """Why files in the table's folder must not be removed, or None when they may be.
+
+    Folders of tables made before markers existed have none; they are accepted (the
+    creation-time rule of :func:`leftover_files` still applies).
+    """
+    for d in (table.dir, table.data_dir):
+        if os.path.islink(d):
+            return f"{d!r} is a symbolic link; GC never follows one"
+    path = os.path.join(table.dir, TABLE_MARKER)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"its marker {path!r} cannot be read ({exc})"
+    meta = table._meta()
+    want = {"catalog_id": table._catalog.catalog_id, "table": table.name, "created_at": meta.created_at}
+    if not isinstance(doc, dict) or any(doc.get(k) != v for k, v in want.items()):
+        return (f"its marker {path!r} names {doc!r}, but this catalog's table is {want!r}: the folder belongs to "
+                f"another catalog or to an earlier table of that name")
+    return None
+
+
+def _regular_files(top: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(path, name, lstat) of every regular file under ``top``, never entering a symbolic link."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for e in it:
+                if e.is_symlink():
+                    continue  # writers never make links: whatever it points to is not ours
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    yield e.path, e.name, e.stat(follow_symlinks=False)
 
 
 def leftover_files(table: Any) -> tuple[list[str], list[str]]:
@@ -23,24 +102,86 @@ def leftover_files(table: Any) -> tuple[list[str], list[str]]:
 
     Files of writers whose lease is live are work in progress, not leftovers; a writer
     process of this host that has died (SIGKILL, OOM) holds no live lease, even before its
-    lease lapses.
+    lease lapses. Nothing is returned when the folder is not this catalog's table (see
+    :func:`table_folder_problem`), nor files last written before the table was created,
+    nor anything behind a symbolic link.
     """
     from .lease import owner_is_dead
     from .writer import writer_lease_of
 
+    problem = table_folder_problem(table)
+    if problem is not None:
+        log.warning("table %s: looking for no leftovers: %s", table.name, problem)
+        return [], []
+    created_at = table._meta().created_at
     known = {os.path.normpath(os.path.join(table.dir, p)) for _, p, _ in table._catalog.all_file_paths(table.name)}
     live = {lease for lease, _snap, _exp, owner in table._catalog.live_leases(table.name) if not owner_is_dead(owner)}
     temps, orphans = [], []
-    for dirpath, _dirs, names in os.walk(table.data_dir):
-        for n in names:
-            if writer_lease_of(n) in live:
-                continue
-            full = os.path.normpath(os.path.join(dirpath, n))
-            if n.endswith(TEMP_SUFFIX):
-                temps.append(full)
-            elif n.endswith(".ssf") and full not in known:
-                orphans.append(full)
+    for path, n, st in _regular_files(table.data_dir):
+        if writer_lease_of(n) in live:
+            continue
+        if st.st_mtime < created_at - _CLOCK_SLACK_SECONDS:
+            continue  # older than the table: another table's or another catalog's file
+        full = os.path.normpath(path)
+        if n.endswith(TEMP_SUFFIX):
+            temps.append(full)
+        elif n.endswith(".ssf") and full not in known:
+            orphans.append(full)
     return sorted(temps), sorted(orphans)
+
+
+def remove_in_table(table_dir: str, rel: str, *, min_age: float | None = None) -> tuple[str, int]:
+    """Remove the regular file ``rel`` (relative to ``table_dir``) without following a
+    symbolic link: every folder on the way is opened with ``O_NOFOLLOW`` and the file is
+    unlinked relative to its folder, so a link swapped in meanwhile cannot redirect it.
+
+    Args:
+        min_age: remove only if last modified at least this many seconds ago.
+
+    Returns:
+        (status, bytes freed), status one of ``removed``, ``missing``, ``young`` (newer than
+        ``min_age``), ``unsafe`` (outside the folder, through a link, or not a regular file).
+    """
+    norm = os.path.normpath(rel) if rel else ""
+    parts = norm.split(os.sep)
+    if not norm or os.path.isabs(norm) or os.pardir in parts or norm == os.curdir:
+        return "unsafe", 0
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(table_dir, flags)
+    except FileNotFoundError:
+        return "missing", 0
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return "unsafe", 0
+        raise
+    try:
+        for part in parts[:-1]:
+            try:
+                sub = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                return "missing", 0
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    return "unsafe", 0
+                raise
+            os.close(fd)
+            fd = sub
+        try:
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return "missing", 0
+        if not stat.S_ISREG(st.st_mode):
+            return "unsafe", 0
+        if min_age is not None and time.time() - st.st_mtime < min_age:
+            return "young", 0
+        try:
+            os.unlink(parts[-1], dir_fd=fd)
+        except FileNotFoundError:
+            return "missing", 0
+        return "removed", st.st_size
+    finally:
+        os.close(fd)
 
 
 def verify_table(table: Any, *, remove_leftovers: bool = False, grace_seconds: float = 3600.0,
@@ -62,14 +203,10 @@ def verify_table(table: Any, *, remove_leftovers: bool = False, grace_seconds: f
     temps, orphans = leftover_files(table)
     removed = []
     if remove_leftovers:
-        now = time.time()
         for p in temps + orphans:
-            try:
-                if now - os.path.getmtime(p) >= grace_seconds:
-                    os.unlink(p)
-                    removed.append(p)
-            except FileNotFoundError:
-                pass
+            status, _freed = remove_in_table(table.dir, os.path.relpath(p, table.dir), min_age=grace_seconds)
+            if status == "removed":
+                removed.append(p)
     return {"table": table.name, "snapshot_id": table.current_snapshot_id, "files_checked": len(files),
             "chunks_checked": chunks, "errors": errors, "temporary_files": temps, "orphan_files": orphans,
             "removed": removed, "ok": not errors}

@@ -1,0 +1,195 @@
+"""Guards of the lifecycle: GC stays inside the table's folder, the daemon lives through
+errors of its environment, a table is not dropped from under its readers."""
+
+import logging
+import os
+import sqlite3
+import threading
+import types
+
+import pytest
+
+import samplestore as ss
+from samplestore.compaction import daemon
+from samplestore.table.lease import Lease, owner_tag
+
+SCHEMA = ss.Schema([ss.Scalar("k", "int64"), ss.Label("y"), ss.Scalar("ds", "string")])
+
+
+def _rows(start, n, ds="a"):
+    return {"k": list(range(start, start + n)), "y": [0.0] * n, "ds": [ds] * n}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ss.open_store(tmp_path / "store", create=True)
+
+
+def _outside(tmp_path):
+    """A folder outside the store holding files that look like a table's leftovers."""
+    out = tmp_path / "precious"
+    out.mkdir()
+    for name in ("part-20200101000000-abc.ssf", "x.ssf-tmp"):
+        (out / name).write_bytes(b"not yours")
+    return out
+
+
+# -- symbolic links --------------------------------------------------------------------------
+def test_gc_does_not_follow_a_symlink_in_the_data_folder(tmp_path, store):
+    t = store.create_table("t", SCHEMA)
+    t.append(_rows(0, 10))
+    out = _outside(tmp_path)
+    os.symlink(out, os.path.join(t.data_dir, "elsewhere"))
+    os.symlink(out / "x.ssf-tmp", os.path.join(t.data_dir, "link.ssf-tmp"))
+    t.gc(grace_seconds=0)
+    assert sorted(os.listdir(out)) == ["part-20200101000000-abc.ssf", "x.ssf-tmp"]
+    assert (out / "x.ssf-tmp").read_bytes() == b"not yours"
+    assert t.count() == 10
+
+
+def test_gc_does_not_walk_a_data_folder_that_is_a_symlink(tmp_path, store):
+    t = store.create_table("t", SCHEMA)
+    out = _outside(tmp_path)
+    os.rmdir(t.data_dir)
+    os.symlink(out, t.data_dir)
+    report = t.gc(grace_seconds=0)
+    assert report["leftovers_removed"] == 0 and "symbolic link" in report["skipped"]
+    assert sorted(os.listdir(out)) == ["part-20200101000000-abc.ssf", "x.ssf-tmp"]
+    from samplestore.table.verify import verify_table
+    assert verify_table(t, remove_leftovers=True, grace_seconds=0)["removed"] == []
+    assert sorted(os.listdir(out)) == ["part-20200101000000-abc.ssf", "x.ssf-tmp"]
+
+
+def test_gc_does_not_delete_through_a_symlinked_partition_folder(tmp_path, store):
+    """A partition folder moved to another disk and linked back: its files, once no
+    snapshot needs them, stay where they are rather than GC deleting outside the table."""
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
+    t.append(_rows(0, 10, "a"))
+    t.append(_rows(10, 10, "a"))
+    part = os.path.join(t.data_dir, "ds=a")
+    moved = tmp_path / "other-disk" / "ds=a"
+    os.makedirs(moved.parent)
+    os.rename(part, moved)
+    os.symlink(moved, part)
+    t.compact()
+    t.expire_snapshots(retain_last=1)
+    before = sorted(os.listdir(moved))
+    report = t.gc(grace_seconds=0)
+    assert report["files_removed"] == 0
+    assert sorted(os.listdir(moved)) == before  # nothing deleted outside the table's folder
+    assert t.count() == 20
+    # Still recorded as unreferenced: once moved back, GC removes them.
+    assert len(t._catalog.unreferenced_files("t")) == 2
+    os.unlink(part)
+    os.rename(moved, part)
+    assert t.gc(grace_seconds=0)["files_removed"] == 2
+
+
+def test_gc_refuses_catalog_paths_leading_out_of_the_table(tmp_path, store):
+    t = store.create_table("t", SCHEMA)
+    victim = tmp_path / "victim.ssf"
+    victim.write_bytes(b"x")
+    f = ss.catalog.DataFile("../../../victim.ssf", {}, 1, 1, 1)
+    t._catalog.commit("t", "append", add=[f])
+    fid = t.files()[0].file_id
+    t._catalog.commit("t", "replace", remove=[fid])
+    t.expire_snapshots(retain_last=1)
+    assert t.gc(grace_seconds=0)["files_removed"] == 0
+    assert victim.exists()
+
+
+# -- the daemon ------------------------------------------------------------------------------
+def _record_daemon_waits(monkeypatch):
+    """Make the daemon's stop event record each wait instead of sleeping through it."""
+    waits = []
+
+    class RecordingEvent(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return self.is_set()
+
+    monkeypatch.setattr(daemon, "threading", types.SimpleNamespace(Event=RecordingEvent))
+    return waits
+
+
+def test_daemon_keeps_running_after_an_oserror_in_a_pass(store, monkeypatch, caplog):
+    t = store.create_table("t", SCHEMA)
+    for k in range(4):
+        t.append(_rows(k * 10, 10))
+    real, calls = daemon.compact, []
+
+    def flaky(table, *args, **kwargs):
+        calls.append(table.name)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(daemon, "compact", flaky)
+    with caplog.at_level(logging.WARNING, logger="samplestore.daemon"):
+        # The failed table is held back 1 s (the first back-off step); the fifth pass comes
+        # 1.2 s after the first.
+        passes = daemon.run_daemon(store, interval=0.3, max_passes=5)
+    assert passes == 5
+    assert len(calls) >= 2  # the failed table was tried again
+    assert len(t.files()) == 1 and t.count() == 40
+    assert "No space left on device" in caplog.text
+
+
+def test_daemon_backs_off_when_a_whole_pass_fails(store, monkeypatch, caplog):
+    store.create_table("t", SCHEMA).append(_rows(0, 10))
+    real, calls = store.tables, []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real()
+
+    monkeypatch.setattr(store, "tables", flaky)
+    waits = _record_daemon_waits(monkeypatch)
+    with caplog.at_level(logging.ERROR, logger="samplestore.daemon"):
+        assert daemon.run_daemon(store, interval=5, max_passes=4) == 4
+    assert waits == [5, 10, 5]  # doubled after the second failure in a row, back to the interval after a good pass
+    assert caplog.text.count("pass failed") == 2 and "database is locked" in caplog.text
+
+
+def test_daemon_back_off_is_capped(store, monkeypatch):
+    def broken():
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store, "tables", broken)
+    waits = _record_daemon_waits(monkeypatch)
+    assert daemon.run_daemon(store, interval=1, max_passes=6, max_backoff=10) == 6
+    assert waits == [1, 2, 4, 8, 10]
+
+
+@pytest.mark.parametrize("interval, failures, cap, expected", [
+    (60, 1, 600, 60), (60, 2, 600, 120), (60, 4, 600, 480), (60, 9, 600, 600),
+    (0, 1, 600, 1), (0, 3, 600, 4), (0, 3, 0.01, 0.01), (30, 5, 10, 30),
+])
+def test_backoff_doubles_and_is_capped(interval, failures, cap, expected):
+    assert daemon._backoff(interval, failures, cap) == expected
+
+
+# -- dropping a table under its readers -------------------------------------------------------
+def test_store_drop_table_refuses_while_a_reader_holds_a_lease(store):
+    t = store.create_table("t", SCHEMA)
+    t.append(_rows(0, 10))
+    files = [os.path.join(t.dir, f.path) for f in t.files()]
+    reader = Lease(store.catalog, "t", t.current_snapshot_id, ttl=60)
+    try:
+        with pytest.raises(ss.CatalogError, match=rf"{owner_tag(os.getpid())} on snapshot 1"):
+            store.drop_table("t")
+        assert store.tables() == ["t"] and all(os.path.exists(p) for p in files)
+        store.drop_table("t", force=True)
+        assert store.tables() == [] and not os.path.exists(t.dir)
+    finally:
+        reader.release()
+
+
+def test_store_drop_table_after_the_reader_is_done(store):
+    t = store.create_table("t", SCHEMA)
+    t.append(_rows(0, 10))
+    Lease(store.catalog, "t", 1, ttl=60).release()
+    store.drop_table("t")
+    assert store.tables() == []
