@@ -126,7 +126,7 @@ def test_soak_killed_writer_daemon_slow_scan_and_dataset(tmp_path):
     started = time.monotonic()
     rng = np.random.default_rng(SEED)
     root = str(tmp_path / "soak")
-    table = ss.open_store(root).create_table("t", SCHEMA, partition_by=["ds"])
+    table = ss.open_store(root, create=True).create_table("t", SCHEMA, partition_by=["ds"])
     cli = [sys.executable, "-m", "samplestore"]
     procs: list[Proc] = []
     problems: list[str] = []

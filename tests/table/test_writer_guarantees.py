@@ -34,7 +34,7 @@ def rows(start: int, n: int) -> pa.Table:
 
 @pytest.fixture
 def table(tmp_path):
-    return ss.open_store(tmp_path / "store").create_table("t", SCHEMA, partition_by=["ds"])
+    return ss.open_store(tmp_path / "store", create=True).create_table("t", SCHEMA, partition_by=["ds"])
 
 
 def row_ids(table) -> np.ndarray:
