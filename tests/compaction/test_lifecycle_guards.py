@@ -193,3 +193,22 @@ def test_store_drop_table_after_the_reader_is_done(store):
     Lease(store.catalog, "t", 1, ttl=60).release()
     store.drop_table("t")
     assert store.tables() == []
+
+
+def test_expiry_never_drops_snapshots_committed_after_it_listed_them(tmp_path, monkeypatch):
+    """expire_snapshots lists the snapshots, chooses what to keep, then asks the catalog: a
+    commit in between must survive, whatever retain_last says."""
+    from samplestore.compaction import expire_snapshots
+
+    store = ss.open_store(tmp_path / "x", create=True)
+    t = store.create_table("t", ss.Schema([ss.Scalar("k", "int64"), ss.Label("y")]))
+    for k in range(3):
+        t.append({"k": [k], "y": [0.0]})
+    stale = t.snapshots()  # what expiry lists ...
+    t.append({"k": [3], "y": [0.0]})  # ... before two more commits land
+    t.append({"k": [4], "y": [0.0]})
+    monkeypatch.setattr(type(t), "snapshots", lambda self: stale)
+    dropped = expire_snapshots(t, retain_last=1)
+    monkeypatch.undo()
+    assert dropped == [1, 2]
+    assert [s.snapshot_id for s in t.snapshots()] == [3, 4, 5]

@@ -240,8 +240,10 @@ class Catalog(abc.ABC):
         """(lease id, snapshot, expires at, owner) of a table's unexpired leases."""
 
     @abc.abstractmethod
-    def expire_snapshots(self, name: str, keep: Iterable[int]) -> list[int]:
-        """Forget snapshots not in ``keep`` (never the current or a leased one); return those forgotten."""
+    def expire_snapshots(self, name: str, keep: Iterable[int], upto: int | None = None) -> list[int]:
+        """Forget snapshots not in ``keep`` (never the current or a leased one, nor one after
+        ``upto``: a caller that chose ``keep`` from a listing passes the newest id it saw, so
+        snapshots committed since are not dropped unseen); return those forgotten."""
 
     @abc.abstractmethod
     def unreferenced_files(self, name: str) -> list[tuple[int, str]]:

@@ -627,8 +627,9 @@ class SQLiteCatalog(Catalog):
             (name, time.time()))]
 
     @_translated
-    def expire_snapshots(self, name: str, keep: Iterable[int]) -> list[int]:
-        """Forget every snapshot of a table not in ``keep`` (the current one is always kept)."""
+    def expire_snapshots(self, name: str, keep: Iterable[int], upto: int | None = None) -> list[int]:
+        """Forget every snapshot of a table not in ``keep`` and not after ``upto`` (the current
+        one and leased ones are always kept)."""
         keep = set(int(k) for k in keep)
         with self._tx() as c:
             row = self._require(c, name)
@@ -636,7 +637,7 @@ class SQLiteCatalog(Catalog):
             c.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
             keep |= {r[0] for r in c.execute("SELECT snapshot_id FROM leases WHERE table_name = ?", (name,))}
             ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ?", (name,))]
-            drop = [i for i in ids if i not in keep]
+            drop = [i for i in ids if i not in keep and (upto is None or i <= upto)]
             c.executemany("DELETE FROM snapshots WHERE table_name = ? AND snapshot_id = ?", [(name, i) for i in drop])
         return drop
 

@@ -27,7 +27,10 @@ def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None
         age = older_than.total_seconds() if isinstance(older_than, _dt.timedelta) else float(older_than)
         cutoff = time.time() - age
         keep |= {s.snapshot_id for s in snaps if s.created_at >= cutoff}
-    dropped = table._catalog.expire_snapshots(table.name, keep)
+    # Only what was listed may go: snapshots committed since (a streaming writer's, say) are
+    # newer than any kept one and must not be dropped unseen.
+    upto = snaps[-1].snapshot_id if snaps else 0
+    dropped = table._catalog.expire_snapshots(table.name, keep, upto=upto)
     if dropped:
         log.info("expired %d snapshots of %s (kept %d)", len(dropped), table.name, len(snaps) - len(dropped))
     return dropped
