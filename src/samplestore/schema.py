@@ -458,7 +458,7 @@ def feature_from_dict(d: Mapping[str, Any]) -> Feature:
     if not isinstance(d, Mapping) or "kind" not in d or "name" not in d:
         raise SchemaError(f"a feature needs 'kind' and 'name'; found {d!r}")
     kind = d["kind"]
-    cls = _KINDS.get(kind)
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise SchemaError(f"feature {d.get('name')!r}: unknown kind {kind!r}; known: {sorted(_KINDS)}")
     args = {k: v for k, v in d.items() if k != "kind"}

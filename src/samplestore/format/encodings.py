@@ -251,46 +251,116 @@ class DecodeError(ValueError):
     """A stream's bytes do not decode as its head says (the caller adds file/column context)."""
 
 
-def _decompress(head: StreamHead, data: memoryview) -> memoryview | bytes:
+#: zstd never expands data more than this: a block decodes to at most 128 KiB and takes at
+#: least 4 stored bytes (an RLE block: a 3-byte block header and the repeated byte), so a
+#: frame of ``s`` bytes decodes to at most ``32768 * s`` bytes, whatever its header declares.
+ZSTD_MAX_EXPANSION = 32768
+
+
+def _check_head(head: StreamHead, np_dtype: np.dtype) -> None:
+    """Check a head's sizes and parameters against each other, before anything is allocated.
+
+    The decoded size each encoding implies (``count`` values of the element type, the
+    width, the dictionary's entries and packed indices ...) must be the encoded size the
+    head records, and that must fit in the stored bytes the codec can expand: so nothing a
+    file declares can make a reader allocate more than its bytes can actually hold.
+    """
+    n, esize, item, enc = head.count, head.encoded_size, np_dtype.itemsize, head.encoding
+    name = Encoding.NAMES.get(enc, f"encoding id {enc}")
+    if enc in (Encoding.PLAIN, Encoding.BYTE_SHUFFLE):
+        if enc == Encoding.BYTE_SHUFFLE and head.param0 != item:
+            raise DecodeError(f"byte-shuffled stream of {np_dtype} values has {head.param0} planes, expected {item}")
+        want = n * item
+    elif enc == Encoding.FOR:
+        if head.dtype != DType.INT64 or head.param1 not in (1, 2, 4):
+            raise DecodeError(f"frame-of-reference stream of {np_dtype} values with width {head.param1}, "
+                              "expected int64 values of width 1, 2 or 4")
+        want = n * head.param1
+    elif enc == Encoding.DICT:
+        bits, k = head.param1, head.param0
+        if head.dtype not in (DType.INT64, DType.FLOAT32) or bits not in (1, 2, 4, 8, 16, 32):
+            raise DecodeError(f"dictionary stream of {np_dtype} values with {bits}-bit indices, expected "
+                              "int64 or float32 values and 1, 2, 4, 8, 16 or 32 bits")
+        if not 1 <= k <= (1 << bits):
+            raise DecodeError(f"dictionary of {k} entries, expected 1 to {1 << bits} for {bits}-bit indices")
+        want = k * item + (n * bits + 7) // 8
+    elif enc == Encoding.DELTA_VARINT:
+        if head.dtype != DType.INT64:
+            raise DecodeError(f"delta varint encoding on a {np_dtype} stream")
+        if not n <= esize <= 10 * n:
+            raise DecodeError(f"delta varint stream of {n} values holds {esize} bytes, expected {n} to {10 * n}")
+        want = esize
+    else:
+        raise DecodeError(f"unknown encoding id {enc}")
+    if esize != want:
+        raise DecodeError(f"{name} stream of {n} {np_dtype} values takes {want} bytes, its head says {esize}")
+    stored = head.stored_size
     if head.codec == Codec.NONE:
-        if head.encoded_size != len(data):
-            raise DecodeError(f"stream holds {len(data)} bytes, its head says {head.encoded_size}")
+        if stored != esize:
+            raise DecodeError(f"uncompressed stream stores {stored} bytes, its head says {esize}")
+    elif head.codec in (Codec.ZSTD, Codec.ZSTD_PLANES):
+        if esize > ZSTD_MAX_EXPANSION * stored:
+            raise DecodeError(f"zstd stream of {stored} bytes cannot decode to the {esize} bytes its head says")
+        if head.codec == Codec.ZSTD_PLANES and enc != Encoding.BYTE_SHUFFLE:
+            raise DecodeError(f"plane-wise zstd on a {name} stream, expected byte shuffle")
+    else:
+        raise DecodeError(f"unknown codec id {head.codec}")
+
+
+def _zstd(data: memoryview | bytes, size: int, what: str) -> bytes:
+    """Decompress one zstd frame that must decode to exactly ``size`` bytes.
+
+    The frame's declared content size is checked against ``size`` before anything is
+    allocated (zstd allocates what the frame header declares), and the output is bounded.
+    """
+    try:
+        declared = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"{what} does not start with a zstd frame header: {exc}") from exc
+    if declared != size:
+        found = "no content size" if declared < 0 else f"{declared} bytes"
+        raise DecodeError(f"{what} is a zstd frame declaring {found}, expected {size} bytes")
+    if size == 0:
+        return b""
+    try:
+        out = _decompressor().decompress(data, max_output_size=size, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"{what} does not decompress: {exc}") from exc
+    if len(out) != size:
+        raise DecodeError(f"{what} decompressed to {len(out)} bytes, expected {size}")
+    return out
+
+
+def _decompress(head: StreamHead, data: memoryview) -> memoryview | bytes:
+    """The encoded bytes of a stream whose head :func:`_check_head` accepted."""
+    if len(data) != head.stored_size:
+        raise DecodeError(f"stream holds {len(data)} bytes, its head says {head.stored_size}")
+    if head.codec == Codec.NONE:
         return data
     if head.codec == Codec.ZSTD:
-        try:
-            out = _decompressor().decompress(data, max_output_size=head.encoded_size)
-        except zstandard.ZstdError as exc:
-            raise DecodeError(f"zstd stream does not decompress: {exc}") from exc
-        if len(out) != head.encoded_size:
-            raise DecodeError(f"zstd stream decompressed to {len(out)} bytes, its head says {head.encoded_size}")
-        return out
+        return _zstd(data, head.encoded_size, "zstd stream")
     raise DecodeError(f"unknown codec id {head.codec}")
 
 
 def _decode_planes(head: StreamHead, data: memoryview, np_dtype: np.dtype) -> np.ndarray:
-    """Decode a byte-shuffled stream stored plane by plane, unshuffling straight from the planes."""
+    """Decode a byte-shuffled stream stored plane by plane, unshuffling straight from the planes.
+
+    The head has passed :func:`_check_head`: ``param0`` planes of ``count`` bytes each.
+    """
     planes = head.param0
-    if head.encoding != Encoding.BYTE_SHUFFLE or planes != np_dtype.itemsize or head.encoded_size != head.count * planes:
-        raise DecodeError(f"plane-wise codec on a stream of {head.encoded_size} bytes in {planes} planes")
     step = head.count
     if len(data) < 4 * planes:
-        raise DecodeError("plane sizes run past the end of the stream")
+        raise DecodeError(f"plane sizes ({4 * planes} bytes) run past the end of a {len(data)}-byte stream")
     sizes = np.frombuffer(data[: 4 * planes], "<u4").astype(np.int64)
     if 4 * planes + int(sizes.sum()) != len(data):
         raise DecodeError(f"planes add up to {4 * planes + int(sizes.sum())} bytes, the stream holds {len(data)}")
     parts = []
     pos = 4 * planes
-    d = _decompressor()
     for i, size in enumerate(sizes.tolist()):
         part = data[pos: pos + size]
         pos += size
-        if size != step:
-            try:
-                part = d.decompress(part, max_output_size=step)
-            except zstandard.ZstdError as exc:
-                raise DecodeError(f"zstd plane {i} does not decompress: {exc}") from exc
-            if len(part) != step:
-                raise DecodeError(f"zstd plane {i} decompressed to {len(part)} bytes, expected {step}")
+        if size != step:  # a raw plane is stored at its full size; anything else is a zstd frame
+            part = _zstd(part, step, f"zstd plane {i}")
         parts.append(part)
     out = empty(step, np_dtype)
     _codec.unshuffle_planes(parts, out.view(np.uint8))
@@ -298,13 +368,22 @@ def _decode_planes(head: StreamHead, data: memoryview, np_dtype: np.dtype) -> np
 
 
 def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
-    """Decompress and decode one stream into a numpy array of ``head.count`` elements."""
+    """Decompress and decode one stream into a numpy array of ``head.count`` elements.
+
+    Every size in the head is checked against the others and against ``data`` before
+    anything is allocated or decompressed; malformed input raises :class:`DecodeError`.
+    """
     np_dtype = DTYPE_NUMPY.get(head.dtype)
     if np_dtype is None:
         raise DecodeError(f"unknown element type id {head.dtype}")
+    _check_head(head, np_dtype)
+    if len(data) != head.stored_size:
+        raise DecodeError(f"stream holds {len(data)} bytes, its head says {head.stored_size}")
     if head.codec == Codec.ZSTD_PLANES:
         try:
             return _decode_planes(head, data, np_dtype)
+        except DecodeError:
+            raise
         except ValueError as exc:
             raise DecodeError(str(exc)) from exc
     raw = _decompress(head, data)
@@ -312,27 +391,19 @@ def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
     enc = head.encoding
     try:
         if enc == Encoding.PLAIN:
-            if len(raw) != n * np_dtype.itemsize:
-                raise DecodeError(f"plain stream of {len(raw)} bytes for {n} values of {np_dtype}")
             return np.frombuffer(raw, dtype=np_dtype)
         if enc == Encoding.BYTE_SHUFFLE:
-            if head.param0 != np_dtype.itemsize or len(raw) != n * np_dtype.itemsize:
-                raise DecodeError(f"byte-shuffled stream of {len(raw)} bytes for {n} values of {np_dtype}")
             out = empty(n, np_dtype)
             _codec.unshuffle_bytes(np.frombuffer(raw, np.uint8), np_dtype.itemsize, out.view(np.uint8))
             return out
         src = np.frombuffer(raw, np.uint8)
-        if enc == Encoding.DICT and head.dtype in (DType.INT64, DType.FLOAT32):
+        if enc == Encoding.DICT:
             return _decode_dict(head, src, np_dtype)
-        if head.dtype != DType.INT64:
-            raise DecodeError(f"{Encoding.NAMES.get(enc, enc)} encoding on a {np_dtype} stream")
         out = empty(n, np.int64)
         if enc == Encoding.FOR:
             _codec.for_decode(src, head.param0, int(head.param1), out)
-        elif enc == Encoding.DELTA_VARINT:
-            _codec.delta_varint_decode(src, out)
         else:
-            raise DecodeError(f"unknown encoding id {enc}")
+            _codec.delta_varint_decode(src, out)
         return out
     except DecodeError:
         raise
@@ -355,25 +426,38 @@ def _decode_dict(head: StreamHead, src: np.ndarray, np_dtype: np.dtype) -> np.nd
 def decode_offsets(head: StreamHead, data: memoryview, num_rows: int, num_values: int) -> np.ndarray:
     """Decode a lengths stream straight into int32 offsets (``num_rows + 1`` entries).
 
-    Checks that there is one length per row, none negative, summing to ``num_values``.
+    Checks that there is one length per row, none negative and none above ``num_values``,
+    summing to ``num_values`` (which an int32 offset must hold): the offsets then never
+    decrease and never point past the values, so kernels may index with them unchecked.
     """
+    if not 0 <= num_values < 2**31:
+        raise DecodeError(f"values stream holds {num_values} values, more than an int32 offset can address")
+    if not 0 <= num_rows < 2**31:
+        raise DecodeError(f"lengths stream for {num_rows} rows, expected fewer than 2^31")
     if head.count != num_rows or head.dtype != DType.INT64:
         raise DecodeError(f"lengths stream holds {head.count} entries for {num_rows} rows")
     out = empty(num_rows + 1, np.int32)
     try:
         if head.encoding == Encoding.FOR and head.param0 == 0:
+            _check_head(head, DTYPE_NUMPY[DType.INT64])
             raw = _decompress(head, data)
             total = _codec.lengths_to_offsets(np.frombuffer(raw, np.uint8), int(head.param1), out)
         else:
             lengths = decode_stream(head, data)
-            if num_rows and lengths.min() < 0:
-                raise DecodeError("lengths stream holds a negative length")
+            total = 0
+            if num_rows:
+                lo, hi = _codec.minmax_int64(lengths)
+                if lo < 0:
+                    raise DecodeError(f"lengths stream holds a negative length ({lo})")
+                if hi > num_values:
+                    raise DecodeError(f"a row holds {hi} values, the values stream holds {num_values}")
+                # Every length is at most num_values < 2^31 and there are fewer than 2^31 rows:
+                # the int64 running sum cannot wrap, so a matching total bounds every offset.
+                acc = np.cumsum(lengths)
+                total = int(acc[-1])
+                if total == num_values:
+                    out[1:] = acc
             out[0] = 0
-            acc = np.cumsum(lengths)
-            total = int(acc[-1]) if num_rows else 0
-            if total >= 2**31:
-                raise DecodeError("lengths add up to more than an int32 offset can hold")
-            out[1:] = acc
     except DecodeError:
         raise
     except ValueError as exc:

@@ -17,13 +17,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from .. import _codec
 from ..errors import CorruptFileError, FormatVersionError, SchemaError
 from ..schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence as SequenceFeature, Sparse, feature_from_dict
 from .columns import ColumnData, stream_specs, to_arrow
 from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream, empty
 from .spec import (
     CHECKSUMS, CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, OLDEST_MAJOR, STATS_ENTRY,
-    STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
+    MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
 )
 from .writer import name_hash
 
@@ -110,7 +111,11 @@ class FileReader:
         self.num_columns, self.num_row_groups, self.num_rows = c, r, rows
         self.row_group_size = rg_rows
         self._data_end = data_end
-        self.row_group_rows = np.frombuffer(footer, "<u8", r, int(offs[1])).astype(np.int64)
+        rg_rows_u8 = np.frombuffer(footer, "<u8", r, int(offs[1]))
+        if r and (rg_rows_u8.min() < 1 or rg_rows_u8.max() > min(rg_rows, MAX_ROW_GROUP_ROWS)):
+            raise self._corrupt(f"row groups hold {int(rg_rows_u8.min())} to {int(rg_rows_u8.max())} rows, expected "
+                                f"1 to the configured {rg_rows} (at most {MAX_ROW_GROUP_ROWS})")
+        self.row_group_rows = rg_rows_u8.astype(np.int64)
         self._hashes = np.frombuffer(footer, "<u8", c, int(offs[2]))
         self._order = np.frombuffer(footer, "<u4", c, int(offs[3]))
         self._desc_offsets = np.frombuffer(footer, "<u8", c + 1, int(offs[4])).astype(np.int64)
@@ -118,13 +123,29 @@ class FileReader:
         self._stats = np.frombuffer(footer, STATS_ENTRY, c * r, int(offs[6]))
         self._desc_blob = footer[int(offs[7]): int(offs[8])]
         self._meta_blob = footer[int(offs[8]): int(offs[9])]
-        if int(self.row_group_rows.sum()) != rows:
-            raise self._corrupt(f"row groups add up to {int(self.row_group_rows.sum())} rows, footer says {rows}")
-        if c and (self._desc_offsets[0] != 0 or self._desc_offsets[-1] != desc_len or np.any(np.diff(self._desc_offsets) <= 0)):
-            raise self._corrupt("column descriptor offsets are inconsistent")
+        self._check_index(rows, desc_len)
         self.row_group_starts = np.concatenate([[0], np.cumsum(self.row_group_rows)]).astype(np.int64)
         self._features: dict[int, Feature] = {}
         self._ordinals_seen: dict[str, int] = {}
+        self._names_parsed: dict[str, int] = {}
+
+    def _check_index(self, rows: int, desc_len: int) -> None:
+        """Check the footer's index sections against each other (vectorised: O(C + R))."""
+        c = self.num_columns
+        total = int(self.row_group_rows.sum())  # each is below 2^31: the sum cannot wrap
+        if total != rows:
+            raise self._corrupt(f"row groups add up to {total} rows, footer says {rows}")
+        if c and (self._desc_offsets[0] != 0 or self._desc_offsets[-1] != desc_len or np.any(np.diff(self._desc_offsets) <= 0)):
+            raise self._corrupt("column descriptor offsets are inconsistent: expected them to rise from 0 to "
+                                f"the blob length {desc_len}")
+        if c and np.any(self._hashes[1:] < self._hashes[:-1]):
+            raise self._corrupt("column name hashes are not sorted")
+        if c and (int(self._order.max()) >= c or np.any(np.bincount(self._order, minlength=c) != 1)):
+            raise self._corrupt(f"column name order is not a permutation of the {c} column ordinals")
+        # Position of each ordinal's entry in the hash index: a parsed descriptor's name must
+        # hash to it (a damaged index would otherwise hide a column or show it under another name).
+        self._index_of = np.empty(c, np.int64)
+        self._index_of[self._order] = np.arange(c)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -149,12 +170,30 @@ class FileReader:
     def _feature(self, ordinal: int) -> Feature:
         f = self._features.get(ordinal)
         if f is None:
-            a, b = int(self._desc_offsets[ordinal]), int(self._desc_offsets[ordinal + 1])
-            try:
-                f = feature_from_dict(json.loads(self._desc_blob[a:b]))
-            except (ValueError, SchemaError) as exc:
-                raise self._corrupt(f"column descriptor {ordinal} does not parse: {exc}") from exc
+            f = self._parse_feature(ordinal)
             self._features[ordinal] = f
+        return f
+
+    def _parse_feature(self, ordinal: int) -> Feature:
+        a, b = int(self._desc_offsets[ordinal]), int(self._desc_offsets[ordinal + 1])
+        where = f"column descriptor {ordinal} of {self.num_columns}"
+        try:
+            d = json.loads(self._desc_blob[a:b])
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+            raise self._corrupt(f"{where} is not valid JSON: {exc}") from exc
+        name = d.get("name") if isinstance(d, dict) and isinstance(d.get("name"), str) else None
+        try:
+            f = feature_from_dict(d)
+        except (SchemaError, ValueError) as exc:
+            raise self._corrupt(f"{where} does not describe a feature: {exc}", column=name) from exc
+        h = name_hash(f.name)
+        found = int(self._hashes[self._index_of[ordinal]])
+        if found != h:
+            raise self._corrupt(f"column descriptor {ordinal} names {f.name!r}, whose hash is {h:#018x}; "
+                                f"the name index holds {found:#018x} for it", column=f.name)
+        other = self._names_parsed.setdefault(f.name, ordinal)
+        if other != ordinal:
+            raise self._corrupt(f"column descriptors {other} and {ordinal} both name {f.name!r}", column=f.name)
         return f
 
     def _ordinal(self, name: str) -> int:
@@ -204,7 +243,7 @@ class FileReader:
         """The footer's JSON metadata (writer version, row-group size, user key/values)."""
         try:
             return json.loads(self._meta_blob)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise self._corrupt(f"footer metadata does not parse: {exc}") from exc
 
     def chunk_stats(self, name: str) -> np.ndarray:
@@ -294,13 +333,21 @@ class FileReader:
             nbytes = (n + 7) // 8
             if vcount not in (0, nbytes):
                 raise DecodeError(f"validity stream holds {vcount} bytes, expected 0 or {nbytes}")
-            validity = stream("validity") if vcount else None
+            validity = stream("validity")  # decoded even when empty: its head is checked too
+            validity = validity if vcount else None
             if feat.dtype == "string":
                 nbytes_data = heads[2].count
                 offsets = decode_offsets(heads[1], datas[1], n, nbytes_data)
-                return ColumnData(stream("bytes", nbytes_data), offsets, None, validity)
+                data = stream("bytes", nbytes_data)
+                _check_utf8(n, offsets, data, validity)
+                return ColumnData(data, offsets, None, validity)
             count = nbytes if feat.dtype == "bool" else n
-            return ColumnData(stream("values", count), None, None, validity)
+            values = stream("values", count)
+            if feat.dtype == "int32" and n:
+                lo, hi = _codec.minmax_int64(values)  # stored widened: must still fit the column's type
+                if lo < -(2**31) or hi >= 2**31:
+                    raise DecodeError(f"int32 column holds values from {lo} to {hi}, outside the int32 range")
+            return ColumnData(values, None, None, validity)
         raise DecodeError(f"unknown feature kind {feat.kind!r}")
 
     def read_raw(self, row_group: int, columns: Sequence[str]) -> dict[str, ColumnData]:
@@ -339,13 +386,38 @@ class FileReader:
         return pa.Table.from_batches(batches, schema=schema)
 
     def verify(self) -> int:
-        """Read and decode every chunk; return the number checked, or raise CorruptFileError."""
+        """Decode every chunk fully and validate it as Arrow data; return the number checked.
+
+        Checks every descriptor against the name index, every chunk's checksum, every size
+        against the footer and the schema, and every decoded chunk with Arrow's full
+        validation (offsets, UTF-8), so a file that passes reads without surprises.
+
+        Raises:
+            CorruptFileError: naming the file, and the row group and column where the
+                damage is inside a chunk.
+        """
+        features = [self._feature(o) for o in range(self.num_columns)]
         count = 0
         for rg in range(self.num_row_groups):
-            for o in range(self.num_columns):
-                self._read_chunk(o, rg)
+            n = int(self.row_group_rows[rg])
+            for o, feat in enumerate(features):
+                arr = to_arrow(feat, self._read_chunk(o, rg), n)
+                try:
+                    arr.validate(full=True)
+                except pa.ArrowInvalid as exc:
+                    raise self._corrupt(f"chunk decodes to invalid data: {exc}", rg, feat.name) from exc
                 count += 1
         return count
+
+
+def _check_utf8(n: int, offsets: np.ndarray, data: np.ndarray, validity: np.ndarray | None) -> None:
+    """Every non-null string of a chunk must be valid UTF-8 (Arrow assumes it; Python decodes it)."""
+    arr = pa.Array.from_buffers(pa.string(), n, [None if validity is None else pa.py_buffer(validity),
+                                                  pa.py_buffer(offsets), pa.py_buffer(data)])
+    try:
+        arr.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise DecodeError(f"string stream is not valid UTF-8: {exc}") from exc
 
 
 def read_file(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:

@@ -27,6 +27,7 @@ __all__ = [
     "Codec",
     "DType",
     "DTYPE_NUMPY",
+    "MAX_ROW_GROUP_ROWS",
 ]
 
 MAGIC = b"SSF1"
@@ -34,6 +35,9 @@ VERSION_MAJOR = 2
 VERSION_MINOR = 0
 #: The oldest major version this reader still reads.
 OLDEST_MAJOR = 1
+#: Most rows a row group may hold: list offsets are int32, and a reader sizes what it
+#: allocates from row counts, so a footer claiming more is refused.
+MAX_ROW_GROUP_ROWS = 2**31 - 1
 
 
 def _xxh3_32(data: bytes | memoryview) -> int:

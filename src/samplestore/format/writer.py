@@ -17,7 +17,7 @@ from ..schema import Schema
 from .columns import ChunkStats, column_streams, stats_flags, stream_specs
 from .encodings import Compressor, encode_stream
 from .spec import (
-    CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, STATS_ENTRY, TRAILER,
+    CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, MAX_ROW_GROUP_ROWS, STATS_ENTRY, TRAILER,
     VERSION_MAJOR, VERSION_MINOR, checksum,
 )
 
@@ -119,8 +119,8 @@ class FileWriter:
         compression_level: int = 3,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        if row_group_rows < 1:
-            raise ValueError(f"row_group_rows must be >= 1, found {row_group_rows}")
+        if not 1 <= row_group_rows <= MAX_ROW_GROUP_ROWS:
+            raise ValueError(f"row_group_rows must be 1 to {MAX_ROW_GROUP_ROWS}, found {row_group_rows}")
         self.path = os.fspath(path)
         self.schema = schema
         self.row_group_rows = int(row_group_rows)

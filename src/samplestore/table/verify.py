@@ -1,4 +1,7 @@
-"""Verify a table: re-read every live file, check every checksum, find leftovers.
+"""Verify a table: re-read and fully decode every live file, check every checksum, find leftovers.
+
+Each file is checked by :meth:`FileReader.verify`: every checksum, every size and offset
+against the bytes there, and every decoded chunk with Arrow's full validation.
 
 Leftovers are temporary files of writers that died (``*.ssf-tmp``) and orphans: ``.ssf``
 files the catalog does not know (a writer killed after renaming its file, before its
