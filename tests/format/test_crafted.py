@@ -117,7 +117,7 @@ def test_training_loader_window_refuses_wrapped_lengths(tmp_path):
 def test_verify_command_reports_a_crafted_file_as_damaged(tmp_path, capsys):
     from samplestore.cli.main import main
 
-    store = ss.open_store(tmp_path / "store")
+    store = ss.open_store(tmp_path / "store", create=True)
     table = store.create_table("t", ss.Schema([ss.Sparse("ids"), ss.Label("click")]))
     table.append(pa.table({"ids": pa.array([[1], [], [2]], pa.list_(pa.int64())),
                            "click": pa.array([0.0, 1.0, 0.0], pa.float32())}))
