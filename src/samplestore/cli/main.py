@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--columns")
     e.add_argument("--snapshot", type=int)
     e.add_argument("--quiet", action="store_true")
-    v = cmd("verify", _cmd_verify, "re-read every live file and check every checksum", table="optional")
+    v = cmd("verify", _cmd_verify, "re-read and fully validate every live file (checksums, sizes, offsets)", table="optional")
     v.add_argument("--remove-leftovers", action="store_true",
                    help="remove temporary and orphan files of dead writers older than --grace")
     v.add_argument("--grace", type=float, default=3600.0, help="seconds (default 3600)")
