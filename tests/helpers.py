@@ -61,3 +61,30 @@ def check_roundtrip(tmp_path: Any, schema: Schema, data: Any, **options: Any) ->
     assert got.schema == schema.to_arrow()
     assert_same_data(got, expected)
     return got
+
+
+def purge(table: Any) -> dict:
+    """What the compaction daemon does every pass: compact, expire to one snapshot, collect
+    garbage at once. Returns GC's report."""
+    table.compact()
+    table.expire_snapshots(retain_last=1)
+    return table.gc(grace_seconds=0)
+
+
+def purge_after_next_listing(monkeypatch: Any, table: Any) -> list:
+    """Run :func:`purge` right after the next time the catalog lists a snapshot's files (as
+    the daemon might, between a reader's planning and its reading). Returns a list that then
+    holds GC's report."""
+    catalog_type = type(table.store.catalog)
+    real_files = catalog_type.files
+    fired: list = []
+
+    def files_then_purge(self: Any, name: str, snapshot_id: int, **kw: Any) -> Any:
+        out = real_files(self, name, snapshot_id, **kw)
+        if not fired:
+            fired.append("running")  # the purge lists files too
+            fired[0] = purge(table)
+        return out
+
+    monkeypatch.setattr(catalog_type, "files", files_then_purge)
+    return fired

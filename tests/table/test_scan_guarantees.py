@@ -11,6 +11,8 @@ import pytest
 import samplestore as ss
 from samplestore.table.lease import Lease
 
+from helpers import purge, purge_after_next_listing
+
 SCHEMA = ss.Schema([ss.Scalar("row_id", "int64", nullable=False), ss.Sparse("ids"), ss.Label("y"),
                     ss.Scalar("ds", "string")])
 
@@ -27,13 +29,6 @@ def small_files(tmp_path):
     for k in range(6):
         t.append(rows(k * 100, 100), row_group_rows=25)
     return t
-
-
-def purge(t) -> dict:
-    """What the daemon does every pass: compact, expire to one snapshot, collect garbage."""
-    t.compact()
-    t.expire_snapshots(retain_last=1)
-    return t.gc(grace_seconds=0)
 
 
 def test_a_slow_scan_survives_compaction_expiry_and_gc(small_files):
@@ -60,18 +55,7 @@ def test_a_scan_leases_before_it_plans(small_files, monkeypatch):
     """The daemon may run between resolving the snapshot and listing its files: the files
     listed must still be there when they are read."""
     t = small_files
-    catalog = t.store.catalog
-    real_files = type(catalog).files
-    fired = []
-
-    def files_then_purge(self, name, snapshot_id, **kw):
-        out = real_files(self, name, snapshot_id, **kw)
-        if not fired:
-            fired.append("running")  # the purge plans with files() too
-            fired[0] = purge(t)  # compact + expire + gc right after planning
-        return out
-
-    monkeypatch.setattr(type(catalog), "files", files_then_purge)
+    fired = purge_after_next_listing(monkeypatch, t)
     got = t.scan(columns=["row_id"]).to_arrow().column(0).to_numpy()
     assert fired and fired[0]["files_removed"] == 0
     assert np.array_equal(np.sort(got), np.arange(600))

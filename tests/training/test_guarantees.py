@@ -9,6 +9,8 @@ import torch
 import samplestore as ss
 from samplestore.torch import SampleDataset
 
+from helpers import purge, purge_after_next_listing
+
 from .test_dataset import SCHEMA, make_rows
 
 
@@ -26,12 +28,6 @@ def table(tmp_path):
     for k, n in enumerate([1500, 700, 1300]):
         t.append(make_rows(sum([1500, 700, 1300][:k]), n), row_group_rows=250)
     return t
-
-
-def purge(t) -> dict:
-    t.compact()
-    t.expire_snapshots(retain_last=1)
-    return t.gc(grace_seconds=0)
 
 
 # -- row filters --------------------------------------------------------------------------
@@ -144,18 +140,7 @@ def test_an_epoch_survives_compaction_expiry_and_gc(table, workers):
 
 
 def test_a_dataset_leases_its_snapshot_before_it_plans(table, monkeypatch):
-    catalog = table.store.catalog
-    real_files = type(catalog).files
-    fired = []
-
-    def files_then_purge(self, name, snapshot_id, **kw):
-        out = real_files(self, name, snapshot_id, **kw)
-        if not fired:
-            fired.append("running")  # the purge plans with files() too
-            fired[0] = purge(table)  # the daemon runs right after the dataset listed its files
-        return out
-
-    monkeypatch.setattr(type(catalog), "files", files_then_purge)
+    fired = purge_after_next_listing(monkeypatch, table)  # the daemon runs right after the listing
     ds = SampleDataset(table, batch_size=128)
     monkeypatch.undo()
     assert fired[0]["files_removed"] == 0
