@@ -143,3 +143,31 @@ def test_a_filter_of_the_wrong_type_is_a_schema_error(small_files):
         small_files.scan(filter=pc.field("row_id") + 1)
     with pytest.raises(TypeError, match="Expression"):
         small_files.scan(filter="row_id == 1")
+
+
+def test_a_filter_by_position_or_nested_path_is_refused(small_files):
+    for flt in (pc.field(0) >= 5, pc.field("ids", 0) == 1):
+        with pytest.raises(ss.SchemaError, match="by position or by a nested path"):
+            small_files.scan(filter=flt)
+        with pytest.raises(ss.SchemaError, match="by position or by a nested path"):
+            small_files.delete(flt)
+
+
+def test_a_scan_made_while_its_snapshot_expires_takes_the_new_one(small_files, monkeypatch):
+    """A commit and an expiry between resolving "the current snapshot" and reading its schema."""
+    t = small_files
+    real = type(t)._resolve_snapshot
+    fired = []
+
+    def resolve_then_move_on(self, snapshot, as_of):
+        sid = real(self, snapshot, as_of)
+        if not fired:
+            fired.append(sid)
+            t.append(rows(600, 5))
+            t.expire_snapshots(retain_last=1)
+        return sid
+
+    monkeypatch.setattr(type(t), "_resolve_snapshot", resolve_then_move_on)
+    scan = t.scan(columns=["row_id"])
+    assert scan.snapshot_id > fired[0]
+    assert scan.to_arrow().num_rows == 605

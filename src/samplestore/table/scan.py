@@ -124,6 +124,11 @@ def check_filter(schema: Schema, expr: pc.Expression | None, table_name: str) ->
                         f"found {type(expr).__name__}")
     import pyarrow.dataset as pads
 
+    if re.search(r"FieldPath\(|FieldRef\.Nested\(", str(expr)):
+        # Columns are found by name (to read only those): a position or a nested path would
+        # silently read nothing.
+        raise SchemaError(f"filter {expr} refers to a column by position or by a nested path; name the column "
+                          f"instead (pc.field('name')); columns of table {table_name!r}: {schema.names}")
     try:  # bind the expression to the schema without reading anything
         out = pads.dataset(schema.to_arrow().empty_table()).to_table(columns={"_m": expr}).column("_m").type
     except pa.ArrowInvalid as exc:
@@ -197,10 +202,9 @@ class Scan:
                  lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.table = table
         self._follows_current = snapshot is None and as_of is None
-        self.snapshot_id = table._resolve_snapshot(snapshot, as_of)
-        self.schema = table._schema_at(self.snapshot_id)
         if isinstance(columns, str):
             raise TypeError("columns must be a list of names, not a single string")
+        self._resolve(snapshot, as_of)
         self.columns = tuple(columns) if columns is not None else tuple(self.schema.names)
         for c in self.columns:
             if c not in self.schema:
@@ -213,31 +217,42 @@ class Scan:
         self._lease: Lease | None = None
         self._plan: ScanPlan | None = None
 
+    def _resolve(self, snapshot: int | None = None, as_of: object = None) -> None:
+        """Choose the snapshot and read its schema. "The current snapshot" may expire between
+        the two reads (a commit and an expiry in between): then the new current one is taken."""
+        for _attempt in range(10):
+            sid = self.table._resolve_snapshot(snapshot, as_of)
+            try:
+                self.schema = self.table._schema_at(sid)
+            except SnapshotNotFound:
+                if not self._follows_current:
+                    raise
+                continue
+            self.snapshot_id = sid
+            return
+        raise SnapshotNotFound(f"table {self.table.name!r}: snapshots kept expiring before one could be read; "
+                               "try again")
+
     # -- the lease ---------------------------------------------------------------------------
     def _pin(self) -> None:
         """Lease the snapshot. A lease is only good on a snapshot that is still retained: if
         expiry dropped it since it was resolved, a scan of "the current snapshot" moves to the
         new current one; a scan of an explicit snapshot fails with SnapshotNotFound."""
-        if self._lease is not None:  # a lapsed one is reported by check_lease, never re-taken
+        if self._lease is not None:  # held (a lapsed one is reported by check_lease)
             return
         catalog, name = self.table._catalog, self.table.name
         for _attempt in range(10):
             if self.snapshot_id == 0:  # the empty table: no files to protect
                 return
-            lease = None
             try:
-                lease = Lease(catalog, name, self.snapshot_id, ttl=self.lease_seconds)
-                catalog.snapshot(name, self.snapshot_id)  # retained now that it is leased?
+                # The catalog grants it only on a snapshot still retained, in one transaction.
+                self._lease = Lease(catalog, name, self.snapshot_id, ttl=self.lease_seconds)
             except SnapshotNotFound:
-                if lease is not None:
-                    lease.release()
                 if not self._follows_current or self._plan is not None:
                     raise
-                self.snapshot_id = self.table.current_snapshot_id
-                self.schema = self.table._schema_at(self.snapshot_id)
+                self._resolve()
                 self.out_schema = self.schema.select(self.columns)
                 continue
-            self._lease = lease
             return
         raise SnapshotNotFound(f"table {name!r}: snapshots kept expiring before a lease could pin one; try again")
 
