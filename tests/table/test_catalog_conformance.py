@@ -231,6 +231,43 @@ class CatalogConformance:
             c.snapshot_as_of("t", s1.created_at)
 
 
+    def test_followers_keep_later_files_and_see_appends(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])  # 1
+        c.commit("t", "stream-append", add=[_file("b.ssf")])  # 2
+        c.commit("t", "append", add=[_file("c.ssf")])  # 3
+        assert [f.path for f in c.appended_files("t", 1)] == ["b.ssf", "c.ssf"]
+        assert c.follow_watermark("t") is None and c.appends_replaced_upto("t") == 0
+        # A follower at snapshot 1: its snapshot need not be retained, and it keeps every file
+        # removed after it, appends it has not read included.
+        c.expire_snapshots("t", keep=[3])
+        lease = c.acquire_lease("t", 1, 30, keep_later=True)
+        assert c.follow_watermark("t") == 1
+        ids = [f.file_id for f in c.files("t", 3)]
+        c.commit("t", "replace", add=[_file("abc.ssf", 30)], remove=ids)  # 4
+        assert c.appends_replaced_upto("t") == 3
+        assert [f.path for f in c.appended_files("t", 1)] == ["b.ssf", "c.ssf"]  # still known
+        c.expire_snapshots("t", keep=[4])
+        assert c.unreferenced_files("t") == []
+        c.release_lease(lease)
+        assert c.follow_watermark("t") is None
+        assert sorted(p for _fid, p in c.unreferenced_files("t")) == ["a.ssf", "b.ssf", "c.ssf"]
+        # Compaction outputs are not appends; an expired lease is not renewed.
+        assert [f.path for f in c.appended_files("t", 3)] == []
+        short = c.acquire_lease("t", 4, 0.05)
+        time.sleep(0.1)
+        assert c.renew_lease(short, 30) is False
+
+    def test_expiry_keeps_snapshots_after_upto(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        for k in range(4):
+            c.commit("t", "append", add=[_file(f"{k}.ssf")])
+        assert c.expire_snapshots("t", keep=[2], upto=2) == [1]
+        assert [s.snapshot_id for s in c.snapshots("t")] == [2, 3, 4]
+
+
 class TestSQLiteCatalog(CatalogConformance):
     def make_catalog(self, tmp_path):
         return SQLiteCatalog(str(tmp_path / "store"), create=True)

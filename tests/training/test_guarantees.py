@@ -224,3 +224,90 @@ def test_follow_holds_a_lease_on_appends_it_has_not_read(stream):
     assert np.array_equal(np.sort(row_ids(list(ds))), np.arange(1600))
     ds.close()
     assert purge(stream)["files_removed"] > 0
+
+
+def test_a_state_lacking_its_identity_is_refused(table):
+    ds = SampleDataset(table, batch_size=128)
+    for state in ({"epoch": 0, "next_batch": 3}, {"next_batch": 3, **{k: v for k, v in ds.state_dict().items()
+                                                                     if k not in ("epoch", "next_batch")}}):
+        with pytest.raises(ss.StateMismatch, match="lacks"):
+            ds.load_state_dict(state)
+
+
+def test_a_state_saved_with_other_workers_is_refused(table):
+    ds = SampleDataset(table, batch_size=128, seed=5)
+    batches = list(loader(ds, 2))
+    state = ds.state_at(batches[4])
+    assert state["num_workers"] == 2
+    again = SampleDataset(table, batch_size=128, seed=5)
+    again.load_state_dict(state)
+    with pytest.raises(ss.StateMismatch, match="2 DataLoader worker"):
+        list(loader(again, 0))
+    again.load_state_dict(state)
+    assert np.array_equal(row_ids(list(loader(again, 2))), row_ids(batches[5:]))
+
+
+def test_an_abandoned_epoch_restarts_in_persistent_workers(table):
+    ds = SampleDataset(table, batch_size=256, seed=8)
+    dl = loader(ds, 2, persistent_workers=True)
+    for i, _ in enumerate(dl):
+        if i == 2:
+            break
+    again = list(dl)  # a new iteration starts the epoch again, as fresh workers would
+    assert [b.index for b in again] == list(range(len(ds)))
+    assert np.array_equal(np.sort(row_ids(again)), np.arange(3500))
+
+
+def test_follow_leaves_unread_appends_alone_and_honours_deletes_made_after_a_daemon_pass(stream):
+    ds = follow_ds(stream)
+    for k in range(3):
+        stream.append(make_rows(1000 + k * 200, 200))
+    assert purge(stream)["files_removed"] == 0
+    assert stream.compaction_plan().groups == ()  # the appends wait for the follower
+    stream.delete(pc.field("row_id") >= 1450)  # recorded on the append files themselves
+    got = row_ids(list(ds))
+    assert np.array_equal(np.sort(got), np.arange(1450))
+    ds.close()
+    assert len(stream.compaction_plan().groups) > 0  # the follower is done: merged now
+
+
+def test_a_follower_made_and_left_does_not_pin_compaction(stream):
+    ds = follow_ds(stream, lease_seconds=0.3)
+    stream.append(make_rows(1000, 200))
+    stream.append(make_rows(1200, 200))
+    import time
+    time.sleep(0.5)  # nobody iterates: the lease bridging to the readers lapses
+    assert stream.store.catalog.follow_watermark("t") is None
+    assert len(stream.compaction_plan().groups) > 0
+    stream.compact()
+    with pytest.raises(ss.LeaseExpired, match="compacted while no follower held them"):
+        list(ds)
+
+
+def test_a_follow_resume_after_the_appends_were_compacted_is_refused(stream):
+    ds = follow_ds(stream, seed=4)
+    for k in range(4):
+        stream.append(make_rows(1000 + k * 300, 300))
+    full = list(loader(ds, 2))
+    state = ds.state_at(full[len(ds) + 2])  # inside the follow rounds
+    for k in range(2):
+        stream.append(make_rows(2200 + k * 300, 300))
+    ds.close()
+    stream.compact()  # no follower now: the appends after the saved round are merged
+    again = follow_ds(stream, seed=4, snapshot=ds.snapshot_id)
+    again.load_state_dict(state)
+    with pytest.raises(ss.LeaseExpired, match="compacted while no follower held them"):
+        list(loader(again, 2))
+
+
+def test_a_follow_position_reaches_persistent_workers(stream):
+    ds = follow_ds(stream, seed=6)
+    for k in range(4):
+        stream.append(make_rows(1000 + k * 300, 300))
+    dl = loader(ds, 2, persistent_workers=True)
+    full = list(dl)
+    cut = len(ds) + 5
+    ds.load_state_dict(ds.state_at(full[cut - 1]))
+    rest = list(dl)
+    assert [b.index for b in rest] == list(range(cut, len(full)))
+    assert np.array_equal(row_ids(rest), row_ids(full[cut:]))

@@ -236,6 +236,17 @@ class Catalog(abc.ABC):
         """Drop a lease."""
 
     @abc.abstractmethod
+    def follow_watermark(self, name: str) -> int | None:
+        """The lowest snapshot of the table's live keep-later leases (None: no follower).
+        Compaction leaves appends after it alone until every follower has read them."""
+
+    @abc.abstractmethod
+    def appends_replaced_upto(self, name: str) -> int:
+        """The newest snapshot whose appended files a commit (compaction) has since removed;
+        0 when none. Kept for the table's life: a follower resuming after snapshot ``s`` can
+        read every append after ``s`` as it was only while this is at most ``s``."""
+
+    @abc.abstractmethod
     def live_leases(self, name: str) -> list[tuple[str, int, float, str]]:
         """(lease id, snapshot, expires at, owner) of a table's unexpired leases."""
 

@@ -50,7 +50,8 @@ _DDL = (
     partition_by TEXT NOT NULL,
     properties TEXT NOT NULL,
     created_at REAL NOT NULL,
-    current_snapshot INTEGER NOT NULL DEFAULT 0
+    current_snapshot INTEGER NOT NULL DEFAULT 0,
+    appends_replaced_upto INTEGER NOT NULL DEFAULT 0
 )""",
     """CREATE TABLE IF NOT EXISTS snapshots (
     table_name TEXT NOT NULL,
@@ -289,6 +290,7 @@ class SQLiteCatalog(Catalog):
         ("files", "row_group_size", "INTEGER NOT NULL DEFAULT 0"),
         ("files", "added_by", "TEXT NOT NULL DEFAULT 'append'"),
         ("leases", "keep_later", "INTEGER NOT NULL DEFAULT 0"),
+        ("tables", "appends_replaced_upto", "INTEGER NOT NULL DEFAULT 0"),
     )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -419,7 +421,8 @@ class SQLiteCatalog(Catalog):
             if c.execute("SELECT 1 FROM tables WHERE name = ?", (name,)).fetchone():
                 raise TableExists(f"table {name!r} exists already in {self.root!r}")
             now = time.time()
-            c.execute("INSERT INTO tables VALUES (?, ?, ?, ?, ?, 0)",
+            c.execute("INSERT INTO tables (name, schema_json, partition_by, properties, created_at, current_snapshot) "
+                      "VALUES (?, ?, ?, ?, ?, 0)",
                       (name, schema.to_json(), json.dumps(parts), json.dumps(dict(properties or {})), now))
         return TableMeta(name, schema, parts, 0, now, dict(properties or {}))
 
@@ -620,6 +623,19 @@ class SQLiteCatalog(Catalog):
             c.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
 
     @_translated
+    def follow_watermark(self, name: str) -> int | None:
+        """The lowest snapshot of the table's live keep-later leases (None: no follower)."""
+        return self._conn().execute("SELECT MIN(snapshot_id) FROM leases WHERE table_name = ? AND expires_at > ? "
+                                    "AND keep_later != 0", (name, time.time())).fetchone()[0]
+
+    @_translated
+    def appends_replaced_upto(self, name: str) -> int:
+        """The newest snapshot whose appended files a commit has since removed (0: none)."""
+        c = self._conn()
+        self._require(c, name)
+        return int(c.execute("SELECT appends_replaced_upto FROM tables WHERE name = ?", (name,)).fetchone()[0])
+
+    @_translated
     def live_leases(self, name: str) -> list[tuple[str, int, float, str]]:
         """(lease id, snapshot, expires at, owner) of the unexpired leases of a table."""
         return [tuple(r) for r in self._conn().execute(
@@ -719,6 +735,11 @@ class SQLiteCatalog(Catalog):
                 removed_rows -= c.execute(f"SELECT COALESCE(SUM(count), 0) FROM deletes WHERE file_id IN ({marks})",
                                           tuple(remove)).fetchone()[0]
                 c.execute(f"UPDATE files SET removed_snapshot = ? WHERE file_id IN ({marks})", (new_id, *remove))
+                # How far appends have been merged away: a follower that has not read past this
+                # point can no longer read those appends as they were (see appends_replaced_upto).
+                c.execute(f"UPDATE tables SET appends_replaced_upto = MAX(appends_replaced_upto, COALESCE(("
+                          f"SELECT MAX(added_snapshot) FROM files WHERE file_id IN ({marks}) "
+                          f"AND added_by IN ('append', 'stream-append')), 0)) WHERE name = ?", (*remove, name))
             added_rows = 0
             for f in add:
                 cur = c.execute("INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "

@@ -60,7 +60,7 @@ class Lease:
     """
 
     def __init__(self, catalog: Any, table: str, snapshot_id: int, ttl: float = 300.0, *,
-                 keep_later: bool = False) -> None:
+                 keep_later: bool = False, renew: bool = True) -> None:
         self.catalog, self.table, self.snapshot_id, self.ttl = catalog, table, snapshot_id, ttl
         self.owner_pid = os.getpid()
         self.lease_id: str | None = None
@@ -69,13 +69,12 @@ class Lease:
         # Taken before the request: the catalog's expiry is counted from a moment after it.
         self.renewed_at = time.monotonic()
         # Snapshot 0 pins no files: that is a writer's lease, which marks its files in progress.
-        if keep_later:  # a follower: every file of this snapshot or added after it
-            self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=owner_tag(self.owner_pid),
-                                                  keep_later=True)
-        else:
-            self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=owner_tag(self.owner_pid))
-        t = threading.Thread(target=Lease._beat, args=(weakref.ref(self), self._stop, ttl), daemon=True)
-        t.start()
+        # keep_later: a follower's lease, which also keeps every file removed after the snapshot.
+        self.lease_id = catalog.acquire_lease(table, snapshot_id, ttl, owner=owner_tag(self.owner_pid),
+                                              keep_later=keep_later)
+        if renew:  # a lease not renewed simply lapses after ttl (a hand-over to other processes)
+            t = threading.Thread(target=Lease._beat, args=(weakref.ref(self), self._stop, ttl), daemon=True)
+            t.start()
         weakref.finalize(self, Lease._release, catalog, self.lease_id, self.owner_pid, self._stop)
 
     @staticmethod

@@ -48,6 +48,14 @@ class FileTask:
     deleted: "np.ndarray | None" = None  # sorted row positions deleted as of the snapshot
     row_group_rows: tuple[int, ...] | None = None  # rows of each row group (None: ask the file)
 
+    @classmethod
+    def of(cls, table_dir: str, f: DataFile, deleted: "np.ndarray | None") -> "FileTask":
+        """The task reading every row group of a catalog file (``deleted``: its deleted rows)."""
+        return cls(os.path.join(table_dir, f.path), int(f.file_id), dict(f.partition), f.num_rows,
+                   tuple(range(f.num_row_groups)), deleted,
+                   # Catalogs older than the row_group_size column do not know it.
+                   tuple(f.row_group_rows()) if f.row_group_size or f.num_row_groups <= 1 else None)
+
     @property
     def live_rows(self) -> int:
         return self.num_rows - (len(self.deleted) if self.deleted is not None else 0)
@@ -295,13 +303,7 @@ class Scan:
             arrow_schema = self.schema.to_arrow()
             files = _prune(arrow_schema, files, [_file_guarantee(self.schema, f, prune_cols) for f in files], self.filter)
         dvs = self.table._catalog.deleted_positions(self.table.name, self.snapshot_id, [f.file_id for f in files])
-        tasks = tuple(
-            FileTask(os.path.join(self.table.dir, f.path), int(f.file_id), dict(f.partition), f.num_rows,
-                     tuple(range(f.num_row_groups)), dvs.get(f.file_id),
-                     # Catalogs older than the row_group_size column do not know it.
-                     tuple(f.row_group_rows()) if f.row_group_size or f.num_row_groups <= 1 else None)
-            for f in files
-        )
+        tasks = tuple(FileTask.of(self.table.dir, f, dvs.get(f.file_id)) for f in files)
         self._plan = ScanPlan(self.snapshot_id, self.out_schema, self.columns, tasks)
         return self._plan
 

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from ..catalog.base import Snapshot, TableMeta
 from ..errors import SchemaError
 from ..schema import Feature, Schema
-from .scan import Scan
+from .scan import DEFAULT_LEASE_SECONDS, Scan
 from .writer import DEFAULT_TARGET_FILE_BYTES, StreamingWriter
 
 if TYPE_CHECKING:
@@ -176,9 +176,7 @@ class Table:
     def scan(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
              snapshot: int | None = None, as_of: Any = None, lease_seconds: float | None = None) -> Scan:
         """A :class:`Scan` pinned to a snapshot (see there)."""
-        if lease_seconds is None:
-            return Scan(self, columns, filter, snapshot, as_of)
-        return Scan(self, columns, filter, snapshot, as_of, lease_seconds=lease_seconds)
+        return Scan(self, columns, filter, snapshot, as_of, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
 
     def to_arrow(self, **scan_args: Any) -> pa.Table:
         """Shorthand for ``scan(**scan_args).to_arrow()``."""

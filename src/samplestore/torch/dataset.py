@@ -92,22 +92,34 @@ class _Units:
 class _SharedPosition:
     """Epoch and resume point, shared with DataLoader workers (persistent ones included).
 
-    The main process publishes them (``set_epoch``, ``load_state_dict``) with a new
-    generation; a worker adopts them at its next ``__iter__`` if the generation changed.
+    The main process writes them (``set_epoch``, ``load_state_dict``); every worker takes
+    them at the start of each ``__iter__``, as a freshly started worker would.
     """
 
+    _NONE = -1
+
     def __init__(self) -> None:
-        self._a = multiprocessing.RawArray("q", 3)  # generation, epoch, next batch
+        # epoch, next batch, follow round (after, offset), DataLoader workers of the last iteration
+        self._a = multiprocessing.RawArray("q", 5)
+        self._a[2] = self._NONE
 
-    def publish(self, epoch: int, next_batch: int) -> int:
+    def publish(self, epoch: int, next_batch: int, follow_at: tuple[int, int] | None) -> None:
         a = self._a
-        a[1], a[2] = int(epoch), int(next_batch)
-        a[0] = a[0] + 1  # written last: a reader that sees the generation sees the values
-        return int(a[0])
+        a[0], a[1] = int(epoch), int(next_batch)
+        a[2], a[3] = (int(follow_at[0]), int(follow_at[1])) if follow_at is not None else (self._NONE, 0)
 
-    def read(self) -> tuple[int, int, int]:
+    def read(self) -> tuple[int, int, tuple[int, int] | None]:
         a = self._a
-        return int(a[0]), int(a[1]), int(a[2])
+        return int(a[0]), int(a[1]), ((int(a[2]), int(a[3])) if a[2] != self._NONE else None)
+
+    @property
+    def workers(self) -> int:
+        """DataLoader workers of the latest iteration (1: the main process; 0: none yet)."""
+        return int(self._a[4])
+
+    @workers.setter
+    def workers(self, n: int) -> None:
+        self._a[4] = int(n)
 
 
 def _make_shared_position() -> "_SharedPosition | None":
@@ -158,10 +170,13 @@ class SampleDataset(IterableDataset):
             the first snapshot at which they hold ``follow_round_rows`` rows (default: one
             batch per rank), and is sharded like an epoch, so every rank yields the same
             number of batches. Rows are delivered as they stand at the round's last snapshot
-            (rows deleted by then are not). Files of appends not yet delivered are kept from
-            GC by this process's lease. Polls every ``poll_seconds``; after
-            ``follow_idle_seconds`` without a new round (None: never) the appends still
-            pending form a last round and the stream ends.
+            (rows deleted by then, or before they are read, are not). Each iterating process
+            holds a follower lease, and compaction leaves appends a follower has not read
+            alone (they are merged once every follower is past them). Polls every
+            ``poll_seconds``; after ``follow_idle_seconds`` without a new round (None: never)
+            the stream ends: a sole reader (one rank, at most one worker) first delivers the
+            appends still pending as a last round; several readers stop at the last full
+            round, since they could cut a partial one differently.
     """
 
     def __init__(self, table: Any, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
@@ -199,16 +214,19 @@ class SampleDataset(IterableDataset):
         self._lease = scan.take_lease()
         self._follow_lease = None
         if follow:
-            # Appends after the snapshot must survive compaction + GC until a follower reads
-            # them: held from now until the dataset is closed (workers take their own as
-            # they advance).
+            # Appends after the snapshot must stay as committed until a follower reads them.
+            # Each iterating process (a DataLoader worker, or this one) holds its own lease and
+            # moves it forward; this one bridges the time until they start, then lapses.
             from ..table.lease import Lease
             self._follow_lease = Lease(table._catalog, table.name, self.snapshot_id, ttl=lease_seconds,
-                                       keep_later=True)
+                                       keep_later=True, renew=False)
         # Made here, before a DataLoader forks workers, so they and this process share them.
         self._ring = _make_ring()
         self._shared = _make_shared_position()
-        self._generation = 0
+        self._local_state = False  # a worker's own state was loaded (torchdata): not the shared one
+        self._workers_seen = 0  # DataLoader workers of the latest iteration, where no shared array says
+        self._expect_workers: int | None = None  # from a loaded state: the workers its position assumes
+        self.catalog_id = table.store.catalog.catalog_id
         self.epoch = 0
         self._next_batch = 0  # rank-level index of the next batch to deliver (resume point)
         self._role: int | None = None  # planned worker this process plays (from a per-worker state)
@@ -244,14 +262,18 @@ class SampleDataset(IterableDataset):
 
         Reaches DataLoader workers too, persistent ones included, at their next epoch.
         """
+        self._follow_at = None
+        self._expect_workers = None  # a new epoch may use any number of workers
         self._set_position(int(epoch), 0, None)
 
     def _set_position(self, epoch: int, next_batch: int, role: int | None) -> None:
         self.epoch = epoch
         self._next_batch = next_batch
         self._role = role
-        if get_worker_info() is None and self._shared is not None:
-            self._generation = self._shared.publish(epoch, next_batch)
+        if get_worker_info() is not None:
+            self._local_state = True
+        elif self._shared is not None:
+            self._shared.publish(epoch, next_batch, self._follow_at)
 
     def rank_world(self) -> tuple[int, int]:
         """(rank, world size) used for sharding."""
@@ -260,13 +282,12 @@ class SampleDataset(IterableDataset):
 
     def __len__(self) -> int:
         """Batches this rank yields per epoch (the same on every rank)."""
-        from .sharding import rank_batch_sizes
         rank, world = self.rank_world()
         return len(rank_batch_sizes(self.num_rows, self.batch_size, world, rank, self.drop_last)[2])
 
     def _identity(self) -> dict[str, Any]:
         """What a saved position is only valid for."""
-        return {"table": self.table_name, "snapshot_id": self.snapshot_id, "seed": self.seed,
+        return {"table": self.table_name, "catalog_id": self.catalog_id, "snapshot_id": self.snapshot_id, "seed": self.seed,
                 "batch_size": self.batch_size, "world_size": self.rank_world()[1], "shuffle": bool(self.shuffle),
                 "drop_last": bool(self.drop_last), "window_rows": self._window_rows_aligned(), "num_rows": self.num_rows}
 
@@ -279,7 +300,9 @@ class SampleDataset(IterableDataset):
         plain multi-worker DataLoader use :meth:`state_at` on the last batch consumed.
         """
         state = {"epoch": self.epoch, "next_batch": self._next_batch, **self._identity()}
-        if get_worker_info() is not None and self._role is not None:
+        info = get_worker_info()
+        state["num_workers"] = info.num_workers if info is not None else self._iteration_workers()
+        if info is not None and self._role is not None:
             state["worker"] = self._role
         if self._follow_at is not None:
             state["follow_round"] = list(self._follow_at)
@@ -287,10 +310,19 @@ class SampleDataset(IterableDataset):
 
     def state_at(self, batch: Batch) -> dict[str, Any]:
         """The state right after ``batch`` was consumed (works with any DataLoader)."""
-        state = {"epoch": batch.epoch, "next_batch": batch.index + 1, **self._identity()}
+        state = {"epoch": batch.epoch, "next_batch": batch.index + 1, **self._identity(),
+                 "num_workers": self._iteration_workers()}
         if batch.follow_round is not None:
             state["follow_round"] = list(batch.follow_round)
         return state
+
+    def _iteration_workers(self) -> int:
+        """DataLoader workers of the latest iteration (1 for the main process itself)."""
+        shared = getattr(self, "_shared", None)
+        n = shared.workers if shared is not None and shared.workers else self._workers_seen
+        return max(1, n)
+
+    _REQUIRED = ("epoch", "next_batch", "table", "snapshot_id", "seed", "batch_size")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume at a :meth:`state_dict` / :meth:`state_at` position.
@@ -300,6 +332,10 @@ class SampleDataset(IterableDataset):
                 seed, batch size, world size or shuffle layout; resuming would deliver other
                 rows than the ones that remain. Nothing is changed.
         """
+        missing = [k for k in self._REQUIRED if k not in state]
+        if missing:
+            raise StateMismatch(f"cannot resume from this state: it lacks {missing}, so it cannot be checked against "
+                                f"this dataset; save states with state_dict() or state_at()")
         mine = self._identity()
         wrong = [f"{k}: saved {state[k]!r}, this dataset {v!r}" for k, v in mine.items() if k in state and state[k] != v]
         if wrong:
@@ -308,6 +344,8 @@ class SampleDataset(IterableDataset):
             raise StateMismatch("cannot resume from this state, it belongs to another dataset: " + "; ".join(wrong) + hint)
         follow_at = state.get("follow_round")
         self._follow_at = (int(follow_at[0]), int(follow_at[1])) if follow_at is not None else None
+        # 0 and 1 workers plan alike (one process reads everything).
+        self._expect_workers = max(1, int(state["num_workers"])) if "num_workers" in state else None
         self._set_position(int(state["epoch"]), int(state["next_batch"]),
                            int(state["worker"]) if "worker" in state else None)
 
@@ -318,9 +356,19 @@ class SampleDataset(IterableDataset):
         self._in_worker = info is not None
         shared = getattr(self, "_shared", None)
         if info is not None and shared is not None:
-            gen, epoch, next_batch = shared.read()
-            if gen != self._generation:  # set_epoch / load_state_dict in the main process
-                self._generation, self.epoch, self._next_batch, self._role = gen, epoch, next_batch, None
+            if self._local_state:  # this worker's own state was loaded for this iteration
+                self._local_state = False
+            else:  # where the main process says, as a newly started worker would begin
+                self.epoch, self._next_batch, self._follow_at = shared.read()
+                self._role = None
+        if self._expect_workers is not None and self._expect_workers != num_workers:
+            raise StateMismatch(
+                f"the loaded state was saved with {self._expect_workers} DataLoader worker(s) (0 or 1 alike: one "
+                f"process), this loader has {num_workers}: each worker reads its own rows, so the rest of the epoch "
+                f"would differ; resume with the same num_workers")
+        self._workers_seen = num_workers
+        if shared is not None and worker == 0:
+            shared.workers = num_workers
         ring = getattr(self, "_ring", None)
         self._claim = (lambda nbytes: ring.claim(worker, nbytes)) if ring is not None and info is not None else None
         rank, world = self.rank_world()
@@ -332,18 +380,25 @@ class SampleDataset(IterableDataset):
         role = self._role if self._role is not None else (worker + start) % num_workers
         self._role = role
         epoch_batches = len(self)
-        if start < epoch_batches or not self.follow:
-            plan = plan_worker(self._units.unit_rows, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
-                               window_rows=self._window_rows_aligned(), batch_size=self.batch_size, rank=rank,
-                               world=world, worker=role, num_workers=num_workers, drop_last=self.drop_last)
-            skip = int(np.searchsorted(plan.batch_index, start))  # own batches already delivered
-            for batch in self._epoch_batches(plan, skip, rank, role, self._units, self.epoch):
-                self._next_batch = batch.index + 1
-                yield batch
+        follow_lease = None
         if self.follow:
             at = self._follow_at if self._follow_at is not None and start >= epoch_batches \
                 else (self.snapshot_id, epoch_batches)
-            yield from self._follow(rank, world, role, num_workers, at, max(start, epoch_batches))
+            follow_lease = self._take_follow_lease(at[0])
+        try:
+            if start < epoch_batches or not self.follow:
+                plan = plan_worker(self._units.unit_rows, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
+                                   window_rows=self._window_rows_aligned(), batch_size=self.batch_size, rank=rank,
+                                   world=world, worker=role, num_workers=num_workers, drop_last=self.drop_last)
+                skip = int(np.searchsorted(plan.batch_index, start))  # own batches already delivered
+                for batch in self._epoch_batches(plan, skip, rank, role, self._units, self.epoch):
+                    self._next_batch = batch.index + 1
+                    yield batch
+            if self.follow:
+                yield from self._follow(rank, world, role, num_workers, at, max(start, epoch_batches), follow_lease)
+        finally:
+            if follow_lease is not None:
+                follow_lease.release()
         self._next_batch = 0
         self._role = None
         self._follow_at = None
@@ -414,7 +469,7 @@ class SampleDataset(IterableDataset):
         lease = lease if lease is not None else self._lease
         if lease is None:
             return
-        if lease.owned or lease.owner_pid == os.getpid():
+        if lease.owner_pid == os.getpid():
             lease.check()
             return
         from ..table.lease import lease_is_live
@@ -476,8 +531,29 @@ class SampleDataset(IterableDataset):
         return batch
 
     # -- online training ------------------------------------------------------------------
+    def _take_follow_lease(self, after: int) -> Any:
+        """This process's follower lease on the appends after ``after``, after checking that
+        they are still all there, as committed: compaction leaves appends alone while a
+        follower's lease covers them, but not while no lease did (the dataset was iterated
+        long after it was made, or a stream resumed after a long stop)."""
+        from ..table.lease import Lease
+
+        catalog = self._catalog()
+        lease = Lease(catalog, self.table_name, after, ttl=self.lease_seconds, keep_later=True)
+        replaced = catalog.appends_replaced_upto(self.table_name)
+        if replaced > after:
+            lease.release()
+            raise LeaseExpired(
+                f"table {self.table_name!r}: appends up to snapshot {replaced} were compacted while no follower held "
+                f"them (this stream is at snapshot {after}), so their rows can no longer be delivered exactly once; "
+                f"iterate within lease_seconds ({self.lease_seconds:g} s) of making the dataset, or follow again "
+                f"from the current snapshot")
+        if self._follow_lease is not None and self._follow_lease.owned:
+            self._follow_lease.release()  # ours covers what it bridged
+        return lease
+
     def _follow(self, rank: int, world: int, role: int, num_workers: int, at: tuple[int, int],
-                start: int) -> Iterator[Batch]:
+                start: int, lease: Any) -> Iterator[Batch]:
         """Rows appended after the pinned snapshot, each once, in rounds sharded like epochs.
 
         A round is a function of the catalog alone (the appends after snapshot ``after`` up
@@ -492,16 +568,16 @@ class SampleDataset(IterableDataset):
         catalog = table._catalog
         after, offset = at
         round_rows = self.follow_round_rows or self.batch_size * world
-        # Appends not yet delivered must survive compaction + GC until they are read: a lease
-        # that keeps every file removed after ``after``.
-        lease = Lease(catalog, self.table_name, after, ttl=self.lease_seconds, keep_later=True)
+        # A partial last round is safe only for a sole reader: readers that look at different
+        # moments would cut it differently. Several stop at the last full round instead.
+        sole = world * num_workers == 1
         idle_since = time.monotonic()
         try:
             while True:
                 self._check_lease(lease)
                 idle = (self.follow_idle_seconds is not None
                         and time.monotonic() - idle_since > self.follow_idle_seconds)
-                upto, files = _next_round(catalog, self.table_name, after, round_rows, final=idle)
+                upto, files = _next_round(catalog, self.table_name, after, round_rows, final=idle and sole)
                 if upto is None:
                     if idle:
                         return
@@ -565,10 +641,7 @@ def _round_tasks(table: Any, files: list[Any], upto: int) -> list[Any]:
     from ..table.scan import FileTask
 
     dvs = table._catalog.deleted_positions(table.name, upto, [f.file_id for f in files])
-    return [FileTask(os.path.join(table.dir, f.path), int(f.file_id), dict(f.partition), f.num_rows,
-                     tuple(range(f.num_row_groups)), dvs.get(f.file_id),
-                     tuple(f.row_group_rows()) if f.row_group_size or f.num_row_groups <= 1 else None)
-            for f in files]
+    return [FileTask.of(table.dir, f, dvs.get(f.file_id)) for f in files]
 
 
 def _make_ring() -> SlotRing | None:
