@@ -296,3 +296,21 @@ def test_a_failed_append_says_nothing_was_committed(table, monkeypatch):
     assert "retry" not in str(info.value)
     assert table.count() == 0
     assert files_on_disk(table) == []
+
+
+def test_a_writer_whose_lease_lapsed_closes_and_drops_what_it_holds(table, monkeypatch):
+    """Its files carry a lease id GC no longer honours: committing them could commit files
+    GC removed as a dead writer's leftovers."""
+    import time
+
+    w = table.writer(commit_every_rows=None, writer_id="job", lease_seconds=0.2)
+    w.write(rows(0, 30), commit_token=0)
+    w.commit()
+    monkeypatch.setattr(type(table._catalog), "renew_lease", lambda self, lease_id, ttl: False)
+    w.write(rows(30, 30), commit_token=1)
+    time.sleep(0.4)
+    with pytest.raises(ss.LeaseExpired, match="lapsed"):
+        w.write(rows(60, 30), commit_token=2)
+    with pytest.raises(ValueError, match="closed: keeping its lease failed"):
+        w.commit()
+    assert_committed_once(table, 30, "0")

@@ -131,13 +131,13 @@ def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort
     lease = Lease(table._catalog, table.name, 0)  # marks the files being written as in progress
     try:
         return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,
-                        lease.lease_id)
+                        lease)
     finally:
         lease.release()
 
 
 def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes: int, sort_by: Any,
-             row_group_rows: int, should_stop: Any, conflicts_left: int, lease_id: str | None) -> CompactionResult:
+             row_group_rows: int, should_stop: Any, conflicts_left: int, lease: Lease) -> CompactionResult:
     for _pass in range(32):
         before = (result.files_in, result.files_out)
         plan = plan_compaction(table, target_file_bytes, parts)
@@ -150,7 +150,14 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
             if should_stop is not None and should_stop():
                 return result
             t0 = time.perf_counter()
-            new = _rewrite(table, group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id)
+            new = _rewrite(table, group, deletes, target_file_bytes, sort_by, row_group_rows, lease.lease_id)
+            try:
+                # A lapsed lease no longer keeps GC off the new files: do not commit them.
+                lease.check()
+            except BaseException:
+                for f in new:
+                    _unlink(os.path.join(table.dir, f.path))
+                raise
             try:
                 snap = table._catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
                                              planned_at=plan.snapshot_id,

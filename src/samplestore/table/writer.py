@@ -11,7 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.base import ColumnStats, DataFile
-from ..errors import CatalogError
+from ..errors import CatalogError, LeaseExpired
 from ..format import FileInfo, FileWriter
 from .partition import partition_path, split_by_partition
 
@@ -203,6 +203,17 @@ class StreamingWriter:
             raise ValueError(f"this writer is closed: {self._closed_by}")
         if self._done:
             raise ValueError("this writer is closed")
+        self._check_lease()
+
+    def _check_lease(self) -> None:
+        """A writer whose lease lapsed (stalled past ``lease_seconds``) no longer protects its
+        files: GC may take them for a dead writer's leftovers. It closes, dropping what is not
+        committed, rather than commit files that may be gone."""
+        try:
+            self._lease.check()
+        except LeaseExpired as exc:
+            self._close_on_failure("keeping its lease", exc)
+            raise
 
     def _due(self) -> bool:
         if self.commit_every_rows is not None and self._rows_since_commit >= self.commit_every_rows:
@@ -251,6 +262,7 @@ class StreamingWriter:
         except BaseException as exc:
             self._close_on_failure("closing a data file", exc)
             raise
+        self._check_lease()  # the rolls above may have taken long
         files, token = list(self._closed_files), self._token
         try:
             if self._doubtful:
