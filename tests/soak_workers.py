@@ -47,7 +47,7 @@ def writer(root: str, index: int, seconds: float) -> None:
     last = table.last_commit_token(wid)
     k = int(last) + 1 if last is not None else 0
     # Small commits (every 2 batches, or 0.3 s), so the daemon has many small files to merge.
-    w = table.writer(commit_every_rows=2 * BATCH, commit_every_seconds=0.3, writer_id=wid, lease_seconds=5.0)
+    w = table.writer(commit_every_rows=2 * BATCH, commit_every_seconds=0.3, writer_id=wid, lease_seconds=60.0)
     print(f"ready {k}", flush=True)
     deadline = time.monotonic() + seconds
     while not stop.is_set() and k < MAX_BATCHES and time.monotonic() < deadline:
@@ -99,7 +99,7 @@ def dataset_reader(root: str, seconds: float) -> None:
     epochs = 0
     while not stop.is_set() and time.monotonic() < deadline and epochs < 1000:
         ds = SampleDataset(table, features=["row_id", "y"], batch_size=128, shuffle=True, seed=epochs,
-                           lease_seconds=5.0)
+                           lease_seconds=60.0)
         try:
             loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=0)
             parts = []

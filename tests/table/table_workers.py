@@ -29,8 +29,9 @@ def streamer(root: str) -> None:
     table = ss.open_store(root).table("t")
     last = table.last_commit_token("job")
     k = int(last) + 1 if last is not None else 0
-    # A short lease: once the process is killed, its files count as leftovers after 1 s.
-    w = table.writer(commit_every_rows=2 * BATCH, writer_id="job", target_file_bytes=4096, lease_seconds=1.0)
+    # Once the process is killed its files count as leftovers at once (its pid is gone), so
+    # the lease need not be short; a short one could lapse under load and close the writer.
+    w = table.writer(commit_every_rows=2 * BATCH, writer_id="job", target_file_bytes=4096, lease_seconds=60.0)
     print("ready", flush=True)
     while True:
         w.write(batch(k * BATCH, BATCH), commit_token=k)
