@@ -1,19 +1,24 @@
 """``samplestore``: create, fill, inspect and check stores from the command line.
 
-Read commands (info, head, stats, snapshots, verify) take ``--json``. Errors print one
-line, no traceback, and exit with status 2 (``verify`` exits 1 when it finds damage).
+Read commands (info, head, stats, snapshots, verify, compact) take ``--json``. Errors print
+one line, no traceback, and exit with status 2 (``verify`` exits 1 when it finds damage);
+with ``--json`` that line is a JSON object ``{"error": "..."}`` on stdout instead of text on
+stderr, so that a program reading stdout always gets one JSON document.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+import uuid
+from typing import Any, NoReturn, Sequence
 
+from .. import __version__
 from ..errors import SampleStoreError
 
 __all__ = ["main", "build_parser"]
@@ -180,21 +185,32 @@ def _short(v: Any) -> str:
 def _cmd_stats(a: argparse.Namespace) -> int:
     from ..table.stats import table_stats
 
-    st = table_stats(_store(a.root).table(a.table), a.snapshot, by_partition=a.by_partition)
+    t = _store(a.root).table(a.table)
+    st = table_stats(t, a.snapshot, by_partition=a.by_partition)
+    _timestamps_as_iso(t, st)
     if a.json:
         print(_json(st))
         return 0
     print(f"table {st['table']} @ snapshot {st['snapshot_id']}: {st['rows']:,} rows{_deleted_note(st)}, "
           f"{st['files']} files, {st['bytes'] / 1e6:.1f} MB"
           + ("; column figures include the deleted rows" if st["deleted_rows"] else ""))
-    print(f"  {'column':<20} {'missing':>10} {'missing%':>9} {'min':>14} {'max':>14} {'len mean':>9} {'p50':>5} {'p99':>5} {'MB':>8}")
+    header = ["column", "missing", "missing%", "min", "max", "len_mean", "len_p50", "len_p99", "MB"]
+    rows = []
     for name, c in st["columns"].items():
-        ll = c.get("list_length", {})
-        print(f"  {name:<20} {c['missing']:>10,} {100 * c['missing_fraction']:>8.2f}% {_short(c['min']):>14} "
-              f"{_short(c['max']):>14} {ll.get('mean', float('nan')):>9.2f} {ll.get('p50', ''):>5} "
-              f"{ll.get('p99', ''):>5} {c['bytes'] / 1e6:>8.2f}")
+        ll = c.get("list_length")  # only list features have lengths
+        rows.append([name, f"{c['missing']:,}", f"{100 * c['missing_fraction']:.2f}%", _stat_cell(c["min"]),
+                     _stat_cell(c["max"]), f"{ll['mean']:.2f}" if ll else "-", str(ll["p50"]) if ll else "-",
+                     str(ll["p99"]) if ll else "-", f"{c['bytes'] / 1e6:.2f}"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  " + " ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    print(line(header))
+    for row, c in zip(rows, st["columns"].values()):
+        print(line(row))
         if "missing_by_dim" in c and any(c["missing_by_dim"]):
-            print(f"  {'':<20} missing by slot: {c['missing_by_dim']}")
+            print(f"  {'':<{widths[0]}} missing by slot: {c['missing_by_dim']}")
     for p in st.get("partitions", []):
         worst = max(p["columns"].items(), key=lambda kv: kv[1]["missing_fraction"])
         print(f"  partition {p['partition']}: {p['rows']:,} rows{_deleted_note(p)}, {p['files']} files; most missing: "
@@ -202,18 +218,85 @@ def _cmd_stats(a: argparse.Namespace) -> int:
     return 0
 
 
+# Seconds per unit of an Arrow timestamp.
+_TIME_UNITS = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def _timestamps_as_iso(table: Any, st: dict[str, Any]) -> None:
+    """Replace, in place, the min/max of timestamp columns in ``st`` (table_stats' result),
+    which the catalog keeps as integers since the epoch, by ISO-8601 strings: people read
+    them in the text output, and programs parse them from --json without knowing the unit."""
+    import pyarrow as pa
+
+    sid = st["snapshot_id"]
+    schema = table.snapshot(sid).schema if sid else table.schema
+    units = {}
+    for feat in schema:
+        t = feat.arrow_type()
+        if pa.types.is_timestamp(t):
+            units[feat.name] = (t.unit, t.tz)
+    for cols in [st["columns"], *(p["columns"] for p in st.get("partitions", []))]:
+        for name, (unit, tz) in units.items():
+            c = cols.get(name)
+            if c is None:
+                continue
+            for key in ("min", "max"):
+                c[key] = _iso(c[key], unit, tz)
+
+
+def _iso(value: Any, unit: str, tz: str | None) -> Any:
+    """An integer timestamp of ``unit`` as ISO-8601 (UTC when the type has a time zone);
+    anything else (None, out of range) unchanged."""
+    if value is None:
+        return None
+    try:
+        micros = int(value) * 10**6 // _TIME_UNITS[unit]
+        epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc if tz else None)
+        return (epoch + _dt.timedelta(microseconds=micros)).isoformat()
+    except (KeyError, OverflowError, ValueError, TypeError):
+        return value
+
+
+def _stat_cell(v: Any) -> str:
+    """A min/max for the text table: '-' where none is recorded (strings, all missing)."""
+    if v is None:
+        return "-"
+    text = _short(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _cmd_snapshots(a: argparse.Namespace) -> int:
     snaps = _store(a.root).table(a.table).snapshots()
     if a.json:
         print(_json([s.to_dict() for s in snaps]))
         return 0
+    print(f"{'snapshot':>8} {'created':<19} {'operation':<13} changes")
     for s in snaps:
         when = _dt.datetime.fromtimestamp(s.created_at).isoformat(timespec="seconds")
         sm = s.summary
         tok = f" token={s.commit_token}" if s.commit_token is not None else ""
-        print(f"{s.snapshot_id:>6} {when} {s.operation:<13} +{sm.get('added_files', 0)} files "
+        print(f"{s.snapshot_id:>8} {when:<19} {s.operation:<13} +{sm.get('added_files', 0)} files "
               f"+{sm.get('added_rows', 0):,} rows -{sm.get('removed_files', 0)} files; total {sm.get('total_rows', 0):,} rows{tok}")
     return 0
+
+
+def _export_path(out: str, table: str) -> str:
+    """Where ``export`` writes: ``out`` itself, or ``out/TABLE.parquet`` when ``out`` is a
+    folder.
+
+    Raises:
+        SampleStoreError: the folder to write in does not exist.
+    """
+    if os.path.isdir(out):
+        return os.path.join(out, f"{table}.parquet")
+    if out.endswith(os.sep) or (os.altsep and out.endswith(os.altsep)):
+        raise SampleStoreError(f"export: OUT {out!r} names a folder (it ends with {os.sep!r}), which does not exist; create it first "
+                               f"or give a file name such as {os.path.join(out, table + '.parquet')!r}")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise SampleStoreError(f"export: OUT {out!r} is to be written in folder {folder!r}, which does not exist; "
+                               f"create it first or choose another path")
+    return out
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
@@ -222,18 +305,34 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from .progress import Progress
 
     t = _store(a.root).table(a.table)
+    out = _export_path(a.out, a.table)
     scan = t.scan(columns=a.columns.split(",") if a.columns else None, snapshot=a.snapshot)
     bar = Progress(f"export {a.table}", total=scan.plan().num_rows, unit=" rows", enabled=not a.quiet)
-    tmp = a.out + ".tmp"
+    # A temporary name of its own in the same folder, renamed over OUT only once complete:
+    # OUT is never a partial file, and two exports to one folder do not collide.
+    folder, base = os.path.split(os.path.abspath(out))
+    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
     n = 0
-    with pq.ParquetWriter(tmp, scan.out_schema.to_arrow(), compression="zstd") as w:
-        for batch in scan.to_batches():
-            w.write_batch(batch)
-            n += batch.num_rows
-            bar.update(batch.num_rows)
-    os.replace(tmp, a.out)
+    made = False
+    try:
+        with open(tmp, "xb") as f:
+            made = True
+            with pq.ParquetWriter(f, scan.out_schema.to_arrow(), compression="zstd") as w:
+                for batch in scan.to_batches():
+                    w.write_batch(batch)
+                    n += batch.num_rows
+                    bar.update(batch.num_rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        # Any failure, Ctrl-C included: the temporary file must not stay behind.
+        if made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
     bar.close()
-    print(f"exported {n:,} rows of {a.table!r} to {a.out}")
+    print(f"exported {n:,} rows of {a.table!r} to {out}")
     return 0
 
 
@@ -362,10 +461,41 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+JSON_HELP = 'print the result as JSON on stdout; an error is printed there too, as {"error": "..."}, with exit status 2'
+
+_EPILOG = ("Errors print one line and exit with status 2 (verify exits 1 when it finds damage). With --json an "
+           'error is one JSON object, {"error": "..."}, on stdout instead of a line of text on stderr. '
+           "Run `samplestore COMMAND --help` for a command's options.")
+
+
+class _UsageError(Exception):
+    """A command line argparse rejects; :func:`main` prints it as text or as JSON."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors reach :func:`main` as :class:`_UsageError`
+    instead of being printed as text and exiting, so that --json can print them as JSON."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every sub-command."""
-    p = argparse.ArgumentParser(prog="samplestore", description="Columnar sample storage for recommendation training.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    """The argument parser of every sub-command.
+
+    Usage errors raise ``_UsageError`` (of this module) rather than exiting: :func:`main`
+    prints them.
+    """
+    p = _Parser(prog="samplestore", description="Columnar sample storage for recommendation training: create, "
+                "fill, inspect, check and compact stores from the command line.", epilog=_EPILOG)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands",
+                         help="what to do; each command takes --help")
 
     def cmd(name: str, fn: Any, help: str, table: str | None = "required") -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
@@ -377,41 +507,47 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
+    def snapshot_option(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--snapshot", type=int, metavar="ID",
+                        help="snapshot id to read (see `samplestore snapshots`; default: the current one)")
+
     cmd("init", _cmd_init, "create an empty store (a folder with its catalog)", table=None)
     c = cmd("create", _cmd_create, "create a table from a schema JSON file")
     c.add_argument("--schema", help="schema JSON ({\"features\": [{\"kind\": \"dense\", \"name\": ...}, ...]})")
     c.add_argument("--criteo", action="store_true", help="use the Criteo click-log schema")
     c.add_argument("--partition-by", nargs="*", help="scalar columns to partition by")
     i = cmd("ingest", _cmd_ingest, "ingest Parquet, CSV/TSV or Criteo TSV files as one commit")
-    i.add_argument("files", nargs="+")
+    i.add_argument("files", nargs="+", help="input files, all of one format")
     i.add_argument("--format", choices=["parquet", "csv", "tsv", "criteo"], help="default: from the file name")
     i.add_argument("--create", action="store_true", help="create the table (Criteo schema) if it does not exist")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, fn, help in [("info", _cmd_info, "describe the store or one table")]:
         sp = cmd(name, fn, help, table="optional")
-        sp.add_argument("--json", action="store_true")
+        sp.add_argument("--json", action="store_true", help=JSON_HELP)
     h = cmd("head", _cmd_head, "print the first rows of a table")
-    h.add_argument("-n", type=int, default=5)
-    h.add_argument("--columns", help="comma-separated column names")
-    h.add_argument("--snapshot", type=int)
-    h.add_argument("--json", action="store_true")
+    h.add_argument("-n", type=int, default=5, metavar="ROWS", help="how many rows to print (default 5)")
+    h.add_argument("--columns", help="comma-separated column names (default: all)")
+    snapshot_option(h)
+    h.add_argument("--json", action="store_true", help=JSON_HELP)
     s = cmd("stats", _cmd_stats, "per-column statistics: missing values, min/max, list lengths")
-    s.add_argument("--by-partition", action="store_true")
-    s.add_argument("--snapshot", type=int)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--by-partition", action="store_true", help="also give the figures of each partition")
+    snapshot_option(s)
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     sn = cmd("snapshots", _cmd_snapshots, "list a table's snapshots")
-    sn.add_argument("--json", action="store_true")
+    sn.add_argument("--json", action="store_true", help=JSON_HELP)
     e = cmd("export", _cmd_export, "export a table (snapshot) to a Parquet file")
-    e.add_argument("out")
-    e.add_argument("--columns")
-    e.add_argument("--snapshot", type=int)
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("out", metavar="OUT",
+                   help="the Parquet file to write, or an existing folder to write TABLE.parquet in; written under "
+                        "a temporary name and renamed when complete")
+    e.add_argument("--columns", help="comma-separated column names (default: all)")
+    snapshot_option(e)
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     v = cmd("verify", _cmd_verify, "re-read and fully validate every live file (checksums, sizes, offsets)", table="optional")
     v.add_argument("--remove-leftovers", action="store_true",
                    help="remove temporary and orphan files of dead writers older than --grace")
     v.add_argument("--grace", type=float, default=3600.0, help="seconds (default 3600)")
-    v.add_argument("--json", action="store_true")
-    v.add_argument("--quiet", action="store_true")
+    v.add_argument("--json", action="store_true", help=JSON_HELP)
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
     cp = cmd("compact", _cmd_compact, "compact small files, expire snapshots and collect garbage", table="optional")
     cp.add_argument("--daemon", action="store_true", help="run in a loop until SIGTERM")
     cp.add_argument("--interval", type=float, default=60.0, help="seconds between passes (daemon)")
@@ -420,39 +556,65 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--retain-last", type=int, default=1, help="snapshots to keep")
     cp.add_argument("--older-than", type=float, help="also keep snapshots younger than this many seconds")
     cp.add_argument("--grace", type=float, default=3600.0, help="age before leftovers of dead writers are removed")
-    cp.add_argument("--json", action="store_true")
+    cp.add_argument("--json", action="store_true", help=JSON_HELP)
     de = cmd("delete", _cmd_delete, "delete rows (e.g. a user's, for erasure)")
     de.add_argument("--where", required=True, help="COLUMN=VALUE[,VALUE...], e.g. user_id=42,43")
     ex = cmd("expire", _cmd_expire, "forget old snapshots")
-    ex.add_argument("--retain-last", type=int, default=1)
+    ex.add_argument("--retain-last", type=int, default=1, help="how many of the newest snapshots to keep (default 1)")
     ex.add_argument("--older-than", type=float, help="keep snapshots younger than this many seconds")
     g = cmd("gc", _cmd_gc, "remove files no snapshot or reader needs", table="optional")
-    g.add_argument("--grace", type=float, default=3600.0)
-    b = sub.add_parser("bench", help="run the benchmarks against Parquet baselines; write JSON, markdown, PNG")
-    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction", "catalog"])
+    g.add_argument("--grace", type=float, default=3600.0,
+                   help="seconds before temporary and orphan files of dead writers count as leftovers (default 3600)")
+    bench_help = "run the benchmarks against Parquet baselines; write JSON, markdown, PNG"
+    b = sub.add_parser("bench", help=bench_help, description=bench_help)
+    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction", "catalog"],
+                   help="which benchmark to run (default all)")
     b.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
     b.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
     b.set_defaults(fn=_cmd_bench)
-    d = sub.add_parser("demo", help="stream, compact and train a DLRM-style model on generated samples")
+    demo_help = "stream, compact and train a DLRM-style model on generated samples"
+    d = sub.add_parser("demo", help=demo_help, description=demo_help)
     d.add_argument("--root", default="demo-store", help="store directory (default ./demo-store)")
-    d.add_argument("--rows", type=int, default=300_000)
-    d.add_argument("--epochs", type=int, default=3)
+    d.add_argument("--rows", type=int, default=300_000, help="samples to generate (default 300,000)")
+    d.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     d.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     d.set_defaults(fn=_cmd_demo)
     return p
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON (before a ``--``, after which all is positional)."""
+    argv = list(argv)
+    return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+
+def _error(message: str, as_json: bool) -> int:
+    """Print an error as one line (or one JSON object on stdout with --json); return 2."""
+    if as_json:
+        print(json.dumps({"error": message}), flush=True)
+    else:
+        print(f"samplestore: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; errors print one line (no traceback) and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    """Run the CLI; errors print one line (no traceback; one JSON object on stdout with
+    ``--json``) and exit with status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        if not as_json:
+            exc.parser.print_usage(sys.stderr)
+            print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
+        return _error(str(exc), True)
     try:
         return int(args.fn(args) or 0)
     except SampleStoreError as exc:
-        print(f"samplestore: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, PermissionError) as exc:
-        print(f"samplestore: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), as_json)
     except KeyboardInterrupt:
         print("samplestore: interrupted", file=sys.stderr)
         return 130
@@ -460,3 +622,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into a command that stopped reading (`| head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A file or folder that is missing, not writable, full...: the message says which.
+        return _error(str(exc), as_json)
