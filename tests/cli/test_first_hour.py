@@ -1,6 +1,6 @@
 """What a new user meets in the first hour, run as they run it: `samplestore ...` in a
 subprocess, output checked (export, --json errors, --version, help text, stats and
-snapshots output)."""
+snapshots output, empty partition folders after compaction)."""
 
 import argparse
 import datetime as dt
@@ -199,3 +199,26 @@ def test_snapshots_text_has_a_header_row(store):
     header, first = r.stdout.splitlines()[:2]
     assert header.split()[:3] == ["snapshot", "created", "operation"]
     assert first.split()[0] == "1" and "append" in first
+
+
+# -- compaction leaves no empty partition folder ----------------------------------------------------
+def test_compact_removes_the_folder_of_a_partition_it_emptied(tmp_path):
+    (tmp_path / "schema.json").write_text(datagen.sessions_schema(num_sparse=2).to_json())
+    pq.write_table(datagen.sessions_like(1000, num_sparse=2, days=2), tmp_path / "in.parquet")
+    root = tmp_path / "store"
+    for args in (("init", root), ("create", root, "s", "--schema", tmp_path / "schema.json", "--partition-by", "ds"),
+                 ("ingest", root, "s", tmp_path / "in.parquet", "--quiet")):
+        assert cli(*args).returncode == 0
+    data = root / "tables" / "s" / "data"
+    days = sorted(os.listdir(data))
+    assert len(days) == 2
+    day = days[0].partition("=")[2]
+    assert cli("delete", root, "s", "--where", f"ds={day}").returncode == 0
+    r = cli("compact", root, "s", "--grace", "0")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(data)) == days[1:]
+    assert cli("delete", root, "s", "--where", f"ds={days[1].partition('=')[2]}").returncode == 0
+    assert cli("compact", root, "s", "--grace", "0").returncode == 0
+    assert os.listdir(data) == []  # the table's own data folder stays
+    r = cli("verify", root, "s", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"]

@@ -98,6 +98,62 @@ def test_gc_refuses_catalog_paths_leading_out_of_the_table(tmp_path, store):
     assert victim.exists()
 
 
+# -- empty partition folders -------------------------------------------------------------------
+NESTED = ss.Schema([ss.Scalar("k", "int64"), ss.Label("y"), ss.Scalar("ds", "string"), ss.Scalar("h", "string")])
+
+
+def _purge(t, where):
+    """Delete rows, then compact, expire and GC so that their files leave the disk."""
+    import pyarrow.compute as pc
+
+    t.delete(where if where is not None else pc.field("k") >= 0)
+    t.compact()
+    t.expire_snapshots(retain_last=1)
+    return t.gc(grace_seconds=0)
+
+
+def test_gc_removes_partition_folders_it_emptied_but_never_the_data_folder(store):
+    import pyarrow.compute as pc
+
+    t = store.create_table("t", NESTED, partition_by=["ds", "h"])
+    for ds, h in (("a", "0"), ("a", "1"), ("b", "0")):
+        t.append({"k": [1, 2], "y": [0.0, 0.0], "ds": [ds] * 2, "h": [h] * 2})
+    assert _purge(t, (pc.field("ds") == "a") & (pc.field("h") == "0"))["files_removed"] == 1
+    assert sorted(os.listdir(t.data_dir)) == ["ds=a", "ds=b"] and os.listdir(os.path.join(t.data_dir, "ds=a")) == ["h=1"]
+    _purge(t, pc.field("ds") == "a")  # the last folder of ds=a goes, and ds=a with it
+    assert os.listdir(t.data_dir) == ["ds=b"]
+    _purge(t, None)
+    assert os.path.isdir(t.data_dir) and os.listdir(t.data_dir) == []
+    t.append({"k": [3], "y": [0.0], "ds": ["a"], "h": ["0"]})  # a writer makes the folders again
+    assert t.count() == 1
+
+
+def test_gc_keeps_folders_holding_anything_and_follows_no_link(tmp_path, store):
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
+    for ds in ("a", "b"):
+        t.append(_rows(0, 2, ds))
+    (tmp_path / "empty-elsewhere").mkdir()
+    os.symlink(tmp_path / "empty-elsewhere", os.path.join(t.data_dir, "ds=c"))  # an empty folder, behind a link
+    note = os.path.join(t.data_dir, "ds=b", "README")
+    with open(note, "w") as f:
+        f.write("not a data file")
+    _purge(t, None)
+    assert sorted(os.listdir(t.data_dir)) == ["ds=b", "ds=c"]
+    assert os.listdir(os.path.join(t.data_dir, "ds=b")) == ["README"]
+    assert os.path.isdir(tmp_path / "empty-elsewhere")
+
+
+def test_gc_removes_no_folder_of_a_table_folder_it_does_not_own(store):
+    from samplestore.table.verify import TABLE_MARKER
+
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
+    os.makedirs(os.path.join(t.data_dir, "ds=old"))
+    with open(os.path.join(t.dir, TABLE_MARKER), "w") as f:
+        f.write('{"catalog_id": "another", "table": "t", "created_at": 0}')
+    assert "another catalog" in t.gc(grace_seconds=0)["skipped"]
+    assert os.listdir(t.data_dir) == ["ds=old"]
+
+
 # -- the daemon ------------------------------------------------------------------------------
 def _record_daemon_waits(monkeypatch):
     """Make the daemon's stop event record each wait instead of sleeping through it."""

@@ -288,6 +288,32 @@ def test_a_new_partition_folder_of_the_streaming_writer_is_fsynced_into_its_pare
 
 
 
+def _gc_empties_each_new_folder_once(monkeypatch):
+    """GC removes partition folders it finds empty: let it strike each new folder once, just
+    after the writer made it and before the writer opens a file there."""
+    from samplestore.table import writer as writer_module
+
+    real, struck = writer_module.make_dirs_durable, []
+
+    def make_then_lose(path):
+        real(path)
+        if path not in struck:
+            struck.append(path)
+            os.rmdir(path)  # as GC does: only an empty folder
+
+    monkeypatch.setattr(writer_module, "make_dirs_durable", make_then_lose)
+    return struck
+
+
+def test_a_partition_folder_gc_removes_before_the_writer_opens_its_file_is_made_again(table, monkeypatch):
+    struck = _gc_empties_each_new_folder_once(monkeypatch)
+    with table.writer(commit_every_rows=None, writer_id="job") as w:
+        w.write(rows(0, 30), commit_token=0)
+    assert len(struck) == 3  # one per day
+    assert sorted(row_ids(table)) == list(range(30))
+    assert verify_table(table)["ok"]
+
+
 def test_a_failed_append_says_nothing_was_committed(table, monkeypatch):
     """append is one shot: a failed commit is not left for a retry the caller cannot make."""
     fail_commits(monkeypatch, table)

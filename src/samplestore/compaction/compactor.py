@@ -16,7 +16,7 @@ from ..format import FileReader, FileWriter
 from ..table.partition import partition_path
 from ..table.scan import live_mask
 from ..table.lease import Lease
-from ..table.writer import TABLE_ROW_GROUP_ROWS, data_file_from_info, data_file_name, make_dirs_durable
+from ..table.writer import TABLE_ROW_GROUP_ROWS, data_file_from_info, data_file_name, new_file_in
 from .plan import DEFAULT_TARGET_FILE_BYTES, CompactionGroup, plan_compaction
 
 __all__ = ["compact", "CompactionResult"]
@@ -73,7 +73,6 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
              sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None = None) -> list[Any]:
     """Write the group's live rows into new files (not yet visible); return their entries."""
     folder = os.path.join(table.data_dir, partition_path(group.partition))
-    make_dirs_durable(folder)
     schema = table.schema
     parts = (_live_rows(table, p, deletes.get(fid)) for fid, p in zip(group.file_ids, group.paths))
     if sort_by:
@@ -86,7 +85,9 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
             for start in range(0, data.num_rows, row_group_rows):
                 if writer is None:
                     path = os.path.join(folder, data_file_name(lease_id))
-                    writer = FileWriter(path, schema, row_group_rows=row_group_rows)
+                    # The folder is made only when a file goes in it (a group whose rows
+                    # were all deleted writes none) and made again if GC removed it.
+                    writer = new_file_in(folder, lambda: FileWriter(path, schema, row_group_rows=row_group_rows))
                 writer.write(data.slice(start, row_group_rows))
                 if writer.bytes_written >= target:
                     out.append(data_file_from_info(writer.close(), table.dir, dict(group.partition)))

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from ..table.verify import leftover_files, remove_in_table, table_folder_problem
+from ..table.verify import leftover_files, remove_empty_partition_folders, remove_in_table, table_folder_problem
 
 __all__ = ["expire_snapshots", "gc_table"]
 
@@ -38,14 +38,16 @@ def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None
 
 def gc_table(table: Any, grace_seconds: float = 3600.0) -> dict[str, Any]:
     """Delete files no retained or leased snapshot references, and leftovers of dead writers
-    (temporary and orphan files older than ``grace_seconds``). Returns what was removed.
+    (temporary and orphan files older than ``grace_seconds``), then partition folders left
+    empty (never the table's ``data/`` folder). Returns what was removed.
 
     Nothing is deleted when the table's folder is not this catalog's table (see
     :func:`~samplestore.table.verify.table_folder_problem`), and nothing is reached through
     a symbolic link or outside the table's folder: an unreferenced file that can only be
     reached that way stays on disk and in the catalog, with a warning each pass.
     """
-    report: dict[str, Any] = {"table": table.name, "files_removed": 0, "leftovers_removed": 0, "bytes_freed": 0}
+    report: dict[str, Any] = {"table": table.name, "files_removed": 0, "leftovers_removed": 0, "bytes_freed": 0,
+                              "folders_removed": 0}
     problem = table_folder_problem(table)
     if problem is not None:
         log.warning("gc %s: removing nothing: %s", table.name, problem)
@@ -71,7 +73,11 @@ def gc_table(table: Any, grace_seconds: float = 3600.0) -> dict[str, Any]:
         if status == "removed":
             freed += size
             leftovers.append(p)
-    if removed or leftovers:
-        log.info("gc %s: removed %d unreferenced files and %d leftovers, %.1f MB freed", table.name, len(removed),
-                 len(leftovers), freed / 1e6)
-    return {**report, "files_removed": len(removed), "leftovers_removed": len(leftovers), "bytes_freed": freed}
+    # Folders are checked on every pass, not only those emptied now: one emptied before
+    # folders were removed, or whose rmdir lost a race with a writer, goes on a later pass.
+    folders = remove_empty_partition_folders(table.dir, os.path.relpath(table.data_dir, table.dir))
+    if removed or leftovers or folders:
+        log.info("gc %s: removed %d unreferenced files, %d leftovers and %d empty partition folders, %.1f MB freed",
+                 table.name, len(removed), len(leftovers), len(folders), freed / 1e6)
+    return {**report, "files_removed": len(removed), "leftovers_removed": len(leftovers), "bytes_freed": freed,
+            "folders_removed": len(folders)}

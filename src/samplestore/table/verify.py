@@ -15,7 +15,7 @@ Removing files is guarded three ways, because a wrong guess deletes training dat
   leftover (a catalog restored from the wrong store, a table re-made over old files);
 - a file last written before its table was created cannot be that table's leftover;
 - nothing is reached through a symbolic link, and nothing outside the table's folder is
-  touched (:func:`remove_in_table`).
+  touched (:func:`remove_in_table`, :func:`remove_empty_partition_folders`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..errors import CorruptFileError
 from ..format import TEMP_SUFFIX, FileReader
 
 __all__ = ["verify_table", "leftover_files", "TABLE_MARKER", "write_table_marker", "table_folder_problem",
-           "remove_in_table"]
+           "remove_in_table", "remove_empty_partition_folders"]
 
 log = logging.getLogger("samplestore.verify")
 
@@ -185,6 +185,80 @@ def remove_in_table(table_dir: str, rel: str, *, min_age: float | None = None) -
         return "removed", st.st_size
     finally:
         os.close(fd)
+
+
+def remove_empty_partition_folders(table_dir: str, data: str = "data") -> list[str]:
+    """Remove the empty partition folders under ``table_dir/data``, deepest first (so that
+    ``ds=x/`` goes once its last ``ds=x/h=1/`` went); ``data`` itself always stays.
+
+    Only Hive-style folders (``name=value``, as writers make them) are removed. As in
+    :func:`remove_in_table`, every folder is opened with ``O_NOFOLLOW`` relative to its
+    parent, so nothing behind a symbolic link is entered or removed and nothing outside
+    ``table_dir`` is touched. A folder is removed with ``rmdir``, which fails on a folder
+    that is not empty: a writer that creates a file in a folder at this moment either keeps
+    it (the ``rmdir`` fails and is ignored) or finds it gone and makes it again (see
+    :func:`~samplestore.table.writer.new_file_in`).
+
+    Returns:
+        The folders removed, as absolute paths.
+    """
+    if os.rmdir not in os.supports_dir_fd or os.scandir not in os.supports_fd:
+        return []  # no way to remove relative to an opened folder here: leave them
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    removed: list[str] = []
+
+    def open_in(name: str, parent: int | None) -> int | None:
+        try:
+            return os.open(name, flags, dir_fd=parent)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return None  # a link or not a folder: not ours to enter
+            raise
+
+    def empty_after_pruning(fd: int, path: str) -> bool:
+        empty = True
+        with os.scandir(fd) as it:
+            entries = list(it)
+        for e in entries:
+            if not (e.is_dir(follow_symlinks=False) and "=" in e.name):
+                empty = False
+                continue
+            sub = open_in(e.name, fd)
+            if sub is None:
+                empty = False
+                continue
+            try:
+                prune = empty_after_pruning(sub, os.path.join(path, e.name))
+            finally:
+                os.close(sub)
+            if prune:
+                try:
+                    os.rmdir(e.name, dir_fd=fd)
+                    removed.append(os.path.join(path, e.name))
+                    continue
+                except FileNotFoundError:
+                    continue  # removed meanwhile (another GC)
+                except OSError:
+                    pass  # a writer made a file or folder in it meanwhile (not empty), or it is in use
+            empty = False
+        return empty
+
+    top = open_in(table_dir, None)
+    if top is None:
+        return []
+    try:
+        fd = open_in(data, top)
+        if fd is None:
+            return []
+        try:
+            empty_after_pruning(fd, os.path.join(table_dir, data))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(top)
+    return removed
 
 
 def verify_table(table: Any, *, remove_leftovers: bool = False, grace_seconds: float = 3600.0,

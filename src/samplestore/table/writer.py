@@ -8,7 +8,7 @@ import os
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from ..catalog.base import ColumnStats, DataFile
 from ..errors import CatalogError, LeaseExpired
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .table import Table
 
 __all__ = ["StreamingWriter", "DEFAULT_TARGET_FILE_BYTES", "TABLE_ROW_GROUP_ROWS", "data_file_name", "writer_lease_of",
-           "make_dirs_durable"]
+           "make_dirs_durable", "new_file_in"]
 
 log = logging.getLogger("samplestore.writer")
 
@@ -72,6 +72,30 @@ def make_dirs_durable(path: str) -> None:
     os.makedirs(path, exist_ok=True)  # another process may be making the same folder
     for folder in reversed(created):
         _fsync_dir(os.path.dirname(folder))
+
+
+_T = TypeVar("_T")
+
+
+def new_file_in(folder: str, create: Callable[[], _T]) -> _T:
+    """Make ``folder`` (see :func:`make_dirs_durable`), then call ``create`` to make a new
+    file in it; returns what ``create`` returns.
+
+    GC removes partition folders it finds empty (with ``rmdir``, see
+    :func:`~samplestore.table.verify.remove_empty_partition_folders`), so a folder may
+    vanish between being made here and the file being created in it. Then the folder is
+    made and the file created once more; a file in it keeps GC away from then on.
+
+    Raises:
+        OSError: the folder cannot be made, or the file cannot be created (a second time).
+    """
+    try:
+        make_dirs_durable(folder)
+        return create()
+    except FileNotFoundError:
+        pass  # the folder (or a parent made above) went between makedirs and open: once more
+    make_dirs_durable(folder)
+    return create()
 
 
 def _fsync_dir(path: str) -> None:
@@ -224,10 +248,9 @@ class StreamingWriter:
 
     def _new_file(self, key: str) -> FileWriter:
         folder = os.path.join(self.table.data_dir, key) if key else self.table.data_dir
-        make_dirs_durable(folder)
         path = os.path.join(folder, data_file_name(self._lease.lease_id))
-        return FileWriter(path, self.schema, row_group_rows=self.row_group_rows,
-                          compression_level=self.compression_level)
+        return new_file_in(folder, lambda: FileWriter(path, self.schema, row_group_rows=self.row_group_rows,
+                                                      compression_level=self.compression_level))
 
     def _roll(self, key: str) -> None:
         w, values = self._open.pop(key)
