@@ -32,5 +32,6 @@ bench: $(STAMP)
 bench-pytest: $(STAMP)
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
 
+# Not bench-out/: it holds the committed results the README quotes (`make bench` rewrites them).
 clean:
-	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*.c csrc/*.c demo-store bench-out
+	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*.c csrc/*.c demo-store

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from typing import Any, Callable
 
@@ -23,9 +25,30 @@ from torch import nn
 from . import datagen
 from .cli.progress import Progress
 
-__all__ = ["DLRM", "auc", "run_demo"]
+__all__ = ["DLRM", "auc", "run_demo", "cli_command"]
 
 BUCKETS = 1 << 16
+
+
+def cli_command(python: str | None = None) -> str:
+    """How to run the ``samplestore`` command from the current folder, in a fresh shell.
+
+    ``make demo`` runs the demo from ``.venv`` without activating it, so plain
+    ``samplestore`` is often not on the PATH: then this is the path of the script installed
+    beside ``python`` (default: this interpreter), e.g. ``.venv/bin/samplestore``, or
+    ``PYTHON -m samplestore`` where no script is installed.
+    """
+    python = python or sys.executable
+    script = os.path.join(os.path.dirname(python), "samplestore")
+    if not os.access(script, os.X_OK):
+        return f"{python} -m samplestore"
+    found = shutil.which("samplestore")
+    if found is not None and os.path.samefile(found, script):
+        return "samplestore"
+    rel = os.path.relpath(script)
+    if rel.startswith(os.pardir):
+        return script
+    return rel if os.sep in rel else os.path.join(os.curdir, rel)  # a bare name would be looked up on the PATH
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -160,6 +183,7 @@ def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, 
     test.close()
     say(f"held-out AUC on {held_out}: {held_auc:.4f}")
     say(f"loss by epoch: {', '.join(f'{x:.4f}' for x in losses)}; demo took {time.perf_counter() - t_start:.0f} s")
-    say(f"the table is in {os.path.abspath(root)}: try `samplestore info {root} sessions` or `samplestore verify {root}`")
+    cmd = cli_command()
+    say(f"the table is in {os.path.abspath(root)}: try `{cmd} info {root} sessions` or `{cmd} verify {root}`")
     return {"losses": losses, "auc": held_auc, "samples_per_s": rates, "held_out": held_out,
             "train_rows": train.num_rows, "test_rows": test.num_rows}
