@@ -684,8 +684,8 @@ class Schema:
         """Validate ``data`` against the schema and return it in the schema's Arrow form.
 
         Args:
-            data: a ``pyarrow.Table``/``RecordBatch``, a list of record batches, a pandas
-                DataFrame, or a dict of column name -> numpy array / list / Arrow array.
+            data: a ``pyarrow.Table``/``RecordBatch``, a list of record batches, a pandas or
+                polars DataFrame, or a dict of column name -> numpy array / list / Arrow array.
                 For a sparse feature a dict may give ``(values, lengths)`` numpy arrays.
             allow_missing: fill absent features with their defaults instead of failing.
 
@@ -800,7 +800,7 @@ def _infer_feature(field: pa.Field, role: str | None) -> Feature:
 
 
 def to_arrow_table(data: Any, schema: Schema | None = None) -> pa.Table:
-    """Turn supported inputs (Arrow, pandas, dict of arrays) into a ``pyarrow.Table``."""
+    """Turn supported inputs (Arrow, pandas, polars, dict of arrays) into a ``pyarrow.Table``."""
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -819,9 +819,16 @@ def to_arrow_table(data: Any, schema: Schema | None = None) -> pa.Table:
             return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SchemaError(f"pandas data does not convert to Arrow: {exc}") from exc
+    # Recognised by module, as pandas is: polars need not be installed to import samplestore.
+    if type(data).__module__.startswith("polars"):
+        if type(data).__name__ == "LazyFrame":
+            raise SchemaError("expected a polars DataFrame, found a LazyFrame (a query, not rows); "
+                              "pass lazy_frame.collect()")
+        if type(data).__name__ == "DataFrame":
+            return data.to_arrow()
     raise SchemaError(
-        "expected a pyarrow Table/RecordBatch, a list of record batches, a pandas DataFrame "
-        f"or a dict of columns; found {type(data).__name__}"
+        "expected a pyarrow Table/RecordBatch, a list of record batches, a pandas or polars "
+        f"DataFrame or a dict of columns; found {type(data).__name__}"
     )
 
 
