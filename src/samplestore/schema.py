@@ -17,6 +17,10 @@ label      ``float32``                                           no
 scalar     its own type (int32/int64/float32/float64/bool/        yes, unless
            string/timestamp[us])                                 ``nullable=False``
 ========== ===================================================== =======================
+
+An unweighted sparse feature also accepts a plain integer column (one id per row, such as a
+user or item id) and stores it as one-element lists. :meth:`Schema.infer` builds a schema
+from an Arrow schema (a Parquet or CSV file's columns).
 """
 
 from __future__ import annotations
@@ -234,6 +238,24 @@ def _lengths_any(arr: pa.Array) -> np.ndarray:
     return _list_lengths(arr)
 
 
+def _one_id_per_row(feat: Feature, arr: pa.Array) -> pa.Array:
+    """An integer column (one id per row) as one-element ``list<int64>``; a null -> ``[]``."""
+    try:
+        values = arr.cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        # Only uint64 ids above 2**63 - 1 get here.
+        raise feat._fail("ids that fit in int64", f"{arr.type} values out of range ({exc})") from exc
+    n = len(values)
+    if values.null_count:
+        valid = values.is_valid().to_numpy(zero_copy_only=False)
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(valid, out=offsets[1:])
+        values = values.drop_null()
+    else:
+        offsets = np.arange(n + 1, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
 def _conform_pair(
     feat: Feature, arr: pa.Array, first: str, second: str, second_type: pa.DataType
 ) -> pa.Array:
@@ -329,9 +351,19 @@ class Sparse(Feature):
         return pa.list_(pa.int64())
 
     def conform(self, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Check ``arr`` and return it as ``list<int64>`` (weighted: struct of ids/weights).
+
+        An unweighted sparse feature also takes a plain integer column, one id per row (a
+        user or item id), and stores it as one-element lists; a null there is a missing
+        id and becomes an empty list.
+        """
         arr = _combine(arr)
         if self.weighted:
             return _conform_pair(self, arr, "ids", "weights", pa.float32())
+        if pa.types.is_integer(arr.type):
+            # An accepted input form, not a flag of the feature: what is stored and read is
+            # list<int64> either way, as for the large and fixed-size lists conform takes.
+            return _one_id_per_row(self, arr)
         return _conform_id_list(self, arr, "ids", pa.int64())
 
     def default_array(self, n: int) -> pa.Array:
@@ -575,13 +607,85 @@ class Schema:
             raise SchemaError(f"schema JSON does not parse: {exc}") from exc
         return cls.from_dict(doc)
 
+    @classmethod
+    def infer(
+        cls,
+        arrow_schema: pa.Schema | ArrowData,
+        *,
+        labels: Iterable[str] | str = (),
+        dense: Iterable[str] | str = (),
+        ids: Iterable[str] | str = (),
+    ) -> "Schema":
+        """A schema for data of this Arrow schema, one feature per column, in column order.
+
+        Column types map to feature kinds:
+
+        - a list of integers (``list<int64>``, any integer width) -> :class:`Sparse`;
+        - ``fixed_size_list<float>[dim]`` -> :class:`Dense` of that ``dim``;
+        - ``struct<ids: list<int>, weights: list<float>>`` -> weighted :class:`Sparse`, and
+          ``struct<ids: list<int>, ts: list<int>>`` -> :class:`Sequence` with timestamps
+          (the schema's own Arrow forms, so a table's ``scan().to_arrow()`` infers back);
+        - every other column -> :class:`Scalar` of its type: int32 (narrower integers too),
+          int64, float32, float64, bool, string (also dictionary-encoded), timestamp (also
+          dates).
+
+        Columns named in the keyword arguments are taken otherwise:
+
+        Args:
+            arrow_schema: a ``pyarrow.Schema`` (e.g. ``pyarrow.parquet.read_schema(path)``),
+                or a table or record batch whose schema is used.
+            labels: number or bool columns that are training targets -> :class:`Label`.
+            dense: float (or integer) columns -> ``Dense(dim=1)``; a fixed-size list keeps its dim.
+            ids: integer columns holding one id per row (user id, item id) -> :class:`Sparse`:
+                appended rows are stored as one-element lists (a null as an empty list), so
+                the trainer gets them as KeyedJaggedTensor keys.
+
+        Returns:
+            The schema. Names must be valid feature names.
+
+        Raises:
+            SchemaError: a name in ``labels``/``dense``/``ids`` is not a column or is given
+                twice, a named column does not have a type its kind holds, or a column's type
+                maps to no feature kind (variable-length float lists, other structs, maps,
+                binary, decimals, all-null columns); the message names the column, its type
+                and what to do.
+
+        Example::
+
+            >>> import pyarrow as pa, samplestore as ss
+            >>> ratings = pa.schema([("user", pa.int64()), ("movie", pa.int64()),
+            ...                      ("liked", pa.bool_()), ("genres", pa.list_(pa.int64())),
+            ...                      ("ds", pa.string())])
+            >>> schema = ss.Schema.infer(ratings, labels=["liked"], ids=["user", "movie"])
+            >>> [(f.name, f.kind) for f in schema]
+            [('user', 'sparse'), ('movie', 'sparse'), ('liked', 'label'), ('genres', 'sparse'), ('ds', 'scalar')]
+            >>> store.create_table("ratings", schema, partition_by=["ds"])  # doctest: +SKIP
+        """
+        if isinstance(arrow_schema, (pa.Table, pa.RecordBatch)):
+            arrow_schema = arrow_schema.schema
+        if not isinstance(arrow_schema, pa.Schema):
+            raise SchemaError(
+                f"Schema.infer expects a pyarrow.Schema (or a pyarrow Table/RecordBatch); found "
+                f"{type(arrow_schema).__name__}; for a file use pyarrow.parquet.read_schema(path)")
+        columns = list(arrow_schema.names)
+        roles: dict[str, str] = {}
+        for role, names in (("labels", labels), ("dense", dense), ("ids", ids)):
+            for name in [names] if isinstance(names, str) else list(names):
+                if name not in columns:
+                    raise SchemaError(f"{role}= names {name!r}, which is not a column; columns: {columns}")
+                if name in roles:
+                    raise SchemaError(
+                        f"column {name!r} is named in both {roles[name]}= and {role}=; give it one kind")
+                roles[name] = role
+        return cls(_infer_feature(f, roles.get(f.name)) for f in arrow_schema)
+
     # -- validation ----------------------------------------------------------------------
     def conform(self, data: Any, *, allow_missing: bool = False) -> pa.Table:
         """Validate ``data`` against the schema and return it in the schema's Arrow form.
 
         Args:
-            data: a ``pyarrow.Table``/``RecordBatch``, a list of record batches, a pandas
-                DataFrame, or a dict of column name -> numpy array / list / Arrow array.
+            data: a ``pyarrow.Table``/``RecordBatch``, a list of record batches, a pandas or
+                polars DataFrame, or a dict of column name -> numpy array / list / Arrow array.
                 For a sparse feature a dict may give ``(values, lengths)`` numpy arrays.
             allow_missing: fill absent features with their defaults instead of failing.
 
@@ -614,8 +718,89 @@ class Schema:
         return pa.Table.from_arrays(cols, schema=self.to_arrow())
 
 
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _is_id_list(t: pa.DataType) -> bool:
+    return _is_list(t) and pa.types.is_integer(t.value_type)
+
+
+def _scalar_dtype(t: pa.DataType) -> str | None:
+    """The :class:`Scalar` dtype that holds Arrow type ``t`` without loss, or None."""
+    if pa.types.is_dictionary(t):
+        # Scalar.conform decodes dictionary-encoded strings (pandas categoricals) only.
+        return "string" if pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type) else None
+    if pa.types.is_integer(t):
+        # Narrower integers widen to int32; uint32/uint64 need int64 (uint64 ids above
+        # 2**63 - 1 are refused by conform, naming the row).
+        return "int32" if t.bit_width < 32 or t == pa.int32() else "int64"
+    if pa.types.is_floating(t):
+        return "float64" if t == pa.float64() else "float32"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "timestamp"
+    return None
+
+
+def _infer_feature(field: pa.Field, role: str | None) -> Feature:
+    """The feature for one column (see :meth:`Schema.infer`); ``role``: the keyword naming it."""
+    name, t = field.name, field.type
+    where = f"column {name!r} has type {t}"
+    if role == "labels":
+        if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t):
+            return Label(name)
+        raise SchemaError(f"{where}, but labels= takes a number or bool per row; convert it to "
+                          f"float32 (e.g. a 0/1 target) or leave it out of labels=")
+    if role == "dense":
+        if pa.types.is_floating(t) or pa.types.is_integer(t):
+            return Dense(name, dim=1)
+        if pa.types.is_fixed_size_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
+            return Dense(name, dim=t.list_size)
+        raise SchemaError(f"{where}, but dense= takes a float column or a fixed_size_list<float32>[dim]; "
+                          f"cast it to float32 or leave it out of dense=")
+    if role == "ids":
+        if pa.types.is_integer(t) or _is_id_list(t):
+            return Sparse(name)
+        raise SchemaError(f"{where}, but ids= takes integer id columns; map the values to int64 ids "
+                          f"first (e.g. pyarrow.compute.dictionary_encode(col).indices, or a hash) or "
+                          f"leave it out of ids= to keep it as a Scalar")
+    if _is_id_list(t):
+        return Sparse(name)
+    if pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type):
+        return Dense(name, dim=t.list_size)
+    if _is_list(t) and pa.types.is_floating(t.value_type):
+        raise SchemaError(
+            f"{where}: a variable-length float list maps to no feature kind; if every row holds "
+            f"the same number of floats, cast it to fixed_size_list<float32>[dim] (a Dense feature); "
+            f"if the floats weigh ids, store struct<ids: list<int64>, weights: list<float32>>")
+    if pa.types.is_struct(t):
+        fields = {t.field(i).name: t.field(i).type for i in range(t.num_fields)}
+        if set(fields) == {"ids", "weights"} and _is_id_list(fields["ids"]) and _is_list(fields["weights"]) \
+                and pa.types.is_floating(fields["weights"].value_type):
+            return Sparse(name, weighted=True)
+        if set(fields) == {"ids", "ts"} and _is_id_list(fields["ids"]) and _is_id_list(fields["ts"]):
+            return Sequence(name, timestamps=True)
+        raise SchemaError(
+            f"{where}: a struct is a feature only as struct<ids: list<int64>, weights: list<float32>> "
+            f"(weighted sparse) or struct<ids: list<int64>, ts: list<int64>> (sequence with timestamps); "
+            f"flatten other structs into columns first (pyarrow.Table.flatten())")
+    dtype = _scalar_dtype(t)
+    if dtype is not None:
+        return Scalar(name, dtype)
+    if pa.types.is_null(t):
+        raise SchemaError(f"{where}: every value is null, so its kind cannot be inferred; cast the column "
+                          f"to its real type, drop it, or build the schema by hand")
+    raise SchemaError(
+        f"{where}, which maps to no feature kind; cast it to int64, float64, string or timestamp "
+        f"(or a list of int64 ids), drop it, or build the schema by hand")
+
+
 def to_arrow_table(data: Any, schema: Schema | None = None) -> pa.Table:
-    """Turn supported inputs (Arrow, pandas, dict of arrays) into a ``pyarrow.Table``."""
+    """Turn supported inputs (Arrow, pandas, polars, dict of arrays) into a ``pyarrow.Table``."""
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -634,9 +819,16 @@ def to_arrow_table(data: Any, schema: Schema | None = None) -> pa.Table:
             return pa.Table.from_pandas(data, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SchemaError(f"pandas data does not convert to Arrow: {exc}") from exc
+    # Recognised by module, as pandas is: polars need not be installed to import samplestore.
+    if type(data).__module__.startswith("polars"):
+        if type(data).__name__ == "LazyFrame":
+            raise SchemaError("expected a polars DataFrame, found a LazyFrame (a query, not rows); "
+                              "pass lazy_frame.collect()")
+        if type(data).__name__ == "DataFrame":
+            return data.to_arrow()
     raise SchemaError(
-        "expected a pyarrow Table/RecordBatch, a list of record batches, a pandas DataFrame "
-        f"or a dict of columns; found {type(data).__name__}"
+        "expected a pyarrow Table/RecordBatch, a list of record batches, a pandas or polars "
+        f"DataFrame or a dict of columns; found {type(data).__name__}"
     )
 
 

@@ -70,22 +70,34 @@ def _cmd_create(a: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(a: argparse.Namespace) -> int:
-    from ..errors import TableNotFound
-    from ..table.ingest import criteo_tsv_schema, ingest
+    from ..errors import TableExists, TableNotFound
+    from ..table.ingest import guess_format, infer_schema, ingest
     from .progress import Progress
 
-    store = _store(a.root, create=a.create)
-    try:
-        table = store.table(a.table)
-    except TableNotFound:
-        if not a.create:
-            raise
-        if a.format != "criteo":
-            raise SampleStoreError("--create makes a table only for --format criteo; use `samplestore create` first") from None
-        table = store.create_table(a.table, criteo_tsv_schema())
+    shape = [opt for opt, given in (("--label", a.label), ("--ids", a.ids), ("--dense", a.dense),
+                                    ("--partition-by", a.partition_by)) if given]
+    if shape and not a.create:
+        raise SampleStoreError(f"{', '.join(shape)}: these options describe the table that --create "
+                               f"makes; add --create, or leave them out to ingest into an existing table")
     for p in a.files:
         if not os.path.exists(p):
             raise SampleStoreError(f"input file {p!r} does not exist")
+    store = _store(a.root, create=a.create)
+    created = False
+    try:
+        table = store.table(a.table)
+    except TableNotFound as exc:
+        if not a.create:
+            raise TableNotFound(f"{exc}; run `samplestore create {a.root} {a.table} --schema FILE.json` first, "
+                                f"or pass --create to make the table from the first file's columns") from exc
+        # The first file decides the schema; every file must then conform to it.
+        schema = infer_schema(a.files[0], a.format or guess_format(a.files[0]),
+                              labels=a.label or (), dense=a.dense or (), ids=a.ids or ())
+        try:
+            table = store.create_table(a.table, schema, partition_by=a.partition_by or ())
+            created = True
+        except TableExists:  # another process made it meanwhile: ingest into theirs
+            table = store.table(a.table)
     total = sum(os.path.getsize(p) for p in a.files)
     bar = Progress(f"ingest {a.table}", total=total, unit=" MB", scale=1e6, enabled=not a.quiet)
     rows = [0]
@@ -95,7 +107,18 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
         bar.extra = f"{rows[0]:,} rows"
 
     t0 = time.perf_counter()
-    sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows)
+    try:
+        sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows)
+    except BaseException:
+        if created:
+            # Nothing was committed: drop the table made from the first file, so that a rerun
+            # with other --label/--ids/--dense infers afresh instead of finding it.
+            try:
+                store.drop_table(a.table)
+            except SampleStoreError as drop_exc:
+                print(f"samplestore: note: the empty table {a.table!r} made by --create was left: {drop_exc}",
+                      file=sys.stderr)
+        raise
     bar.done = total
     bar.close()
     print(f"ingested {rows[0]:,} rows into {a.table!r} in {time.perf_counter() - t0:.1f} s"
@@ -517,9 +540,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--criteo", action="store_true", help="use the Criteo click-log schema")
     c.add_argument("--partition-by", nargs="*", help="scalar columns to partition by")
     i = cmd("ingest", _cmd_ingest, "ingest Parquet, CSV/TSV or Criteo TSV files as one commit")
-    i.add_argument("files", nargs="+", help="input files, all of one format")
-    i.add_argument("--format", choices=["parquet", "csv", "tsv", "criteo"], help="default: from the file name")
-    i.add_argument("--create", action="store_true", help="create the table (Criteo schema) if it does not exist")
+    i.add_argument("files", nargs="+", help="input files, all of one schema")
+    i.add_argument("--format", choices=["parquet", "csv", "tsv", "criteo"],
+                   help="default: from the file name (.parquet/.pq, .csv, .tsv/.txt), else Parquet if the file is one")
+    i.add_argument("--create", action="store_true",
+                   help="create the store and table if missing: the schema is inferred from the first file's "
+                        "columns (lists of ints -> sparse, fixed-size float lists -> dense, others -> scalar), "
+                        "or is the Criteo schema with --format criteo")
+
+    def names(text: str) -> list[str]:
+        return [n.strip() for n in text.split(",") if n.strip()]
+
+    i.add_argument("--label", type=names, metavar="COLS",
+                   help="with --create: comma-separated number/bool columns that are training labels")
+    i.add_argument("--ids", type=names, metavar="COLS",
+                   help="with --create: comma-separated integer id columns (e.g. user,movie) to deliver as "
+                        "sparse features, one id per row")
+    i.add_argument("--dense", type=names, metavar="COLS",
+                   help="with --create: comma-separated float columns to deliver as dense features")
+    i.add_argument("--partition-by", type=names, metavar="COLS",
+                   help="with --create: comma-separated scalar columns to partition the new table by, e.g. ds")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, fn, help in [("info", _cmd_info, "describe the store or one table")]:
         sp = cmd(name, fn, help, table="optional")

@@ -4,6 +4,11 @@ Each source is read as a stream of Arrow batches and written through one streami
 that commits once at the end: a file that does not match the schema raises
 :class:`~samplestore.errors.SchemaError` naming the column and the first bad row (counted
 from the start of the source), and nothing is committed.
+
+A new table's schema can be inferred from a Parquet or CSV/TSV file's columns
+(:func:`infer_schema`, after :meth:`Schema.infer`), as ``samplestore ingest --create`` does. A
+file whose format is neither named nor recognised (by its extension or Parquet's magic bytes)
+is refused with an error saying to name it, never read as the wrong format.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ..schema import Dense, Label, Schema, Sparse
 from .writer import StreamingWriter
 
 __all__ = ["criteo_tsv_schema", "read_criteo_tsv", "read_csv", "read_parquet", "ingest", "hex_to_int64",
-           "CRITEO_DENSE", "CRITEO_SPARSE", "FORMATS"]
+           "guess_format", "source_arrow_schema", "infer_schema", "CRITEO_DENSE", "CRITEO_SPARSE", "FORMATS"]
 
 CRITEO_DENSE = 13
 CRITEO_SPARSE = 26
@@ -161,15 +166,27 @@ def read_csv(path: str, delimiter: str = ",", on_bytes: Callable[[int], None] | 
         raise SchemaError(f"{path!r} does not parse as delimited text matching the schema: {exc}") from exc
 
 
+def _not_parquet(path: str, exc: Exception) -> SchemaError:
+    return SchemaError(f"{path!r} does not read as a Parquet file ({exc}); if it is CSV, TSV or a Criteo "
+                       f"log, say so with --format csv|tsv|criteo (fmt= in Python)")
+
+
 def read_parquet(path: str, batch_rows: int = 65_536, on_bytes: Callable[[int], None] | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream a Parquet file's record batches."""
-    pf = pq.ParquetFile(path)
-    total = max(1, pf.metadata.num_rows)
-    size = os.path.getsize(path)
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        if on_bytes:
-            on_bytes(int(size * batch.num_rows / total))
-        yield batch
+    """Stream a Parquet file's record batches.
+
+    Raises:
+        SchemaError: the file is not Parquet or is damaged (named, with what to do).
+    """
+    try:
+        pf = pq.ParquetFile(path)
+        total = max(1, pf.metadata.num_rows)
+        size = os.path.getsize(path)
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            if on_bytes:
+                on_bytes(int(size * batch.num_rows / total))
+            yield batch
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _not_parquet(path, exc) from exc
 
 
 def source_batches(path: str, fmt: str, schema: Schema, on_bytes: Callable[[int], None] | None = None) -> Iterator[Any]:
@@ -183,10 +200,75 @@ def source_batches(path: str, fmt: str, schema: Schema, on_bytes: Callable[[int]
     raise SchemaError(f"unknown ingest format {fmt!r}; known: {list(FORMATS)}")
 
 
+_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "tsv"}
+_PARQUET_MAGIC = b"PAR1"
+
+
 def guess_format(path: str) -> str:
-    """Format from the file name: .parquet, .csv, .tsv (``criteo`` must be asked for)."""
-    ext = os.path.splitext(path)[1].lower()
-    return {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "tsv"}.get(ext, "parquet")
+    """The format of a source file: from its name (.parquet/.pq, .csv, .tsv/.txt), else
+    Parquet if the file starts with Parquet's magic bytes (``criteo`` must be asked for).
+
+    Raises:
+        SchemaError: the name has no known extension and the file is not Parquet.
+    """
+    fmt = _EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    if fmt is not None:
+        return fmt
+    with open(path, "rb") as f:
+        head = f.read(len(_PARQUET_MAGIC))
+    if head == _PARQUET_MAGIC:
+        return "parquet"
+    raise SchemaError(
+        f"could not recognise the format of {path!r}: its name does not end in "
+        f"{', '.join(sorted(_EXTENSIONS))} and it is not a Parquet file; pass --format "
+        f"parquet|csv|tsv|criteo (fmt= in Python)")
+
+
+def source_arrow_schema(path: str, fmt: str | None = None) -> pa.Schema:
+    """The Arrow schema of a Parquet or CSV/TSV source file, as ingest would read it
+    (CSV/TSV column types are inferred from the first block of rows, as pyarrow does).
+
+    Raises:
+        SchemaError: the file does not read in that format, or ``fmt`` is ``criteo`` (whose
+            schema is fixed: :func:`criteo_tsv_schema`).
+    """
+    fmt = fmt or guess_format(path)
+    if fmt == "parquet":
+        try:
+            return pq.read_schema(path)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise _not_parquet(path, exc) from exc
+    if fmt in ("csv", "tsv"):
+        try:
+            with _CountingFile(path, None) as f:
+                return pacsv.open_csv(
+                    f, read_options=pacsv.ReadOptions(block_size=_BLOCK),
+                    parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
+                    convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+                ).schema
+        except pa.ArrowInvalid as exc:
+            raise SchemaError(f"{path!r} does not parse as {fmt.upper()} with a header row: {exc}") from exc
+    if fmt == "criteo":
+        raise SchemaError("a Criteo log has a fixed schema (criteo_tsv_schema()); there is nothing to infer")
+    raise SchemaError(f"unknown ingest format {fmt!r}; known: {list(FORMATS)}")
+
+
+def infer_schema(path: str, fmt: str | None = None, *, labels: Sequence[str] = (), dense: Sequence[str] = (),
+                 ids: Sequence[str] = ()) -> Schema:
+    """The schema :meth:`Schema.infer` gives for the columns of a source file (see
+    :func:`source_arrow_schema`); a Criteo log gets :func:`criteo_tsv_schema`.
+
+    Raises:
+        SchemaError: see :meth:`Schema.infer` and :func:`source_arrow_schema`; for a Criteo
+            log, ``labels``/``dense``/``ids`` were given (its schema is fixed).
+    """
+    fmt = fmt or guess_format(path)
+    if fmt == "criteo":
+        if labels or dense or ids:
+            raise SchemaError("labels, dense and ids (--label, --dense, --ids) do not apply to a Criteo log: "
+                              "its schema is fixed (click, dense[13], c0..c25); leave them out")
+        return criteo_tsv_schema()
+    return Schema.infer(source_arrow_schema(path, fmt), labels=labels, dense=dense, ids=ids)
 
 
 def ingest(table: Any, paths: Sequence[str], fmt: str | None = None, *,

@@ -19,13 +19,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..catalog.base import DataFile
-from ..errors import CorruptFileError, SchemaError, SnapshotNotFound
+from ..errors import CorruptFileError, MissingDependency, SchemaError, SnapshotNotFound
 from ..format import FileReader
 from ..schema import Scalar, Schema
 from .lease import Lease
 from .partition import partition_expression
 
 if TYPE_CHECKING:
+    import pandas
+    import polars
+
     from .table import Table
 
 __all__ = ["Scan", "ScanPlan", "FileTask", "live_mask", "check_filter", "filter_mask", "DEFAULT_LEASE_SECONDS"]
@@ -461,6 +464,34 @@ class Scan:
     def to_arrow(self) -> pa.Table:
         """The whole result as a ``pyarrow.Table``."""
         return pa.Table.from_batches(list(self._batches()), schema=self.out_schema.to_arrow())
+
+    def to_pandas(self) -> "pandas.DataFrame":
+        """The whole result as a ``pandas.DataFrame`` (list features as arrays per row).
+
+        Raises:
+            MissingDependency: pandas is not installed (``pip install 'samplestore[pandas]'``).
+        """
+        try:
+            import pandas  # noqa: F401  (pyarrow's conversion imports it; fail before reading)
+        except ImportError as exc:
+            raise MissingDependency(
+                "Scan.to_pandas() needs pandas: pip install 'samplestore[pandas]' "
+                "(Scan.to_arrow() gives the same data without it)") from exc
+        return self.to_arrow().to_pandas()
+
+    def to_polars(self) -> "polars.DataFrame":
+        """The whole result as a ``polars.DataFrame`` (dense vectors as ``Array`` columns).
+
+        Raises:
+            MissingDependency: polars is not installed (``pip install 'samplestore[polars]'``).
+        """
+        try:
+            import polars
+        except ImportError as exc:
+            raise MissingDependency(
+                "Scan.to_polars() needs polars: pip install 'samplestore[polars]' "
+                "(Scan.to_arrow() gives the same data without it)") from exc
+        return polars.from_arrow(self.to_arrow())
 
     def count(self) -> int:
         """Number of rows the scan returns (from the catalog when there is no filter)."""

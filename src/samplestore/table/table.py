@@ -88,7 +88,11 @@ class Table:
     # -- writing --------------------------------------------------------------------------
     def append(self, data: Any, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
                **writer_options: Any) -> Snapshot | None:
-        """Validate and append ``data`` (Arrow, pandas, dict of arrays) as one atomic commit.
+        """Validate and append ``data`` as one atomic commit.
+
+        ``data`` is a ``pyarrow.Table``/``RecordBatch``, a pandas or polars DataFrame, or a
+        dict of column name -> array (see :meth:`Schema.conform`); polars is recognised
+        without being imported, so it is needed only by callers that use it.
 
         Returns the new snapshot, or None when ``data`` holds no rows (nothing is committed).
 
