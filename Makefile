@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch: an unpinned torch would pull a CUDA build of several GB.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test demo bench bench-pytest clean
+.PHONY: install test test-fast demo bench bench-pytest clean
 
 install: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.pyx csrc/*.pxd)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# Everything, the slow soak, crash, fuzz and demo tests included (what CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --benchmark-disable
+	$(BIN)/python -m pytest -q
+
+# The quick loop while working: tests/ without the tests marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 demo: $(STAMP)
 	$(BIN)/samplestore demo --root demo-store
@@ -30,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/samplestore bench --out bench-out
 
 bench-pytest: $(STAMP)
-	$(BIN)/python -m pytest -q benchmarks --benchmark-only
+	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only
 
 # Not bench-out/: it holds the committed results the README quotes (`make bench` rewrites them).
 clean:

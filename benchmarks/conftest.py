@@ -1,5 +1,6 @@
-"""Benchmarks run in two modes: as quick tests (``--benchmark-disable``, small data) and as
-real measurements (``make bench`` / ``--benchmark-only``, full size).
+"""Benchmarks run in two modes: as quick tests (the default: ``--benchmark-disable`` is in
+pytest's options, small data) and as real measurements (``make bench-pytest``:
+``--benchmark-enable --benchmark-only``, full size).
 
 Sizes can be overridden with SAMPLESTORE_BENCH_ROWS / SAMPLESTORE_BENCH_WIDE_ROWS.
 """
@@ -11,8 +12,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def quick(request) -> bool:
-    """True when benchmarks run as quick tests (timing disabled)."""
-    return bool(request.config.getoption("benchmark_disable", False))
+    """True when benchmarks run as quick tests (timing disabled, the default; see
+    pyproject.toml), False with ``--benchmark-enable`` / ``--benchmark-only``."""
+    cfg = request.config
+    enabled = cfg.getoption("benchmark_enable", False) or cfg.getoption("benchmark_only", False)
+    return bool(cfg.getoption("benchmark_disable", False)) and not enabled
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The demo end to end on a small size: the loss falls and the held-out AUC beats chance."""
 
 import numpy as np
+import pytest
 
 import samplestore as ss
 from samplestore.demo import auc, run_demo
@@ -17,6 +18,7 @@ def test_auc_matches_definition():
     assert auc(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.9, 0.1])) == 1.0
 
 
+@pytest.mark.slow
 def test_demo_learns_and_leaves_a_valid_table(tmp_path):
     res = run_demo(str(tmp_path / "demo"), rows=150_000, epochs=3, workers=0, say=lambda m: None)
     assert res["losses"][-1] < res["losses"][0]

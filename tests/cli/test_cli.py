@@ -8,6 +8,7 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from samplestore import datagen
 from samplestore.cli.main import main
@@ -19,6 +20,7 @@ def run(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_criteo_ingest_of_a_million_lines_and_missing_value_stats(tmp_path, capsys):
     tsv = tmp_path / "day0.tsv"
     missing = datagen.write_criteo_tsv(str(tsv), 1_000_000, seed=1, missing_rate=0.1)

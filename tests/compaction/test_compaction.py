@@ -157,6 +157,7 @@ def test_live_lease_keeps_files_and_dead_reader_lease_lapses(table):
     assert np.array_equal(ids(table), np.concatenate([np.arange(3000), np.arange(5000, 5010), np.arange(6000, 6010)]))
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_compactor_at_random_points(tmp_path):
     rng = np.random.default_rng(11)
     cli = [sys.executable, "-m", "samplestore"]
@@ -182,6 +183,7 @@ def test_sigkill_of_the_compactor_at_random_points(tmp_path):
         assert len(on_disk_row_ids(t)) == 12_000
 
 
+@pytest.mark.slow
 def test_soak_writers_daemon_and_reader(tmp_path):
     """Three streaming writers, the daemon with a short interval, a reader iterating epochs."""
     root = str(tmp_path / "soak")

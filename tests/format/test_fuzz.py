@@ -18,6 +18,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import samplestore
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_ssf.py")
@@ -46,13 +48,22 @@ def run_fuzz(workdir, seed: int, mutations: int) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_checksum_fixed_mutations_read_exactly_or_raise_corrupt_file_error(tmp_path):
-    result = run_fuzz(tmp_path, SEED, MUTATIONS)
+    check_fuzz(run_fuzz(tmp_path, SEED, MUTATIONS), minimum=2000)
+
+
+def test_a_few_hundred_mutations_for_the_quick_suite(tmp_path):
+    # The same checks on fewer cases (other seeds than the full run's), for `make test-fast`.
+    check_fuzz(run_fuzz(tmp_path, SEED + 1000, 300), minimum=300)
+
+
+def check_fuzz(result: dict, minimum: int) -> None:
     print(json.dumps({k: result[k] for k in ("seed", "mutations", "checksum_fixed", "outcomes", "seconds")}))
     bad = result["first_bad"]
     assert bad is None, (f"{result['outcomes']['bad']} bad outcomes; first: seed {bad['seed']}, case {bad['index']} "
                          f"({bad['kind']} at offset {bad['offset']}: {bad['mutation']}): {bad['problem']}")
-    assert result["checksum_fixed"] >= 2000
+    assert result["checksum_fixed"] >= minimum
     assert set(result["outcomes"]) == {"same", "corrupt", "different", "bad"}
     assert sum(result["outcomes"].values()) == result["mutations"]
     # The mutations reach the decoders: most files are refused, and every kind of mutation ran.

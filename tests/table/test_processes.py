@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 import samplestore as ss
 from samplestore.table.verify import verify_table
@@ -20,6 +21,7 @@ def _env():
     return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
+@pytest.mark.slow
 def test_four_processes_fifty_appends_each(tmp_path):
     root = str(tmp_path / "store")
     ss.open_store(root, create=True).create_table("t", SCHEMA)
@@ -34,6 +36,7 @@ def test_four_processes_fifty_appends_each(tmp_path):
     assert snaps[-1].summary["total_rows"] == 2000
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_streaming_writer_at_random_moments(tmp_path):
     root = str(tmp_path / "store")
     ss.open_store(root, create=True).create_table("t", SCHEMA)

@@ -74,6 +74,7 @@ def test_every_row_exactly_once_per_epoch(table, workers):
     assert all(len(b) == 256 for b in batches[:-1])
 
 
+@pytest.mark.slow
 def test_spawned_workers_deliver_every_row_once(table):
     # Spawned workers get a pickled copy of the dataset: a detached lease, no shared ring
     # (an anonymous mapping reaches forked workers only), batches by torch's own path.
@@ -96,6 +97,7 @@ def test_ranks_split_rows_exactly_once_with_equal_batch_counts(table):
         assert 0 <= dropped < 300 * world
 
 
+@pytest.mark.slow
 def test_two_ranks_under_torchrun_with_gloo(table, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     worker = os.path.join(os.path.dirname(__file__), "dist_worker.py")
