@@ -334,3 +334,44 @@ def test_version_1_catalog_gets_commit_tokens_from_its_snapshots(tmp_path):
     assert c.last_commit_token("t", "w") == "2" and c.last_commit_token("t", "v") == "9"
     assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
     assert len(c.catalog_id) == 32
+
+
+def test_a_second_catalog_on_the_same_file_keeps_the_first_ones_commits_visible(tmp_path):
+    """Opening a catalog file again in a process that holds a connection to it must not drop
+    that connection's file locks: another process closing the catalog would take itself for
+    the last user and delete the WAL, and later commits of this process would be lost."""
+    import os
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "s")
+    first = SQLiteCatalog(root, create=True)
+    first.create_table("t", SCHEMA, [])
+    first.commit("t", "append", add=[_file("a.ssf")])
+    SQLiteCatalog(root)  # e.g. open_store(root) twice in one training script
+    look = ("import sys; from samplestore.catalog import SQLiteCatalog; "
+            "print(SQLiteCatalog(sys.argv[1]).load_table('t').current_snapshot)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", look, root], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+    first.commit("t", "append", add=[_file("b.ssf")])
+    out = subprocess.run([sys.executable, "-c", look, root], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2", "a commit of this process is invisible to others"
+
+
+def test_a_foreign_file_under_a_recycled_inode_is_refused_and_left_alone(tmp_path, monkeypatch):
+    """The header is read only before a process first connects to a catalog file; a foreign
+    file that later gets the same inode number must still be refused, not opened."""
+    import os
+
+    from samplestore.catalog import sqlite as backend
+
+    root = tmp_path / "s"
+    root.mkdir()
+    body = b"PK\x03\x04 a zip file, not a catalog" * 50
+    (root / "catalog.db").write_bytes(body)
+    st = os.stat(root / "catalog.db")
+    monkeypatch.setattr(backend, "_CONNECTED", {(st.st_dev, st.st_ino)})  # as if a removed catalog had this inode
+    with pytest.raises(ss.CatalogError, match="not an SQLite database"):
+        SQLiteCatalog(str(root))
+    assert (root / "catalog.db").read_bytes() == body and os.listdir(root) == ["catalog.db"]

@@ -125,6 +125,20 @@ _DDL = (
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+# Catalog files (device, inode) this process has connected to, and the lock that orders the
+# header check before the first connection (see SQLiteCatalog._open_existing).
+_CONNECTED: set[tuple[int, int]] = set()
+_HEADER_CHECK = threading.Lock()
+
+
+def _new_header_lock_in_child() -> None:
+    # A DataLoader worker forked while another thread held the lock must not wait forever.
+    global _HEADER_CHECK
+    _HEADER_CHECK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_header_lock_in_child)
+
 
 def _translated(fn: _F) -> _F:
     """Raise every ``sqlite3`` error of a catalog method as a :class:`CatalogError` naming
@@ -251,15 +265,32 @@ class SQLiteCatalog(Catalog):
             # SQLite would take an empty file for a new database and the store would open
             # empty: every data file would then look like a leftover to GC.
             raise self._refuse("the file is empty (0 bytes), e.g. truncated")
+        with _HEADER_CHECK:
+            # Closing any descriptor of a file drops every POSIX lock this process holds on
+            # it, SQLite's included: another process closing its connection would then think
+            # it the last one and delete the WAL, taking commits made through this process's
+            # connections with it. So the header is read only before this process first
+            # connects to the file; later (in-place damage) SQLite reports itself.
+            key = (st.st_dev, st.st_ino)
+            if key not in _CONNECTED:
+                try:
+                    with open(self.path, "rb") as f:
+                        head = f.read(len(_SQLITE_MAGIC))
+                except OSError as exc:
+                    raise CatalogError(f"cannot read the catalog {self.path!r}: {exc}") from exc
+                if head != _SQLITE_MAGIC:
+                    raise self._refuse(f"it is not an SQLite database (it starts with {head[:16]!r})")
+                _CONNECTED.add(key)
         try:
-            with open(self.path, "rb") as f:
-                head = f.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            raise CatalogError(f"cannot read the catalog {self.path!r}: {exc}") from exc
-        if head != _SQLITE_MAGIC:
-            raise self._refuse(f"it is not an SQLite database (it starts with {head[:16]!r})")
-        conn = self._conn()
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            conn = self._conn()
+            has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            # The header check was skipped (see above) for a file that is no catalog, e.g. one
+            # made since under a recycled inode number: refuse it the same way.
+            if "not a database" not in str(exc):
+                raise
+            raise self._refuse(f"it is not an SQLite database (SQLite: {exc})") from exc
+        if has_meta is None:
             names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
             raise self._refuse(f"an SQLite database without the samplestore 'meta' table (tables: {names[:10]})")
         version = self._version(conn)
