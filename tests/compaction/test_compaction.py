@@ -173,8 +173,9 @@ def test_sigkill_of_the_compactor_at_random_points(tmp_path):
         assert np.array_equal(ids(t), np.arange(12_000)), f"trial {trial}"
         from samplestore.table.verify import verify_table
         assert verify_table(t)["ok"]
-        r = subprocess.run([*cli, "compact", t.store.root, "t", "--target-mb", "0.05", "--grace", "0"], env=env(),
-                           capture_output=True, text=True)
+        # Expiry to the last snapshot (not the table's week-long default), so GC leaves only live files.
+        r = subprocess.run([*cli, "compact", t.store.root, "t", "--target-mb", "0.05", "--grace", "0", "--retain-last",
+                            "1"], env=env(), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert np.array_equal(ids(t), np.arange(12_000))
         assert t.compaction_plan(target_file_bytes=int(0.05 * (1 << 20))).groups == ()

@@ -267,6 +267,102 @@ class CatalogConformance:
         assert c.expire_snapshots("t", keep=[2], upto=2) == [1]
         assert [s.snapshot_id for s in c.snapshots("t")] == [2, 3, 4]
 
+    # -- table properties -----------------------------------------------------------------------
+    def test_set_table_properties_changes_only_the_given_keys(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [], properties={"compaction.sort_by": ["y"], "owner": "ranking"})
+        meta = c.set_table_properties("t", {"retention": {"retain_last": 3, "older_than": None}})
+        assert meta.properties == {"compaction.sort_by": ["y"], "owner": "ranking",
+                                   "retention": {"retain_last": 3, "older_than": None}}
+        assert c.load_table("t").properties == meta.properties
+        assert c.set_table_properties("t", {"owner": "ads"}, remove=["compaction.sort_by", "absent"]).properties == {
+            "owner": "ads", "retention": {"retain_last": 3, "older_than": None}}
+        assert c.load_table("t").properties["owner"] == "ads"
+        with pytest.raises(ss.TableNotFound):
+            c.set_table_properties("nope", {"a": 1})
+        with pytest.raises(ss.CatalogError, match="JSON"):
+            c.set_table_properties("t", {"bad": object()})
+        assert c.load_table("t").properties["owner"] == "ads"
+
+    # -- tags -----------------------------------------------------------------------------------
+    def test_tags_create_list_resolve_replace_drop(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.create_table("u", SCHEMA, [])
+        for k in range(3):
+            c.commit("t", "append", add=[_file(f"{k}.ssf")])
+        c.commit("u", "append", add=[_file("u.ssf")])
+        before = time.time()
+        tag = c.create_tag("t", "train-1", 2)
+        assert (tag.name, tag.snapshot_id) == ("train-1", 2) and tag.created_at >= before - 1
+        c.create_tag("t", "a", 3)
+        c.create_tag("u", "train-1", 1)  # tags are per table
+        assert [(g.name, g.snapshot_id) for g in c.tags("t")] == [("a", 3), ("train-1", 2)]
+        assert c.resolve_tag("t", "train-1") == 2 and c.resolve_tag("u", "train-1") == 1
+        with pytest.raises(ss.CatalogError, match="already"):
+            c.create_tag("t", "train-1", 3)
+        assert c.resolve_tag("t", "train-1") == 2
+        assert c.create_tag("t", "train-1", 3, replace=True).snapshot_id == 3
+        assert c.resolve_tag("t", "train-1") == 3
+        with pytest.raises(ss.SnapshotNotFound, match=r"no tag 'x'; tags: \['a', 'train-1'\]"):
+            c.resolve_tag("t", "x")
+        assert c.drop_tag("t", "a").snapshot_id == 3
+        with pytest.raises(ss.SnapshotNotFound, match=r"no tag 'a'; tags: \['train-1'\]"):
+            c.drop_tag("t", "a")
+        assert [g.name for g in c.tags("t")] == ["train-1"]
+        with pytest.raises(ss.TableNotFound):
+            c.tags("nope")
+        with pytest.raises(ss.TableNotFound):
+            c.create_tag("nope", "x", 1)
+
+    @pytest.mark.parametrize("bad", ["1", "12", "a/b", "..", "", "a b", "x" * 200, "t\n"])
+    def test_bad_tag_names(self, tmp_path, bad):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        with pytest.raises(ss.CatalogError, match="tag name"):
+            c.create_tag("t", bad, 1)
+        assert c.tags("t") == []
+
+    def test_a_tag_only_on_a_retained_snapshot(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        c.commit("t", "append", add=[_file("b.ssf")])
+        c.expire_snapshots("t", keep=[])
+        for sid in (1, 0, 7):
+            with pytest.raises(ss.SnapshotNotFound, match=rf"cannot tag snapshot {sid} .* retained snapshots: \[2\]"):
+                c.create_tag("t", "x", sid)
+        assert c.tags("t") == []
+
+    def test_tagged_snapshots_survive_expiry_and_keep_their_files(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])  # 1
+        c.commit("t", "append", add=[_file("b.ssf")])  # 2
+        ids = [f.file_id for f in c.files("t", 2)]
+        c.commit("t", "replace", add=[_file("ab.ssf", 20)], remove=ids)  # 3
+        c.create_tag("t", "train", 2)
+        # Whatever the caller chose to keep, and with upto covering it: the tag wins.
+        assert c.expire_snapshots("t", keep=[], upto=3) == [1]
+        assert [s.snapshot_id for s in c.snapshots("t")] == [2, 3]
+        assert c.unreferenced_files("t") == []  # snapshot 2 still reads a.ssf and b.ssf
+        assert [f.path for f in c.files("t", 2)] == ["a.ssf", "b.ssf"]
+        c.drop_tag("t", "train")
+        assert c.expire_snapshots("t", keep=[]) == [2]
+        assert sorted(p for _fid, p in c.unreferenced_files("t")) == ["a.ssf", "b.ssf"]
+
+    def test_drop_table_forgets_its_tags(self, tmp_path):
+        c = self.make_catalog(tmp_path)
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        c.create_tag("t", "train", 1)
+        c.drop_table("t")
+        c.create_table("t", SCHEMA, [])
+        assert c.tags("t") == []
+        with pytest.raises(ss.SnapshotNotFound):
+            c.resolve_tag("t", "train")
+
 
 class TestSQLiteCatalog(CatalogConformance):
     def make_catalog(self, tmp_path):
@@ -332,5 +428,76 @@ def test_version_1_catalog_gets_commit_tokens_from_its_snapshots(tmp_path):
     c = SQLiteCatalog(root)
     c.expire_snapshots("t", keep=[])
     assert c.last_commit_token("t", "w") == "2" and c.last_commit_token("t", "v") == "9"
-    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
     assert len(c.catalog_id) == 32
+    assert c.tags("t") == []  # and the tables of later versions
+
+
+def test_version_2_catalog_gains_tags_and_keeps_everything(tmp_path):
+    import sqlite3
+
+    root = str(tmp_path / "v2")
+    c = SQLiteCatalog(root, create=True)
+    c.create_table("t", SCHEMA, [], properties={"owner": "ranking"})
+    c.commit("t", "stream-append", add=[_file("a.ssf")], writer_id="w", commit_token="1")
+    c.commit("t", "append", add=[_file("b.ssf")])
+    catalog_id = c.catalog_id
+    c.close()
+    # What a version-2 catalog is: everything but the tags table.
+    con = sqlite3.connect(str(tmp_path / "v2" / "catalog.db"))
+    con.executescript("""
+        DROP TABLE tags;
+        UPDATE meta SET value = '2' WHERE key = 'schema_version';
+    """)
+    con.close()
+    c = SQLiteCatalog(root)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert c.catalog_id == catalog_id and c.last_commit_token("t", "w") == "1"
+    assert c.load_table("t").properties == {"owner": "ranking"}
+    assert [f.path for f in c.files("t", 2)] == ["a.ssf", "b.ssf"]
+    assert c.tags("t") == []
+    c.create_tag("t", "train", 1)
+    assert c.expire_snapshots("t", keep=[]) == []  # the tag protects 1; 2 is current
+    c.close()
+    assert SQLiteCatalog(root).resolve_tag("t", "train") == 1  # opened again: no second migration
+
+
+def test_a_second_catalog_on_the_same_file_keeps_the_first_ones_commits_visible(tmp_path):
+    """Opening a catalog file again in a process that holds a connection to it must not drop
+    that connection's file locks: another process closing the catalog would take itself for
+    the last user and delete the WAL, and later commits of this process would be lost."""
+    import os
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "s")
+    first = SQLiteCatalog(root, create=True)
+    first.create_table("t", SCHEMA, [])
+    first.commit("t", "append", add=[_file("a.ssf")])
+    SQLiteCatalog(root)  # e.g. open_store(root) twice in one training script
+    look = ("import sys; from samplestore.catalog import SQLiteCatalog; "
+            "print(SQLiteCatalog(sys.argv[1]).load_table('t').current_snapshot)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", look, root], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+    first.commit("t", "append", add=[_file("b.ssf")])
+    out = subprocess.run([sys.executable, "-c", look, root], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2", "a commit of this process is invisible to others"
+
+
+def test_a_foreign_file_under_a_recycled_inode_is_refused_and_left_alone(tmp_path, monkeypatch):
+    """The header is read only before a process first connects to a catalog file; a foreign
+    file that later gets the same inode number must still be refused, not opened."""
+    import os
+
+    from samplestore.catalog import sqlite as backend
+
+    root = tmp_path / "s"
+    root.mkdir()
+    body = b"PK\x03\x04 a zip file, not a catalog" * 50
+    (root / "catalog.db").write_bytes(body)
+    st = os.stat(root / "catalog.db")
+    monkeypatch.setattr(backend, "_CONNECTED", {(st.st_dev, st.st_ino)})  # as if a removed catalog had this inode
+    with pytest.raises(ss.CatalogError, match="not an SQLite database"):
+        SQLiteCatalog(str(root))
+    assert (root / "catalog.db").read_bytes() == body and os.listdir(root) == ["catalog.db"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta
+from .base import Catalog, ColumnStats, DataFile, RetentionPolicy, Snapshot, TableMeta, Tag
 from .sqlite import SQLiteCatalog
 
-__all__ = ["Catalog", "SQLiteCatalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats"]
+__all__ = ["Catalog", "SQLiteCatalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "Tag", "RetentionPolicy"]

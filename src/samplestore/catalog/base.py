@@ -7,6 +7,9 @@ PostgreSQL for many hosts later) implement :class:`Catalog`; table code talks on
 from __future__ import annotations
 
 import abc
+import datetime as _dt
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -14,7 +17,8 @@ from typing import Any, Iterable, Mapping
 from ..errors import CatalogError
 from ..schema import Schema
 
-__all__ = ["Catalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "validate_table_name"]
+__all__ = ["Catalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "Tag", "RetentionPolicy",
+           "validate_table_name", "validate_tag_name", "RETENTION_PROPERTY", "DEFAULT_RETENTION_SECONDS"]
 
 # fullmatch, not ``$``: ``$`` also matches before a final newline, which let "t\n" through.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
@@ -28,6 +32,85 @@ def validate_table_name(name: str) -> str:
             f"(no path separators, no '..'), at most 128 characters; found {name!r}"
         )
     return name
+
+
+def validate_tag_name(name: str) -> str:
+    """Return ``name`` if it is a valid tag name (the rules of table names, so a tag never
+    looks like a snapshot id); :class:`CatalogError` otherwise."""
+    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
+        raise CatalogError(
+            f"tag name must start with a letter or '_' and hold only letters, digits, '_' and '-', at most 128 "
+            f"characters (e.g. 'train-2026-11-20'); found {name!r}"
+        )
+    return name
+
+
+#: The table property that holds a table's retention policy (a JSON object).
+RETENTION_PROPERTY = "retention"
+#: How long snapshots are kept by default: a week of time travel.
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Which snapshots expiry keeps: the newest ``retain_last`` and every one younger than
+    ``older_than`` seconds (the union of both). ``None`` switches a rule off. Whatever the
+    policy, expiry never drops the current snapshot, a tagged one or one a reader leases.
+
+    The default (a table that never set one) keeps a week of snapshots and at least the last.
+    """
+
+    retain_last: int | None = 1
+    older_than: float | None = DEFAULT_RETENTION_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.retain_last is not None:
+            n = self.retain_last
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise ValueError(f"retain_last must be an int >= 1 or None (keep by age alone); found {n!r}")
+            object.__setattr__(self, "retain_last", int(n))
+        if self.older_than is not None:
+            age = self.older_than
+            if isinstance(age, _dt.timedelta):
+                age = age.total_seconds()
+            if isinstance(age, bool) or not isinstance(age, numbers.Real) or not math.isfinite(age) or age < 0:
+                raise ValueError(f"older_than must be seconds >= 0 (or a timedelta), or None (keep by count alone); "
+                                 f"found {self.older_than!r}")
+            object.__setattr__(self, "older_than", float(age))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as stored in the table's properties."""
+        return {"retain_last": self.retain_last, "older_than": self.older_than}
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, Any]) -> "RetentionPolicy":
+        """The policy a table's properties hold (the default if they hold none).
+
+        Raises:
+            CatalogError: the stored policy is not one this version understands.
+        """
+        raw = properties.get(RETENTION_PROPERTY)
+        if raw is None:
+            return cls()
+        try:
+            return cls(retain_last=raw["retain_last"], older_than=raw["older_than"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CatalogError(
+                f"the table's retention property {raw!r} is not a policy ({exc}); expected "
+                f"{{'retain_last': int or null, 'older_than': seconds or null}}. Set it again with "
+                f"table.set_retention(...) or `samplestore retention`") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A name pinned to one snapshot of a table: expiry keeps the snapshot while the tag exists."""
+
+    name: str
+    snapshot_id: int
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "snapshot_id": self.snapshot_id, "created_at": self.created_at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +226,16 @@ class Catalog(abc.ABC):
         """
 
     @abc.abstractmethod
+    def set_table_properties(self, name: str, properties: Mapping[str, Any], *,
+                             remove: Iterable[str] = ()) -> TableMeta:
+        """Set the given properties of a table (JSON values; the other keys stay as they are)
+        and remove the keys in ``remove``, in one transaction; returns the new definition.
+
+        Raises:
+            TableNotFound: no such table.
+        """
+
+    @abc.abstractmethod
     def table_names(self) -> list[str]:
         """Names of all tables, sorted."""
 
@@ -252,9 +345,10 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def expire_snapshots(self, name: str, keep: Iterable[int], upto: int | None = None) -> list[int]:
-        """Forget snapshots not in ``keep`` (never the current or a leased one, nor one after
-        ``upto``: a caller that chose ``keep`` from a listing passes the newest id it saw, so
-        snapshots committed since are not dropped unseen); return those forgotten."""
+        """Forget snapshots not in ``keep`` (never the current, a leased or a tagged one, nor
+        one after ``upto``: a caller that chose ``keep`` from a listing passes the newest id it
+        saw, so snapshots committed since are not dropped unseen); return those forgotten.
+        Leases and tags are read in the transaction that drops the snapshots."""
 
     @abc.abstractmethod
     def unreferenced_files(self, name: str) -> list[tuple[int, str]]:
@@ -263,6 +357,41 @@ class Catalog(abc.ABC):
     @abc.abstractmethod
     def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
         """Drop removed files (already deleted from disk) and their stats and deletes."""
+
+    # -- tags ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_tag(self, name: str, tag: str, snapshot_id: int, *, replace: bool = False) -> Tag:
+        """Name a retained snapshot of a table; expiry keeps it until the tag is dropped.
+
+        Raises:
+            TableNotFound: no such table.
+            CatalogError: ``tag`` is not a valid name, or the table has that tag already (on
+                any snapshot) and ``replace`` is false.
+            SnapshotNotFound: the snapshot is not retained (checked in the transaction that
+                records the tag, so a tag always names a snapshot whose files are kept).
+        """
+
+    @abc.abstractmethod
+    def drop_tag(self, name: str, tag: str) -> Tag:
+        """Remove a tag (its snapshot becomes subject to the retention policy again); returns it.
+
+        Raises:
+            TableNotFound: no such table.
+            SnapshotNotFound: the table has no such tag (the message lists its tags).
+        """
+
+    @abc.abstractmethod
+    def tags(self, name: str) -> list[Tag]:
+        """A table's tags, sorted by name."""
+
+    @abc.abstractmethod
+    def resolve_tag(self, name: str, tag: str) -> int:
+        """The snapshot a tag names.
+
+        Raises:
+            TableNotFound: no such table.
+            SnapshotNotFound: the table has no such tag (the message lists its tags).
+        """
 
     @abc.abstractmethod
     def close(self) -> None:

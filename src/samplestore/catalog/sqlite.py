@@ -30,14 +30,16 @@ import numpy as np
 
 from ..errors import CatalogError, CommitConflict, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
-from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, validate_table_name
+from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, Tag, validate_table_name, validate_tag_name
 
 __all__ = ["SQLiteCatalog", "CATALOG_FILE"]
 
 CATALOG_FILE = "catalog.db"
-#: "1": the first catalogs; "2": commit tokens in their own table, a catalog id in meta.
-_SCHEMA_VERSION = "2"
-_KNOWN_VERSIONS = ("1", "2")
+#: "1": the first catalogs; "2": commit tokens in their own table, a catalog id in meta;
+#: "3": snapshot tags. A version bump for tags keeps an older samplestore, which would not
+#: know that tagged snapshots must survive expiry, from opening (and expiring) the catalog.
+_SCHEMA_VERSION = "3"
+_KNOWN_VERSIONS = ("1", "2", "3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # One statement per item: they also run inside a migration's transaction, where
@@ -121,9 +123,32 @@ _DDL = (
     committed_at REAL NOT NULL,
     PRIMARY KEY (table_name, writer_id)
 )""",
+    # Named snapshots: expiry keeps a tagged snapshot (and so GC its files) until the tag
+    # is dropped, so a training run can be read again exactly, however long ago it ran.
+    """CREATE TABLE IF NOT EXISTS tags (
+    table_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    snapshot_id INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (table_name, name)
+)""",
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+# Catalog files (device, inode) this process has connected to, and the lock that orders the
+# header check before the first connection (see SQLiteCatalog._open_existing).
+_CONNECTED: set[tuple[int, int]] = set()
+_HEADER_CHECK = threading.Lock()
+
+
+def _new_header_lock_in_child() -> None:
+    # A DataLoader worker forked while another thread held the lock must not wait forever.
+    global _HEADER_CHECK
+    _HEADER_CHECK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_header_lock_in_child)
 
 
 def _translated(fn: _F) -> _F:
@@ -251,15 +276,32 @@ class SQLiteCatalog(Catalog):
             # SQLite would take an empty file for a new database and the store would open
             # empty: every data file would then look like a leftover to GC.
             raise self._refuse("the file is empty (0 bytes), e.g. truncated")
+        with _HEADER_CHECK:
+            # Closing any descriptor of a file drops every POSIX lock this process holds on
+            # it, SQLite's included: another process closing its connection would then think
+            # it the last one and delete the WAL, taking commits made through this process's
+            # connections with it. So the header is read only before this process first
+            # connects to the file; later (in-place damage) SQLite reports itself.
+            key = (st.st_dev, st.st_ino)
+            if key not in _CONNECTED:
+                try:
+                    with open(self.path, "rb") as f:
+                        head = f.read(len(_SQLITE_MAGIC))
+                except OSError as exc:
+                    raise CatalogError(f"cannot read the catalog {self.path!r}: {exc}") from exc
+                if head != _SQLITE_MAGIC:
+                    raise self._refuse(f"it is not an SQLite database (it starts with {head[:16]!r})")
+                _CONNECTED.add(key)
         try:
-            with open(self.path, "rb") as f:
-                head = f.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            raise CatalogError(f"cannot read the catalog {self.path!r}: {exc}") from exc
-        if head != _SQLITE_MAGIC:
-            raise self._refuse(f"it is not an SQLite database (it starts with {head[:16]!r})")
-        conn = self._conn()
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            conn = self._conn()
+            has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            # The header check was skipped (see above) for a file that is no catalog, e.g. one
+            # made since under a recycled inode number: refuse it the same way.
+            if "not a database" not in str(exc):
+                raise
+            raise self._refuse(f"it is not an SQLite database (SQLite: {exc})") from exc
+        if has_meta is None:
             names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
             raise self._refuse(f"an SQLite database without the samplestore 'meta' table (tables: {names[:10]})")
         version = self._version(conn)
@@ -296,15 +338,19 @@ class SQLiteCatalog(Catalog):
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older catalog up to date in one transaction (adding never loses data).
 
-        Version 1 -> 2: add the columns and tables later versions have, fill the commit-token
-        table from the snapshots that still hold tokens, and give the catalog its id.
+        Every older version gains the tables it lacks (``IF NOT EXISTS``: the rest stay).
+        Version 1 -> 2 also adds the columns later versions have, fills the commit-token table
+        from the snapshots that still hold tokens, and gives the catalog its id. Version 2 ->
+        3 adds the tags table only.
         """
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated it since we looked.
-            if self._version(conn) == "1":
-                for stmt in _DDL:  # tables a version-1 catalog lacks (IF NOT EXISTS: the rest stay)
+            version = self._version(conn)
+            if version != _SCHEMA_VERSION:
+                for stmt in _DDL:
                     conn.execute(stmt)
+            if version == "1":
                 for table, column, definition in self._ADDED_COLUMNS:
                     have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
                     if column not in have:
@@ -316,6 +362,7 @@ class SQLiteCatalog(Catalog):
                     "  SELECT MAX(t.snapshot_id) FROM snapshots t WHERE t.table_name = s.table_name "
                     "  AND t.writer_id = s.writer_id AND t.commit_token IS NOT NULL)")
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('catalog_id', ?)", (uuid.uuid4().hex,))
+            if version != _SCHEMA_VERSION:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
@@ -451,9 +498,30 @@ class SQLiteCatalog(Catalog):
             c.execute("DELETE FROM deletes WHERE table_name = ?", (name,))
             c.execute("DELETE FROM leases WHERE table_name = ?", (name,))
             c.execute("DELETE FROM commit_tokens WHERE table_name = ?", (name,))
+            c.execute("DELETE FROM tags WHERE table_name = ?", (name,))
             c.execute("DELETE FROM files WHERE table_name = ?", (name,))
             c.execute("DELETE FROM snapshots WHERE table_name = ?", (name,))
             c.execute("DELETE FROM tables WHERE name = ?", (name,))
+
+    @_translated
+    def set_table_properties(self, name: str, properties: Mapping[str, Any], *,
+                             remove: Iterable[str] = ()) -> TableMeta:
+        """Set some properties of a table and remove others, in one transaction (read, change
+        and write under the write lock, so two processes setting different keys lose neither)."""
+        updates = dict(properties)
+        try:
+            json.dumps(updates)
+        except (TypeError, ValueError) as exc:
+            raise CatalogError(f"properties of table {name!r} must be JSON values; found {updates!r} ({exc})") from exc
+        gone = list(remove)
+        with self._tx() as c:
+            row = self._require(c, name)
+            props = json.loads(row[3])
+            props.update(updates)
+            for key in gone:
+                props.pop(key, None)
+            c.execute("UPDATE tables SET properties = ? WHERE name = ?", (json.dumps(props), name))
+        return TableMeta(row[0], Schema.from_json(row[1]), tuple(json.loads(row[2])), row[5], row[4], props)
 
     @_translated
     def table_names(self) -> list[str]:
@@ -652,10 +720,74 @@ class SQLiteCatalog(Catalog):
             keep.add(row[5])
             c.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
             keep |= {r[0] for r in c.execute("SELECT snapshot_id FROM leases WHERE table_name = ?", (name,))}
+            # Tagged snapshots stay whatever the caller chose: read in this transaction, so a
+            # tag made after the caller's listing still protects its snapshot.
+            keep |= {r[0] for r in c.execute("SELECT snapshot_id FROM tags WHERE table_name = ?", (name,))}
             ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ?", (name,))]
             drop = [i for i in ids if i not in keep and (upto is None or i <= upto)]
             c.executemany("DELETE FROM snapshots WHERE table_name = ? AND snapshot_id = ?", [(name, i) for i in drop])
         return drop
+
+    # -- tags ----------------------------------------------------------------------------
+    @_translated
+    def create_tag(self, name: str, tag: str, snapshot_id: int, *, replace: bool = False) -> Tag:
+        """Name a retained snapshot (see :meth:`Catalog.create_tag`)."""
+        validate_tag_name(tag)
+        snapshot_id = int(snapshot_id)
+        with self._tx() as c:
+            row = self._require(c, name)
+            if c.execute("SELECT 1 FROM snapshots WHERE table_name = ? AND snapshot_id = ?",
+                         (name, snapshot_id)).fetchone() is None:
+                ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? "
+                                               "ORDER BY snapshot_id", (name,))]
+                shown = ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+                raise SnapshotNotFound(
+                    f"cannot tag snapshot {snapshot_id} of table {name!r} as {tag!r}: it is not retained (expired, or "
+                    f"never committed); retained snapshots: {shown} (current: {row[5]})")
+            old = c.execute("SELECT snapshot_id FROM tags WHERE table_name = ? AND name = ?", (name, tag)).fetchone()
+            if old is not None and not replace:
+                raise CatalogError(
+                    f"table {name!r} has a tag {tag!r} already (on snapshot {old[0]}); choose another name, drop it "
+                    f"first (table.untag / `samplestore tag ROOT {name} --delete {tag}`) or move it with replace=True")
+            now = time.time()
+            c.execute("INSERT OR REPLACE INTO tags (table_name, name, snapshot_id, created_at) VALUES (?, ?, ?, ?)",
+                      (name, tag, snapshot_id, now))
+        return Tag(tag, snapshot_id, now)
+
+    def _missing_tag(self, c: sqlite3.Connection, name: str, tag: str) -> SnapshotNotFound:
+        names = [r[0] for r in c.execute("SELECT name FROM tags WHERE table_name = ? ORDER BY name", (name,))]
+        shown = names if len(names) <= 30 else names[:30] + [f"... ({len(names)} in all)"]
+        return SnapshotNotFound(f"table {name!r} has no tag {tag!r}; tags: {shown}")
+
+    @_translated
+    def drop_tag(self, name: str, tag: str) -> Tag:
+        """Remove a tag; SnapshotNotFound (listing the tags) if there is none of that name."""
+        with self._tx() as c:
+            self._require(c, name)
+            row = c.execute("SELECT name, snapshot_id, created_at FROM tags WHERE table_name = ? AND name = ?",
+                            (name, tag)).fetchone()
+            if row is None:
+                raise self._missing_tag(c, name, tag)
+            c.execute("DELETE FROM tags WHERE table_name = ? AND name = ?", (name, tag))
+        return Tag(row[0], row[1], row[2])
+
+    @_translated
+    def tags(self, name: str) -> list[Tag]:
+        """A table's tags, sorted by name."""
+        c = self._conn()
+        self._require(c, name)
+        return [Tag(*r) for r in c.execute("SELECT name, snapshot_id, created_at FROM tags WHERE table_name = ? "
+                                           "ORDER BY name", (name,))]
+
+    @_translated
+    def resolve_tag(self, name: str, tag: str) -> int:
+        """The snapshot a tag names; SnapshotNotFound (listing the tags) if there is none."""
+        c = self._conn()
+        self._require(c, name)
+        row = c.execute("SELECT snapshot_id FROM tags WHERE table_name = ? AND name = ?", (name, tag)).fetchone()
+        if row is None:
+            raise self._missing_tag(c, name, tag)
+        return int(row[0])
 
     @_translated
     def unreferenced_files(self, name: str) -> list[tuple[int, str]]:

@@ -446,7 +446,9 @@ def _cmd_delete(a: argparse.Namespace) -> int:
 def _cmd_expire(a: argparse.Namespace) -> int:
     t = _store(a.root).table(a.table)
     dropped = t.expire_snapshots(older_than=a.older_than, retain_last=a.retain_last)
-    print(f"expired {len(dropped)} snapshots of {a.table!r}; {len(t.snapshots())} retained")
+    rule = ("as asked" if a.older_than is not None or a.retain_last is not None
+            else f"by the table's retention policy ({_policy_text(t.retention)})")
+    print(f"expired {len(dropped)} snapshots of {a.table!r} {rule}; {len(t.snapshots())} retained")
     return 0
 
 
@@ -458,6 +460,120 @@ def _cmd_gc(a: argparse.Namespace) -> int:
         print(f"{n}: removed {r['files_removed']} unreferenced files and {r['leftovers_removed']} leftovers, "
               f"{r['bytes_freed'] / 1e6:.1f} MB freed")
     return 0
+
+
+def _cmd_tag(a: argparse.Namespace) -> int:
+    t = _store(a.root).table(a.table)
+    if a.delete is not None:
+        if a.name is not None or a.list or a.snapshot is not None or a.replace:
+            raise SampleStoreError("--delete NAME takes no other tag name and no --list, --snapshot or --replace")
+        gone = t.untag(a.delete)
+        if a.json:
+            print(_json(gone.to_dict()))
+        else:
+            print(f"removed tag {gone.name!r} of {a.table!r} (snapshot {gone.snapshot_id}); that snapshot now expires "
+                  f"by the table's retention policy")
+        return 0
+    if a.name is None or a.list:
+        if a.name is not None or a.snapshot is not None or a.replace:
+            raise SampleStoreError("--list takes no tag name and no --snapshot or --replace")
+        tags = t.tags()
+        if a.json:
+            print(_json([g.to_dict() for g in tags]))
+        elif not tags:
+            print(f"table {a.table!r} has no tags; make one with `samplestore tag {a.root} {a.table} NAME`")
+        else:
+            for g in tags:
+                when = _dt.datetime.fromtimestamp(g.created_at).isoformat(timespec="seconds")
+                print(f"{g.name:<32} snapshot {g.snapshot_id:>6}  tagged {when}")
+        return 0
+    made = t.tag(a.name, a.snapshot, replace=a.replace)
+    if a.json:
+        print(_json(made.to_dict()))
+    else:
+        print(f"tagged snapshot {made.snapshot_id} of {a.table!r} as {made.name!r}; read it with --snapshot "
+              f"{made.name} (kept by expiry until `samplestore tag {a.root} {a.table} --delete {made.name}`)")
+    return 0
+
+
+def _cmd_retention(a: argparse.Namespace) -> int:
+    t = _store(a.root).table(a.table)
+    if a.reset or a.retain_last is not _UNSET or a.older_than is not _UNSET:
+        now = t.retention
+        if a.reset:
+            if a.retain_last is not _UNSET or a.older_than is not _UNSET:
+                raise SampleStoreError("--reset restores the default policy; give it alone, without --retain-last "
+                                       "or --older-than")
+            t.set_retention()
+        else:
+            # What is not given stays as it is: changing the count keeps the age rule.
+            t.set_retention(retain_last=now.retain_last if a.retain_last is _UNSET else a.retain_last,
+                            older_than=now.older_than if a.older_than is _UNSET else a.older_than)
+    policy = t.retention
+    if a.json:
+        print(_json({"table": a.table, **policy.to_dict(), "tags": [g.to_dict() for g in t.tags()]}))
+    else:
+        tags = t.tags()
+        print(f"table {a.table!r}: {_policy_text(policy)}; always kept: the current snapshot, "
+              f"{len(tags)} tagged and any a reader leases")
+    return 0
+
+
+_UNSET: Any = object()  # an option not given (None means "switch this rule off")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _duration(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds -> seconds."""
+    t = text.strip().lower()
+    unit = t[-1:] if t[-1:] in _UNITS else "s"
+    number = t[:-1] if t[-1:] in _UNITS else t
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a duration such as 7d, 12h, 30m, 45s or seconds; found {text!r}")
+    return value
+
+
+def _duration_or_off(text: str) -> float | None:
+    return None if text.strip().lower() in ("none", "off") else _duration(text)
+
+
+def _count_or_off(text: str) -> int | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'none'; found {text!r}")
+    return n
+
+
+def _snapshot_arg(text: str) -> int | str:
+    """A snapshot id, or a tag name (resolved by the table)."""
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
+def _fmt_duration(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+def _policy_text(policy: Any) -> str:
+    parts = []
+    if policy.retain_last is not None:
+        parts.append(f"keep the last {policy.retain_last} snapshot(s)")
+    if policy.older_than is not None:
+        parts.append(f"every snapshot younger than {_fmt_duration(policy.older_than)}")
+    if not parts:
+        return "keep no snapshot by count or age"
+    return ("keep " if policy.retain_last is None else "") + " and ".join(parts)
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
@@ -531,8 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     def snapshot_option(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--snapshot", type=int, metavar="ID",
-                        help="snapshot id to read (see `samplestore snapshots`; default: the current one)")
+        sp.add_argument("--snapshot", type=_snapshot_arg, metavar="ID|TAG",
+                        help="snapshot id or tag name to read (see `samplestore snapshots` and `samplestore tag "
+                             "--list`; default: the current one)")
 
     cmd("init", _cmd_init, "create an empty store (a folder with its catalog)", table=None)
     c = cmd("create", _cmd_create, "create a table from a schema JSON file")
@@ -593,18 +710,46 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--interval", type=float, default=60.0, help="seconds between passes (daemon)")
     cp.add_argument("--target-mb", type=float, default=128.0, help="target file size in MiB")
     cp.add_argument("--sort-by", help="comma-separated cluster key, e.g. user_id,ts")
-    cp.add_argument("--retain-last", type=int, default=1, help="snapshots to keep")
-    cp.add_argument("--older-than", type=float, help="also keep snapshots younger than this many seconds")
+    cp.add_argument("--retain-last", type=int,
+                    help="expire keeping the newest N snapshots; given (alone or with --older-than), it overrides "
+                         "every table's retention policy for this run (default: each table's policy, see "
+                         "`samplestore retention`)")
+    cp.add_argument("--older-than", type=_duration,
+                    help="expire keeping snapshots younger than this (7d, 12h, 30m or seconds); given, it overrides "
+                         "every table's retention policy for this run")
     cp.add_argument("--grace", type=float, default=3600.0, help="age before leftovers of dead writers are removed")
     cp.add_argument("--json", action="store_true", help=JSON_HELP)
     de = cmd("delete", _cmd_delete, "delete rows (e.g. a user's, for erasure)")
     de.add_argument("--where", required=True, help="COLUMN=VALUE[,VALUE...], e.g. user_id=42,43")
-    ex = cmd("expire", _cmd_expire, "forget old snapshots")
-    ex.add_argument("--retain-last", type=int, default=1, help="how many of the newest snapshots to keep (default 1)")
-    ex.add_argument("--older-than", type=float, help="keep snapshots younger than this many seconds")
+    ex = cmd("expire", _cmd_expire, "forget old snapshots (by the table's retention policy unless told otherwise; "
+                                    "tagged snapshots are always kept)")
+    ex.add_argument("--retain-last", type=int,
+                    help="keep the newest N snapshots; given (alone or with --older-than), it overrides the table's "
+                         "retention policy for this run (default: the policy, see `samplestore retention`)")
+    ex.add_argument("--older-than", type=_duration,
+                    help="keep snapshots younger than this (7d, 12h, 30m or seconds); given, it overrides the "
+                         "table's retention policy for this run")
     g = cmd("gc", _cmd_gc, "remove files no snapshot or reader needs", table="optional")
     g.add_argument("--grace", type=float, default=3600.0,
                    help="seconds before temporary and orphan files of dead writers count as leftovers (default 3600)")
+    tg = cmd("tag", _cmd_tag, "name a snapshot so it can be read later (kept by expiry until untagged); list or "
+                              "delete tags")
+    tg.add_argument("name", nargs="?", help="the tag to make, e.g. train-2026-11-20 (without it: list the tags)")
+    tg.add_argument("--snapshot", type=_snapshot_arg,
+                    help="snapshot id (or another tag) to tag (default: the current snapshot)")
+    tg.add_argument("--replace", action="store_true", help="move an existing tag of that name to this snapshot")
+    tg.add_argument("--list", action="store_true", help="list the table's tags (name, snapshot, when tagged)")
+    tg.add_argument("--delete", metavar="NAME", help="remove this tag; its snapshot then expires by the policy")
+    tg.add_argument("--json", action="store_true", help=JSON_HELP)
+    rt = cmd("retention", _cmd_retention,
+             "show or set a table's retention policy: which snapshots expire, compact and the daemon keep")
+    rt.add_argument("--retain-last", type=_count_or_off, default=_UNSET, metavar="N",
+                    help="keep at least the newest N snapshots ('none': no count rule); other rules stay as they are")
+    rt.add_argument("--older-than", type=_duration_or_off, default=_UNSET, metavar="AGE",
+                    help="keep snapshots younger than AGE: 7d, 12h, 30m, seconds ('none': no age rule); other rules "
+                         "stay as they are")
+    rt.add_argument("--reset", action="store_true", help="restore the default policy (last 1 and younger than 7d)")
+    rt.add_argument("--json", action="store_true", help=JSON_HELP)
     bench_help = "run the benchmarks against Parquet baselines; write JSON, markdown, PNG"
     b = sub.add_parser("bench", help=bench_help, description=bench_help)
     b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction", "catalog"],

@@ -41,9 +41,15 @@ def _backoff(interval: float, failures: int, max_backoff: float) -> float:
 
 
 def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
-             sort_by: Sequence[str] | None = None, retain_last: int = 1, older_than: float | None = None,
+             sort_by: Sequence[str] | None = None, retain_last: int | None = None, older_than: float | None = None,
              grace_seconds: float = 3600.0, should_stop: Any = None) -> list[dict[str, Any]]:
-    """One pass over the tables: compact, expire, gc. Returns a report per table."""
+    """One pass over the tables: compact, expire, gc. Returns a report per table.
+
+    Expiry follows each table's own retention policy (``table.set_retention``; by default a
+    week of snapshots and at least the last), unless ``retain_last`` or ``older_than`` is
+    given: explicit values win over every table's policy (see
+    :func:`~samplestore.compaction.expire_snapshots`). Tagged snapshots are always kept.
+    """
     reports = []
     for name in store.tables() if tables is None else tables:
         if should_stop is not None and should_stop():

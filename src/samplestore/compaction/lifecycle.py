@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any
 
+from ..catalog.base import RetentionPolicy
 from ..table.verify import leftover_files, remove_empty_partition_folders, remove_in_table, table_folder_problem
 
 __all__ = ["expire_snapshots", "gc_table"]
@@ -15,17 +16,30 @@ __all__ = ["expire_snapshots", "gc_table"]
 log = logging.getLogger("samplestore.lifecycle")
 
 
-def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None, retain_last: int = 1) -> list[int]:
+def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None,
+                     retain_last: int | None = None) -> list[int]:
     """Forget old snapshots: keep the newest ``retain_last`` and those younger than
-    ``older_than`` (seconds or timedelta); the current snapshot and snapshots pinned by a
-    live reader lease are always kept. Returns the ids expired. Files stay on disk until
+    ``older_than`` (seconds or timedelta). Returns the ids expired. Files stay on disk until
     :func:`gc_table`.
+
+    With neither argument given, the table's retention policy decides
+    (:attr:`Table.retention <samplestore.table.Table.retention>`; by default a week of
+    snapshots and at least the last). Explicit arguments win over the policy for this call,
+    and replace it as a whole: ``retain_last=1`` alone keeps only the newest snapshot,
+    however young the others are; ``older_than`` alone keeps at least the newest one.
+
+    Whatever is asked, the current snapshot, tagged snapshots and snapshots a live reader
+    leases are kept: the catalog checks leases and tags in the transaction that drops.
     """
+    if older_than is None and retain_last is None:
+        policy = table.retention
+    else:
+        policy = RetentionPolicy(retain_last=max(1, int(retain_last)) if retain_last is not None else None,
+                                 older_than=older_than)
     snaps = table.snapshots()
-    keep = {s.snapshot_id for s in snaps[-max(1, retain_last):]}
-    if older_than is not None:
-        age = older_than.total_seconds() if isinstance(older_than, _dt.timedelta) else float(older_than)
-        cutoff = time.time() - age
+    keep = {s.snapshot_id for s in snaps[-(policy.retain_last or 1):]}
+    if policy.older_than is not None:
+        cutoff = time.time() - policy.older_than
         keep |= {s.snapshot_id for s in snaps if s.created_at >= cutoff}
     # Only what was listed may go: snapshots committed since (a streaming writer's, say) are
     # newer than any kept one and must not be dropped unseen.

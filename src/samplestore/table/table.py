@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..catalog.base import Snapshot, TableMeta
-from ..errors import SchemaError
+from ..catalog.base import DEFAULT_RETENTION_SECONDS, RETENTION_PROPERTY, RetentionPolicy, Snapshot, TableMeta, Tag
+from ..errors import CatalogError, SchemaError, SnapshotNotFound
 from ..schema import Feature, Schema
 from .scan import DEFAULT_LEASE_SECONDS, Scan
 from .writer import DEFAULT_TARGET_FILE_BYTES, StreamingWriter
@@ -59,17 +59,34 @@ class Table:
         """Every retained snapshot, oldest first."""
         return self._catalog.snapshots(self.name)
 
-    def snapshot(self, snapshot_id: int | None = None) -> Snapshot:
-        """One snapshot (the current one if None); SnapshotNotFound lists what exists."""
+    def snapshot(self, snapshot_id: int | str | None = None) -> Snapshot:
+        """One snapshot, by id or tag name (the current one if None); SnapshotNotFound lists
+        what exists."""
+        if isinstance(snapshot_id, str):
+            snapshot_id = self._resolve_snapshot(snapshot_id, None)
         sid = self.current_snapshot_id if snapshot_id is None else snapshot_id
         return self._catalog.snapshot(self.name, sid)
 
-    def _resolve_snapshot(self, snapshot: int | None, as_of: Any) -> int:
+    def _resolve_snapshot(self, snapshot: int | str | None, as_of: Any) -> int:
+        """The snapshot id that ``snapshot=`` / ``as_of=`` name: an id, a tag name, a time, or
+        (neither) the current snapshot. Every reader (scans, ``files``, statistics, datasets,
+        the CLI) resolves here, so a tag works wherever a snapshot id does.
+
+        Raises:
+            SnapshotNotFound: no retained snapshot of that id, no tag of that name (the message
+                lists the tags), or none committed at or before ``as_of``.
+        """
         if snapshot is not None and as_of is not None:
             raise ValueError("give snapshot= or as_of=, not both")
         if as_of is not None:
             when = as_of.timestamp() if isinstance(as_of, _dt.datetime) else float(as_of)
             return self._catalog.snapshot_as_of(self.name, when).snapshot_id
+        if isinstance(snapshot, str):
+            # Tag names start with a letter or '_', so a string of digits (from a command
+            # line, say) can only mean a snapshot id.
+            if not (snapshot.isascii() and snapshot.isdigit()):
+                return self._catalog.resolve_tag(self.name, snapshot)
+            snapshot = int(snapshot)
         if snapshot is not None:
             if snapshot != 0:
                 self._catalog.snapshot(self.name, int(snapshot))  # raises with the list
@@ -80,6 +97,83 @@ class Table:
         if snapshot_id == 0:
             return self.schema
         return self._catalog.snapshot(self.name, snapshot_id).schema
+
+    # -- tags ---------------------------------------------------------------------------
+    def tag(self, name: str, snapshot: int | str | None = None, *, replace: bool = False) -> Tag:
+        """Name a snapshot (the current one by default) so it can be read again later:
+        ``table.scan(snapshot=name)``, ``SampleDataset(table, snapshot=name)``, or ``--snapshot
+        NAME`` on the command line. Expiry keeps a tagged snapshot, and GC its files, until
+        :meth:`untag` (also rows deleted later: erasure of them waits for the untag).
+
+        Args:
+            name: the tag: a letter or '_' first, then letters, digits, '_' and '-'
+                (e.g. ``"train-2026-11-20"``).
+            snapshot: the snapshot to tag, by id or by another tag's name.
+            replace: move an existing tag of that name to this snapshot.
+
+        Raises:
+            CatalogError: an invalid name; a tag of that name exists and not ``replace``; or
+                the table has no commit yet.
+            SnapshotNotFound: the snapshot is not retained.
+        """
+        if snapshot is not None:
+            sid = self._resolve_snapshot(snapshot, None)
+            if sid == 0:
+                recent = [s.snapshot_id for s in self.snapshots()][-10:]
+                raise CatalogError(f"snapshot 0 of table {self.name!r} is the empty table before any commit; there "
+                                   f"is nothing to tag. Tag a committed snapshot (the newest: {recent})")
+            return self._catalog.create_tag(self.name, name, sid, replace=replace)
+        for _attempt in range(10):
+            sid = self.current_snapshot_id
+            if sid == 0:
+                raise CatalogError(f"table {self.name!r} has no commit yet, so there is no snapshot to tag {name!r}; "
+                                   f"append data first")
+            try:
+                return self._catalog.create_tag(self.name, name, sid, replace=replace)
+            except SnapshotNotFound:
+                # A commit and an expiry came between reading the current snapshot and
+                # tagging it: "the current snapshot" is now the new one.
+                continue
+        raise SnapshotNotFound(f"table {self.name!r}: the current snapshot kept expiring before it could be tagged "
+                               f"{name!r}; try again")
+
+    def untag(self, name: str) -> Tag:
+        """Remove a tag; its snapshot then expires by the retention policy like any other.
+        Returns the removed tag.
+
+        Raises:
+            SnapshotNotFound: the table has no such tag (the message lists its tags).
+        """
+        return self._catalog.drop_tag(self.name, name)
+
+    def tags(self) -> list[Tag]:
+        """The table's tags, sorted by name."""
+        return self._catalog.tags(self.name)
+
+    # -- retention ------------------------------------------------------------------------
+    @property
+    def retention(self) -> RetentionPolicy:
+        """The table's retention policy: which snapshots expiry keeps when it is not told
+        (see :meth:`set_retention`)."""
+        return RetentionPolicy.from_properties(self._meta().properties)
+
+    def set_retention(self, retain_last: int | None = 1,
+                      older_than: float | _dt.timedelta | None = DEFAULT_RETENTION_SECONDS) -> RetentionPolicy:
+        """Set which snapshots expiry keeps for this table: the newest ``retain_last`` and all
+        younger than ``older_than`` (seconds or a timedelta); ``None`` switches a rule off.
+        The arguments' defaults are the default policy (a week, and at least the last one).
+
+        ``expire_snapshots()``, ``samplestore expire`` and ``samplestore compact`` (once or as a
+        daemon) follow it unless given explicit values, which win. The current snapshot,
+        tagged snapshots and snapshots a reader leases are always kept.
+
+        Raises:
+            ValueError: ``retain_last`` is not an int >= 1 or None, or ``older_than`` is not
+                seconds >= 0, a timedelta or None.
+        """
+        policy = RetentionPolicy(retain_last=retain_last, older_than=older_than)
+        self._catalog.set_table_properties(self.name, {RETENTION_PROPERTY: policy.to_dict()})
+        return policy
 
     def last_commit_token(self, writer_id: str = "default") -> str | None:
         """The commit token the streaming writer ``writer_id`` stored last (None if none)."""
@@ -166,8 +260,15 @@ class Table:
         from ..compaction import DEFAULT_TARGET_FILE_BYTES, plan_compaction
         return plan_compaction(self, target_file_bytes or DEFAULT_TARGET_FILE_BYTES, partitions)
 
-    def expire_snapshots(self, older_than: Any = None, retain_last: int = 1) -> list[int]:
-        """Forget old snapshots (see :func:`samplestore.compaction.expire_snapshots`)."""
+    def expire_snapshots(self, older_than: float | _dt.timedelta | None = None,
+                         retain_last: int | None = None) -> list[int]:
+        """Forget old snapshots; returns the ids expired.
+
+        With no arguments the table's :attr:`retention` policy decides; explicit
+        ``retain_last`` / ``older_than`` win over it for this call (see
+        :func:`samplestore.compaction.expire_snapshots`). Tagged, leased and current
+        snapshots are always kept.
+        """
         from ..compaction import expire_snapshots
         return expire_snapshots(self, older_than=older_than, retain_last=retain_last)
 
@@ -178,8 +279,9 @@ class Table:
 
     # -- reading --------------------------------------------------------------------------
     def scan(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
-             snapshot: int | None = None, as_of: Any = None, lease_seconds: float | None = None) -> Scan:
-        """A :class:`Scan` pinned to a snapshot (see there)."""
+             snapshot: int | str | None = None, as_of: Any = None, lease_seconds: float | None = None) -> Scan:
+        """A :class:`Scan` pinned to a snapshot (see there): ``snapshot`` is an id or a tag
+        name (see :meth:`tag`), the current snapshot if None."""
         return Scan(self, columns, filter, snapshot, as_of, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
 
     def to_arrow(self, **scan_args: Any) -> pa.Table:
@@ -190,8 +292,9 @@ class Table:
         """Shorthand for ``scan(**scan_args).count()``."""
         return self.scan(**scan_args).count()
 
-    def files(self, snapshot: int | None = None, with_stats: Iterable[str] | None = None) -> list:
-        """The live data files of a snapshot (with per-column statistics if asked)."""
+    def files(self, snapshot: int | str | None = None, with_stats: Iterable[str] | None = None) -> list:
+        """The live data files of a snapshot, by id or tag name (with per-column statistics if
+        asked)."""
         sid = self._resolve_snapshot(snapshot, None)
         return self._catalog.files(self.name, sid, with_stats=with_stats)
 
