@@ -23,7 +23,7 @@ test: $(STAMP)
 
 # The quick loop while working: tests/ without the tests marked slow.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
 
 demo: $(STAMP)
 	$(BIN)/samplestore demo --root demo-store

@@ -40,6 +40,7 @@ def root(tmp_path):
     return tmp_path / "s"
 
 
+@pytest.mark.slow
 def test_tag_a_snapshot_and_read_it_back_after_the_table_moved_on(root, tmp_path):
     out = cli("tag", root, "t", "train-2026-11-20").stdout
     assert f"tagged snapshot 3 of 't' as 'train-2026-11-20'; read it with --snapshot train-2026-11-20" in out
@@ -64,6 +65,7 @@ def test_tag_a_snapshot_and_read_it_back_after_the_table_moved_on(root, tmp_path
     assert json.loads(cli("stats", root, "t", "--snapshot", "1", "--json").stdout)["snapshot_id"] == 1
 
 
+@pytest.mark.slow
 def test_deleting_a_tag_lets_expiry_drop_its_snapshot(root):
     cli("tag", root, "t", "old", "--snapshot", "1")
     cli("expire", root, "t", "--retain-last", "1")
@@ -74,6 +76,7 @@ def test_deleting_a_tag_lets_expiry_drop_its_snapshot(root):
     assert "expired 1 snapshots of 't' as asked; 1 retained" in cli("expire", root, "t", "--retain-last", "1").stdout
 
 
+@pytest.mark.slow
 def test_tag_errors_are_one_line_and_exit_2(root):
     cli("tag", root, "t", "train")
     for args, words in [(("tag", root, "t", "train"), "has a tag 'train' already (on snapshot 3)"),
@@ -89,6 +92,7 @@ def test_tag_errors_are_one_line_and_exit_2(root):
     assert json.loads(cli("tag", root, "t", "--json").stdout)[0]["snapshot_id"] == 2
 
 
+@pytest.mark.slow
 def test_retention_shows_sets_and_is_what_expire_and_compact_follow(root):
     out = cli("retention", root, "t").stdout
     assert out.startswith("table 't': keep the last 1 snapshot(s) and every snapshot younger than 7d;")

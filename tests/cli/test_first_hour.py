@@ -85,6 +85,7 @@ def test_export_that_fails_midway_leaves_no_temporary_file(store, tmp_path):
 
 
 # -- --json errors --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_json_errors_are_one_json_object_on_stdout_and_exit_2(store, tmp_path):
     root, _ = store
     for args, words in [(("info", root, "nope", "--json"), "no table 'nope'"),
@@ -202,6 +203,7 @@ def test_snapshots_text_has_a_header_row(store):
 
 
 # -- compaction leaves no empty partition folder ----------------------------------------------------
+@pytest.mark.slow
 def test_compact_removes_the_folder_of_a_partition_it_emptied(tmp_path):
     (tmp_path / "schema.json").write_text(datagen.sessions_schema(num_sparse=2).to_json())
     pq.write_table(datagen.sessions_like(1000, num_sparse=2, days=2), tmp_path / "in.parquet")

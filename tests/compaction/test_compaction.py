@@ -126,6 +126,7 @@ def test_erasure_of_a_user(table):
         assert not os.path.exists(os.path.join(table.dir, p))
 
 
+@pytest.mark.slow
 def test_live_lease_keeps_files_and_dead_reader_lease_lapses(table):
     ds = SampleDataset(table, batch_size=500, lease_seconds=30)
     table.compact()

@@ -180,6 +180,7 @@ def grow(t):
     return np.setdiff1d(np.arange(1000 + 5 * 333), [1001, 1500, 2000])
 
 
+@pytest.mark.slow
 def test_follow_with_two_ranks_and_two_workers(stream):
     datasets = [follow_ds(stream, r, 2) for r in range(2)]
     expected = grow(stream)
@@ -300,6 +301,7 @@ def test_a_follow_resume_after_the_appends_were_compacted_is_refused(stream):
         list(loader(again, 2))
 
 
+@pytest.mark.slow
 def test_a_follow_position_reaches_persistent_workers(stream):
     ds = follow_ds(stream, seed=6)
     for k in range(4):
