@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.pyx csrc/*.pxd)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# Everything, the slow soak, crash, fuzz and demo tests included (what CI runs).
+# Everything (what CI runs), the slow soak, crash, fuzz and demo tests included, on both cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # The quick loop while working: tests/ without the tests marked slow.
 test-fast: $(STAMP)

@@ -39,8 +39,19 @@ def streamer(root: str) -> None:
         time.sleep(0.002)
 
 
+def holder(root: str) -> None:
+    """Write rows into an open file, never commit, report, and wait to be killed mid-write."""
+    table = ss.open_store(root).table("t")
+    w = table.writer(commit_every_rows=None, writer_id="holder")
+    w.write(batch(10_000_000, BATCH))
+    print("holding", flush=True)
+    time.sleep(600)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "append":
         appender(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "stream":
         streamer(sys.argv[2])
+    elif sys.argv[1] == "hold":
+        holder(sys.argv[2])
