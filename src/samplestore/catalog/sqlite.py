@@ -528,6 +528,18 @@ class SQLiteCatalog(Catalog):
         """Names of all tables, sorted."""
         return [r[0] for r in self._conn().execute("SELECT name FROM tables ORDER BY name")]
 
+    @staticmethod
+    def _retained(c: sqlite3.Connection, name: str, snapshot_id: int) -> bool:
+        return c.execute("SELECT 1 FROM snapshots WHERE table_name = ? AND snapshot_id = ?",
+                         (name, int(snapshot_id))).fetchone() is not None
+
+    @staticmethod
+    def _retained_ids(c: sqlite3.Connection, name: str) -> list:
+        """The table's retained snapshot ids for an error message (long lists elided)."""
+        ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? ORDER BY snapshot_id",
+                                       (name,))]
+        return ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+
     def _require(self, c: sqlite3.Connection, name: str) -> tuple:
         row = c.execute("SELECT name, schema_json, partition_by, properties, created_at, current_snapshot "
                         "FROM tables WHERE name = ?", (name,)).fetchone()
@@ -566,9 +578,7 @@ class SQLiteCatalog(Catalog):
         row = c.execute(f"SELECT {self._SNAP_COLS} FROM snapshots WHERE table_name = ? AND snapshot_id = ?",
                         (name, int(snapshot_id))).fetchone()
         if row is None:
-            ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? ORDER BY snapshot_id", (name,))]
-            shown = ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
-            raise SnapshotNotFound(f"table {name!r} has no snapshot {snapshot_id}; snapshots: {shown}")
+            raise SnapshotNotFound(f"table {name!r} has no snapshot {snapshot_id}; snapshots: {self._retained_ids(c, name)}")
         return self._snapshot(row)
 
     @_translated
@@ -662,14 +672,11 @@ class SQLiteCatalog(Catalog):
             row = self._require(c, name)
             # A follower's lease keeps files by the snapshot number alone (everything removed
             # after it); it needs no retained snapshot row.
-            if snapshot_id != 0 and not keep_later and c.execute("SELECT 1 FROM snapshots WHERE table_name = ? AND snapshot_id = ?",
-                                              (name, snapshot_id)).fetchone() is None:
-                ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? "
-                                               "ORDER BY snapshot_id", (name,))]
-                shown = ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+            if snapshot_id != 0 and not keep_later and not self._retained(c, name, snapshot_id):
                 raise SnapshotNotFound(
                     f"cannot lease snapshot {snapshot_id} of table {name!r}: it is not retained (expired, or never "
-                    f"committed); retained snapshots: {shown}. Plan again on the current snapshot {row[5]}")
+                    f"committed); retained snapshots: {self._retained_ids(c, name)}. Plan again on the current "
+                    f"snapshot {row[5]}")
             c.execute("INSERT INTO leases (lease_id, table_name, snapshot_id, expires_at, owner, keep_later) "
                       "VALUES (?, ?, ?, ?, ?, ?)", (lease, name, snapshot_id, time.time() + ttl, owner, int(keep_later)))
         return lease
@@ -736,14 +743,10 @@ class SQLiteCatalog(Catalog):
         snapshot_id = int(snapshot_id)
         with self._tx() as c:
             row = self._require(c, name)
-            if c.execute("SELECT 1 FROM snapshots WHERE table_name = ? AND snapshot_id = ?",
-                         (name, snapshot_id)).fetchone() is None:
-                ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? "
-                                               "ORDER BY snapshot_id", (name,))]
-                shown = ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+            if not self._retained(c, name, snapshot_id):
                 raise SnapshotNotFound(
                     f"cannot tag snapshot {snapshot_id} of table {name!r} as {tag!r}: it is not retained (expired, or "
-                    f"never committed); retained snapshots: {shown} (current: {row[5]})")
+                    f"never committed); retained snapshots: {self._retained_ids(c, name)} (current: {row[5]})")
             old = c.execute("SELECT snapshot_id FROM tags WHERE table_name = ? AND name = ?", (name, tag)).fetchone()
             if old is not None and not replace:
                 raise CatalogError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -471,12 +471,7 @@ class Scan:
         Raises:
             MissingDependency: pandas is not installed (``pip install 'samplestore[pandas]'``).
         """
-        try:
-            import pandas  # noqa: F401  (pyarrow's conversion imports it; fail before reading)
-        except ImportError as exc:
-            raise MissingDependency(
-                "Scan.to_pandas() needs pandas: pip install 'samplestore[pandas]' "
-                "(Scan.to_arrow() gives the same data without it)") from exc
+        _require_extra("pandas", "Scan.to_pandas()")  # before reading anything
         return self.to_arrow().to_pandas()
 
     def to_polars(self) -> "polars.DataFrame":
@@ -485,12 +480,7 @@ class Scan:
         Raises:
             MissingDependency: polars is not installed (``pip install 'samplestore[polars]'``).
         """
-        try:
-            import polars
-        except ImportError as exc:
-            raise MissingDependency(
-                "Scan.to_polars() needs polars: pip install 'samplestore[polars]' "
-                "(Scan.to_arrow() gives the same data without it)") from exc
+        polars = _require_extra("polars", "Scan.to_polars()")
         return polars.from_arrow(self.to_arrow())
 
     def count(self) -> int:
@@ -501,6 +491,17 @@ class Scan:
             finally:
                 self.close()
         return sum(b.num_rows for b in self._batches())
+
+
+def _require_extra(module: str, what: str) -> Any:
+    """Import an optional dependency, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(f"{what} needs {module}: pip install 'samplestore[{module}]' "
+                                "(Scan.to_arrow() gives the same data without it)") from exc
 
 
 def _row_group_rows(scan: Scan, task: FileTask) -> list[int]:
