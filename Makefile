@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch: an unpinned torch would pull a CUDA build of several GB.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test test-fast demo bench bench-pytest clean
+TORCHREC_STAMP := $(VENV)/.torchrec
+
+.PHONY: install torchrec-cpu test test-fast demo bench bench-pytest clean
 
 install: $(STAMP)
 
@@ -17,8 +19,17 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.pyx csrc/*.pxd)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# TorchRec for Batch.to_kjt() on a CPU-only host: --no-deps, since torchrec declares the CUDA
+# fbgemm-gpu; requirements/torchrec-cpu.txt pins every dependency instead. torch stays as pinned.
+torchrec-cpu: $(TORCHREC_STAMP)
+
+$(TORCHREC_STAMP): requirements/torchrec-cpu.txt $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/torchrec-cpu.txt
+	$(BIN)/python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if '$(TORCH_PIN)'.endswith(v) else 'torch was replaced: ' + torch.__version__)"
+	touch $(TORCHREC_STAMP)
+
 # Everything (what CI runs), the slow soak, crash, fuzz and demo tests included, on both cores.
-test: $(STAMP)
+test: $(STAMP) $(TORCHREC_STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
 # The quick loop while working: tests/ without the tests marked slow.
