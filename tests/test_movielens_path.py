@@ -8,11 +8,13 @@ rating exactly once, with the ids as KeyedJaggedTensor keys.
 """
 
 import datetime as dt
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -104,3 +106,59 @@ def test_movielens_parquet_to_training(tmp_path):
         assert torch.isfinite(loss)
 
     assert len(delivered) == N_RATINGS and set(delivered) == set(expected)  # every rating once
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "samplestore", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _epoch(table: ss.Table, **kw) -> list[tuple[int, int]]:
+    """The (user, movie) pairs of one shuffled epoch, in the order a trainer gets them."""
+    ds = SampleDataset(table, features=["user", "movie", "liked"], batch_size=100, shuffle=True, seed=7, **kw)
+    out = []
+    for batch in ds:
+        users, movies = batch.sparse["user"][0].tolist(), batch.sparse["movie"][0].tolist()
+        out.extend(zip(users, movies))
+    return out
+
+
+def test_movielens_training_run_reproduced_by_tag_after_compaction_and_daemon(tmp_path):
+    """Ingest, tag what a training run read, let the table move on (more days, a day's ratings erased,
+    compaction, the daemon, a retention that keeps only the last snapshot); the tag still gives
+    the same rows in the same order."""
+    ratings = movielens_like(seed=1)
+    first, later = ratings.slice(0, 1000), ratings.slice(1000)
+    pq.write_table(first, tmp_path / "first.parquet", row_group_size=200)
+    pq.write_table(later, tmp_path / "later.parquet", row_group_size=200)
+    root = str(tmp_path / "store")
+    _cli("ingest", root, "ratings", str(tmp_path / "first.parquet"), "--create", "--label", "liked",
+         "--ids", "user,movie", "--partition-by", "ds", "--quiet")
+    _cli("tag", root, "ratings", "train-v1")
+    table = ss.open_store(root).table("ratings")
+    trained_on = _epoch(table, snapshot="train-v1")
+    assert len(trained_on) == 1000 and len(set(trained_on)) == 1000
+
+    # The table moves on: more days arrive, a day's ratings are erased, and maintenance runs
+    # with the most aggressive retention (only the last snapshot) — tags are kept regardless.
+    _cli("ingest", root, "ratings", str(tmp_path / "later.parquet"), "--quiet")
+    first_day = first.column("ds")[0].as_py()
+    erased = table.scan(filter=pc.field("ds") == first_day).count()
+    assert erased > 0 and table.delete(pc.field("ds") == first_day) is not None
+    table.set_retention(retain_last=1, older_than=0)
+    _cli("compact", root, "ratings", "--grace", "0")
+    from samplestore.compaction import run_once
+    reports = run_once(ss.open_store(root), grace_seconds=0)
+    assert [r["table"] for r in reports] == ["ratings"], reports
+
+    table = ss.open_store(root).table("ratings")
+    current = table.snapshot()
+    tagged = dict((t.name, t.snapshot_id) for t in table.tags())["train-v1"]
+    assert tagged < current.snapshot_id
+    assert [s.snapshot_id for s in table.snapshots()] == [tagged, current.snapshot_id]  # all else expired
+    replaced = {f.path for f in table.files("train-v1")} - {f.path for f in table.files()}
+    assert replaced  # compaction rewrote files the tag reads (the erased day's at least)...
+    assert all(os.path.exists(os.path.join(table.dir, p)) for p in replaced)  # ...and GC kept them
+    assert table.scan().count() == N_RATINGS - erased  # the erased day is gone from the current rows...
+    assert _epoch(table, snapshot="train-v1") == trained_on  # ...but the tagged run reads as it did
