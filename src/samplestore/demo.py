@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import datagen
-from .cli.progress import Progress
+from .progress import Progress
 
 __all__ = ["DLRM", "auc", "run_demo", "cli_command"]
 

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, Sequence
 
 from .. import __version__
 from ..errors import SampleStoreError
+from ..extras import require_extra
 
 __all__ = ["main", "build_parser"]
 
@@ -72,7 +73,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
 def _cmd_ingest(a: argparse.Namespace) -> int:
     from ..errors import TableExists, TableNotFound
     from ..table.ingest import guess_format, infer_schema, ingest
-    from .progress import Progress
+    from ..progress import Progress
 
     shape = [opt for opt, given in (("--label", a.label), ("--ids", a.ids), ("--dense", a.dense),
                                     ("--partition-by", a.partition_by)) if given]
@@ -325,7 +326,7 @@ def _export_path(out: str, table: str) -> str:
 def _cmd_export(a: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from .progress import Progress
+    from ..progress import Progress
 
     t = _store(a.root).table(a.table)
     out = _export_path(a.out, a.table)
@@ -361,7 +362,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 def _cmd_verify(a: argparse.Namespace) -> int:
     from ..table.verify import verify_table
-    from .progress import Progress
+    from ..progress import Progress
 
     store = _store(a.root)
     names = [a.table] if a.table else store.tables()
@@ -577,6 +578,7 @@ def _policy_text(policy: Any) -> str:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
+    require_extra("torch", "samplestore bench (the loader benchmarks train on PyTorch)")
     from ..bench.report import run_all
 
     which = ["format", "loader", "compaction", "catalog"] if a.which == "all" else [a.which]
@@ -590,6 +592,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
+    require_extra("torch", "samplestore demo (it trains a model)")
     from ..demo import run_demo
 
     res = run_demo(a.root, rows=a.rows, epochs=a.epochs, workers=a.workers)

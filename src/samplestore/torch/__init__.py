@@ -7,6 +7,13 @@
 
 from __future__ import annotations
 
+from ..extras import require_extra
+
+# torch is an extra: without it the rest of samplestore (write, scan, compact, export) works,
+# and this import says what to install rather than failing deep inside a module.
+require_extra("torch", "samplestore.torch (SampleDataset, Batch, DevicePrefetcher)",
+              instead="storage, scans, compaction and export work without it")
+
 from .batch import Batch, SparseFeatures
 from .dataset import DEFAULT_SHUFFLE_BUFFER_ROWS, SampleDataset
 from .prefetch import DevicePrefetcher

@@ -1,4 +1,4 @@
-"""A small progress bar for long CLI work (stderr; redrawn in place on a terminal)."""
+"""A small progress bar for long work run from the command line (stderr; redrawn in place on a terminal)."""
 
 from __future__ import annotations
 
