@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import datetime as _dt
+import json
 import math
 import numbers
 import re
@@ -177,6 +178,12 @@ class ColumnStats:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def partition_key(values: Mapping[str, Any]) -> str:
+    """The one text form of a partition's values: the catalog stores it, and code that groups
+    files by partition compares it (sorted JSON, so the order of the keys does not matter)."""
+    return json.dumps(dict(values), sort_keys=True)
+
+
 @dataclass(frozen=True, slots=True)
 class DataFile:
     """One data file of a table."""
@@ -198,6 +205,11 @@ class DataFile:
         size = self.row_group_size or self.num_rows
         full, rest = divmod(self.num_rows, size) if size else (0, 0)
         return [size] * full + ([rest] if rest else [])
+
+    @property
+    def partition_key(self) -> str:
+        """:func:`partition_key` of this file's partition."""
+        return partition_key(self.partition)
 
 
 class Catalog(abc.ABC):

@@ -879,7 +879,7 @@ class SQLiteCatalog(Catalog):
             for f in add:
                 cur = c.execute("INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "
                                 "row_group_size, added_by, added_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                (name, f.path, json.dumps(dict(f.partition), sort_keys=True), f.num_rows, f.file_bytes,
+                                (name, f.path, f.partition_key, f.num_rows, f.file_bytes,
                                  f.num_row_groups, f.row_group_size or f.num_rows, operation, new_id))
                 fid = cur.lastrowid
                 added_rows += f.num_rows

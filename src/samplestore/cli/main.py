@@ -144,7 +144,7 @@ def _table_info(t: Any) -> dict[str, Any]:
         "files": len(files),
         "bytes": sum(f.file_bytes for f in files),
         "partition_by": list(t.partition_by),
-        "partitions": len({json.dumps(dict(f.partition), sort_keys=True) for f in files}),
+        "partitions": len({f.partition_key for f in files}),
         "schema": t.schema.to_dict()["features"],
         "last_commit": snap.to_dict() if snap else None,
     }

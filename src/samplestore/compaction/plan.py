@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from ..catalog.base import partition_key
+
 __all__ = ["CompactionGroup", "CompactionPlan", "plan_compaction", "DEFAULT_TARGET_FILE_BYTES"]
 
 DEFAULT_TARGET_FILE_BYTES = 128 << 20
@@ -63,10 +65,10 @@ def plan_compaction(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYT
     if watermark is not None:
         files = [f for f in files if not (f.added_snapshot > watermark and f.added_by in ("append", "stream-append"))]
     dvs = table._catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
-    wanted = None if partitions is None else {json.dumps(dict(p), sort_keys=True) for p in partitions}
+    wanted = None if partitions is None else {partition_key(p) for p in partitions}
     by_part: dict[str, list[Any]] = {}
     for f in files:
-        key = json.dumps(dict(f.partition), sort_keys=True)
+        key = f.partition_key
         if wanted is not None and key not in wanted:
             continue
         if f.file_bytes < small_fraction * target_file_bytes or f.file_id in dvs:

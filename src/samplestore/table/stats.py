@@ -114,7 +114,7 @@ def table_stats(table: Any, snapshot: int | None = None, by_partition: bool = Fa
     if by_partition and table.partition_by:
         groups: dict[str, list[DataFile]] = {}
         for f in files:
-            groups.setdefault(json.dumps(dict(f.partition), sort_keys=True), []).append(f)
+            groups.setdefault(f.partition_key, []).append(f)
         res["partitions"] = [
             {"partition": json.loads(k), **_row_counts(fs, deleted), "files": len(fs),
              "columns": _columns(fs, schema)}
