@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 
 TORCHREC_STAMP := $(VENV)/.torchrec
 
-.PHONY: install torchrec-cpu test test-fast demo bench bench-pytest clean
+.PHONY: install torchrec-cpu lint-imports test test-fast demo bench bench-pytest clean
 
 install: $(STAMP)
 
@@ -29,11 +29,15 @@ $(TORCHREC_STAMP): requirements/torchrec-cpu.txt $(STAMP)
 	touch $(TORCHREC_STAMP)
 
 # Everything (what CI runs), the slow soak, crash, fuzz and demo tests included, on both cores.
-test: $(STAMP) $(TORCHREC_STAMP)
+test: $(STAMP) $(TORCHREC_STAMP) lint-imports
 	$(BIN)/python -m pytest -q -n 2
 
+# The import contracts of pyproject.toml ([tool.importlinter]): no cycles, no upward imports.
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
 # The quick loop while working: tests/ without the tests marked slow.
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint-imports
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
 
 demo: $(STAMP)
