@@ -123,13 +123,13 @@ def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort
     files are left to merge. ``should_stop()`` ends the run between groups (SIGTERM).
     """
     if sort_by:
-        table._check_columns(sort_by)
+        table.check_columns(sort_by)
     result = CompactionResult(table.name)
     parts = list(partitions) if partitions is not None else None
     # Merged files compress better than their inputs, so outputs of one pass can still be
     # "small": passes repeat until nothing is left to merge or a pass stops reducing files.
     conflicts_left = max_attempts
-    lease = Lease(table._catalog, table.name, 0)  # marks the files being written as in progress
+    lease = Lease(table.catalog, table.name, 0)  # marks the files being written as in progress
     try:
         return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,
                         lease)
@@ -144,8 +144,8 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
         plan = plan_compaction(table, target_file_bytes, parts)
         if not plan.groups:
             return result
-        deletes = table._catalog.deleted_positions(table.name, plan.snapshot_id,
-                                                   [i for g in plan.groups for i in g.file_ids])
+        deletes = table.catalog.deleted_positions(table.name, plan.snapshot_id,
+                                                  [i for g in plan.groups for i in g.file_ids])
         retry = False
         for group in plan.groups:
             if should_stop is not None and should_stop():
@@ -160,9 +160,9 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
                     _unlink(os.path.join(table.dir, f.path))
                 raise
             try:
-                snap = table._catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
-                                             planned_at=plan.snapshot_id,
-                                             summary={"compaction": True, "sort_by": list(sort_by or [])})
+                snap = table.catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
+                                            planned_at=plan.snapshot_id,
+                                            summary={"compaction": True, "sort_by": list(sort_by or [])})
             except CommitConflict as exc:
                 for f in new:
                     _unlink(os.path.join(table.dir, f.path))

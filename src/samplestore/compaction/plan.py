@@ -55,14 +55,14 @@ def plan_compaction(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYT
     appends a live follower has not read yet.
     """
     sid = table.current_snapshot_id
-    files = table._catalog.files(table.name, sid)
+    files = table.catalog.files(table.name, sid)
     # Appends a follower (SampleDataset(follow=True)) has not read yet stay as they are, so it
     # reads them, and deletes of their rows, exactly as committed; they are merged once every
     # follower has moved past them.
-    watermark = table._catalog.follow_watermark(table.name)
+    watermark = table.catalog.follow_watermark(table.name)
     if watermark is not None:
         files = [f for f in files if not (f.added_snapshot > watermark and f.added_by in ("append", "stream-append"))]
-    dvs = table._catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
+    dvs = table.catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
     wanted = None if partitions is None else {json.dumps(dict(p), sort_keys=True) for p in partitions}
     by_part: dict[str, list[Any]] = {}
     for f in files:

@@ -17,6 +17,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import LeaseExpired, SampleStoreError, StateMismatch
+from ..table import FileTask, open_store
+from ..table.lease import Lease, lease_is_live
 from .batch import Batch, SparseFeatures
 from .ring import SlotRing
 from .sharding import epoch_rng, plan_worker, rank_batch_sizes, split_windows
@@ -217,8 +219,7 @@ class SampleDataset(IterableDataset):
             # Appends after the snapshot must stay as committed until a follower reads them.
             # Each iterating process (a DataLoader worker, or this one) holds its own lease and
             # moves it forward; this one bridges the time until they start, then lapses.
-            from ..table.lease import Lease
-            self._follow_lease = Lease(table._catalog, table.name, self.snapshot_id, ttl=lease_seconds,
+            self._follow_lease = Lease(table.catalog, table.name, self.snapshot_id, ttl=lease_seconds,
                                        keep_later=True, renew=False)
         # Made here, before a DataLoader forks workers, so they and this process share them.
         self._ring = _make_ring()
@@ -472,7 +473,6 @@ class SampleDataset(IterableDataset):
         if lease.owner_pid == os.getpid():
             lease.check()
             return
-        from ..table.lease import lease_is_live
         if not lease_is_live(self._catalog(), self.table_name, lease.lease_id):
             raise LeaseExpired(f"the lease pinning snapshot {lease.snapshot_id} of table {self.table_name!r} lapsed "
                                f"(the process that made the dataset stopped renewing it for {lease.ttl:g} s), so "
@@ -481,7 +481,6 @@ class SampleDataset(IterableDataset):
     def _catalog(self) -> Any:
         cat = getattr(self, "_catalog_here", None)
         if cat is None or getattr(self, "_catalog_pid", None) != os.getpid():
-            from ..table import open_store
             cat = open_store(self.store_root, create=False).catalog
             self._catalog_here, self._catalog_pid = cat, os.getpid()
         return cat
@@ -536,8 +535,6 @@ class SampleDataset(IterableDataset):
         they are still all there, as committed: compaction leaves appends alone while a
         follower's lease covers them, but not while no lease did (the dataset was iterated
         long after it was made, or a stream resumed after a long stop)."""
-        from ..table.lease import Lease
-
         catalog = self._catalog()
         lease = Lease(catalog, self.table_name, after, ttl=self.lease_seconds, keep_later=True)
         replaced = catalog.appends_replaced_upto(self.table_name)
@@ -561,11 +558,8 @@ class SampleDataset(IterableDataset):
         computes the same rounds whenever it looks, and the batch numbering continues the
         DataLoader's round robin across rounds.
         """
-        from ..table import open_store
-        from ..table.lease import Lease
-
         table = open_store(self.store_root, create=False).table(self.table_name)
-        catalog = table._catalog
+        catalog = table.catalog
         after, offset = at
         round_rows = self.follow_round_rows or self.batch_size * world
         # A partial last round is safe only for a sole reader: readers that look at different
@@ -638,9 +632,7 @@ def _next_round(catalog: Any, table: str, after: int, round_rows: int, final: bo
 
 def _round_tasks(table: Any, files: list[Any], upto: int) -> list[Any]:
     """Read tasks for a round's files, with the rows deleted as of its last snapshot."""
-    from ..table.scan import FileTask
-
-    dvs = table._catalog.deleted_positions(table.name, upto, [f.file_id for f in files])
+    dvs = table.catalog.deleted_positions(table.name, upto, [f.file_id for f in files])
     return [FileTask.of(table.dir, f, dvs.get(f.file_id)) for f in files]
 
 
