@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from ..errors import CommitConflict
 from ..format import FileReader, FileWriter
+from ..table import Table
 from ..table.partition import partition_path
 from ..table.scan import live_mask
 from ..table.lease import Lease
@@ -112,7 +113,7 @@ def _unlink(path: str) -> None:
         pass
 
 
-def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
+def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
             partitions: Iterable[Mapping[str, Any]] | None = None, max_attempts: int = 5,
             row_group_rows: int = TABLE_ROW_GROUP_ROWS, should_stop: Any = None) -> CompactionResult:
     """Compact a table: merge small files per partition, drop deleted rows, optionally sort.

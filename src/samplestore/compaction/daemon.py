@@ -19,6 +19,7 @@ import time
 from typing import Any, Sequence
 
 from ..errors import SampleStoreError
+from ..table import Store
 from .compactor import compact
 from .lifecycle import expire_snapshots, gc_table
 from .plan import DEFAULT_TARGET_FILE_BYTES
@@ -40,7 +41,7 @@ def _backoff(interval: float, failures: int, max_backoff: float) -> float:
     return max(interval, min(max(interval, 1.0) * 2.0 ** (failures - 1), max_backoff))
 
 
-def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
+def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
              sort_by: Sequence[str] | None = None, retain_last: int | None = None, older_than: float | None = None,
              grace_seconds: float = 3600.0, should_stop: Any = None) -> list[dict[str, Any]]:
     """One pass over the tables: compact, expire, gc. Returns a report per table.
@@ -76,7 +77,7 @@ def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_byt
     return reports
 
 
-def run_daemon(store: Any, interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
+def run_daemon(store: Store, interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
                **options: Any) -> int:
     """Run :func:`run_once` every ``interval`` seconds until SIGTERM/SIGINT; returns passes run.
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ..catalog.base import RetentionPolicy
+from ..table import Table
 from ..table.verify import leftover_files, remove_empty_partition_folders, remove_in_table, table_folder_problem
 
 __all__ = ["expire_snapshots", "gc_table"]
@@ -16,7 +17,7 @@ __all__ = ["expire_snapshots", "gc_table"]
 log = logging.getLogger("samplestore.lifecycle")
 
 
-def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None,
+def expire_snapshots(table: Table, older_than: float | _dt.timedelta | None = None,
                      retain_last: int | None = None) -> list[int]:
     """Forget old snapshots: keep the newest ``retain_last`` and those younger than
     ``older_than`` (seconds or timedelta). Returns the ids expired. Files stay on disk until
@@ -50,7 +51,7 @@ def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None
     return dropped
 
 
-def gc_table(table: Any, grace_seconds: float = 3600.0) -> dict[str, Any]:
+def gc_table(table: Table, grace_seconds: float = 3600.0) -> dict[str, Any]:
     """Delete files no retained or leased snapshot references, and leftovers of dead writers
     (temporary and orphan files older than ``grace_seconds``), then partition folders left
     empty (never the table's ``data/`` folder). Returns what was removed.

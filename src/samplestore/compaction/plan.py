@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from ..table import Table
+
 __all__ = ["CompactionGroup", "CompactionPlan", "plan_compaction", "DEFAULT_TARGET_FILE_BYTES"]
 
 DEFAULT_TARGET_FILE_BYTES = 128 << 20
@@ -47,7 +49,7 @@ class CompactionPlan:
                             "deleted_rows": g.deleted_rows} for g in self.groups]}
 
 
-def plan_compaction(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
+def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
                     partitions: Iterable[Mapping[str, Any]] | None = None, small_fraction: float = 0.75) -> CompactionPlan:
     """Bin-pack, per partition, the files below ``small_fraction * target`` (and every file
     holding deleted rows, which must be rewritten to purge them) into groups of about
