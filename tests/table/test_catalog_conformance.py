@@ -39,6 +39,16 @@ def _file(path: str, rows: int = 10, ds: str = "a") -> DataFile:
     return DataFile(path, {"ds": ds}, rows, 100, 1, stats={"y": ColumnStats(0, 0, rows, 0.0, 1.0, 50, {})})
 
 
+def _replaced_once(c) -> int:
+    """Make table 't': a.ssf appended (snapshot 1), then replaced by a2.ssf (snapshot 2);
+    returns the id of a.ssf."""
+    c.create_table("t", SCHEMA, [])
+    c.commit("t", "append", add=[_file("a.ssf")])
+    fid = c.files("t", 1)[0].file_id
+    c.commit("t", "replace", add=[_file("a2.ssf")], remove=[fid])
+    return fid
+
+
 def covers(*methods: str):
     """Declare which methods of the catalog interface a conformance test checks."""
     unknown = set(methods) - INTERFACE
@@ -164,10 +174,7 @@ class TestCatalogConformance:
     @covers("commit", "files", "load_table")
     def test_conflicting_replace_raises_and_changes_nothing(self, catalog):
         c = catalog
-        c.create_table("t", SCHEMA, [])
-        c.commit("t", "append", add=[_file("a.ssf")])
-        fid = c.files("t", 1)[0].file_id
-        c.commit("t", "replace", add=[_file("a2.ssf")], remove=[fid])
+        fid = _replaced_once(c)
         with pytest.raises(ss.CommitConflict, match="re-plan"):
             c.commit("t", "replace", add=[_file("a3.ssf")], remove=[fid])
         assert c.load_table("t").current_snapshot == 2
@@ -451,10 +458,7 @@ class TestCatalogConformance:
     @covers("commit", "last_commit_token", "all_file_paths", "load_table")
     def test_a_conflicting_commit_records_neither_its_files_nor_its_token(self, catalog):
         c = catalog
-        c.create_table("t", SCHEMA, [])
-        c.commit("t", "append", add=[_file("a.ssf")])
-        fid = c.files("t", 1)[0].file_id
-        c.commit("t", "replace", add=[_file("a2.ssf")], remove=[fid])
+        fid = _replaced_once(c)
         with pytest.raises(ss.CommitConflict, match="re-plan"):  # replace of a replaced file
             c.commit("t", "replace", add=[_file("a3.ssf")], remove=[fid], writer_id="w", commit_token="9")
         assert c.last_commit_token("t", "w") is None
@@ -524,10 +528,7 @@ class TestCatalogConformance:
     @covers("acquire_lease", "expire_snapshots", "unreferenced_files", "snapshots")
     def test_a_lapsed_lease_protects_nothing(self, catalog):
         c = catalog
-        c.create_table("t", SCHEMA, [])
-        c.commit("t", "append", add=[_file("a.ssf")])
-        fid = c.files("t", 1)[0].file_id
-        c.commit("t", "replace", add=[_file("a2.ssf")], remove=[fid])
+        fid = _replaced_once(c)
         c.acquire_lease("t", 1, ttl=0.05, owner="stalled reader")
         assert c.expire_snapshots("t", keep=[]) == []  # still live
         time.sleep(0.1)
