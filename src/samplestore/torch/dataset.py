@@ -16,8 +16,9 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..catalog import Catalog, DataFile
 from ..errors import LeaseExpired, SampleStoreError, StateMismatch
-from ..table import FileTask, open_store
+from ..table import FileTask, Table, open_store
 from ..table.lease import Lease, lease_is_live
 from .batch import Batch, SparseFeatures
 from .ring import SlotRing
@@ -181,7 +182,7 @@ class SampleDataset(IterableDataset):
             round, since they could cut a partial one differently.
     """
 
-    def __init__(self, table: Any, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
+    def __init__(self, table: Table, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
                  seed: int = 0, shuffle_buffer_rows: int = DEFAULT_SHUFFLE_BUFFER_ROWS, drop_last: bool = False,
                  snapshot: int | None = None, filter: pc.Expression | None = None, rank: int | None = None,
                  world_size: int | None = None, follow: bool = False, poll_seconds: float = 1.0,
@@ -478,7 +479,7 @@ class SampleDataset(IterableDataset):
                                f"(the process that made the dataset stopped renewing it for {lease.ttl:g} s), so "
                                "garbage collection may have removed its files; make the dataset again")
 
-    def _catalog(self) -> Any:
+    def _catalog(self) -> Catalog:
         cat = getattr(self, "_catalog_here", None)
         if cat is None or getattr(self, "_catalog_pid", None) != os.getpid():
             cat = open_store(self.store_root, create=False).catalog
@@ -530,7 +531,7 @@ class SampleDataset(IterableDataset):
         return batch
 
     # -- online training ------------------------------------------------------------------
-    def _take_follow_lease(self, after: int) -> Any:
+    def _take_follow_lease(self, after: int) -> Lease:
         """This process's follower lease on the appends after ``after``, after checking that
         they are still all there, as committed: compaction leaves appends alone while a
         follower's lease covers them, but not while no lease did (the dataset was iterated
@@ -609,7 +610,7 @@ class SampleDataset(IterableDataset):
             lease.release()
 
 
-def _next_round(catalog: Any, table: str, after: int, round_rows: int, final: bool) -> tuple[int | None, list[Any]]:
+def _next_round(catalog: Catalog, table: str, after: int, round_rows: int, final: bool) -> tuple[int | None, list[Any]]:
     """The next follow round after snapshot ``after``: (its last snapshot, its appended files),
     or (None, []) when the appends committed so far do not complete one (with ``final``, any
     appends at all make one). Counted in rows as written, which never change, so every
@@ -630,7 +631,7 @@ def _next_round(catalog: Any, table: str, after: int, round_rows: int, final: bo
     return None, []
 
 
-def _round_tasks(table: Any, files: list[Any], upto: int) -> list[Any]:
+def _round_tasks(table: Table, files: list[DataFile], upto: int) -> list[FileTask]:
     """Read tasks for a round's files, with the rows deleted as of its last snapshot."""
     dvs = table.catalog.deleted_positions(table.name, upto, [f.file_id for f in files])
     return [FileTask.of(table.dir, f, dvs.get(f.file_id)) for f in files]
