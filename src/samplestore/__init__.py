@@ -24,6 +24,10 @@ from .errors import (
 from .schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence, Sparse
 from .table import Scan, Store, StreamingWriter, Table, open_store
 
+# Registers compaction, expiry and GC behind Table.compact() and friends (table/ lies below
+# compaction/ and never imports it; see samplestore.table.maintenance).
+from . import compaction  # noqa: F401
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -49,7 +49,7 @@ def files_on_disk(table) -> list[str]:
 def fail_commits(monkeypatch, table, times: int = 1, exc: BaseException | None = None, after: bool = False) -> list:
     """Make the next ``times`` catalog commits raise ``exc`` (before committing, or ``after``
     the commit landed, as a lost reply would); return the list of calls made."""
-    catalog = table._catalog
+    catalog = table.catalog
     real = catalog.commit
     calls: list = []
 
@@ -157,7 +157,7 @@ def test_abort_after_a_failed_commit_leaves_no_files(table, monkeypatch):
     w.abort()
     assert files_on_disk(table) == []
     assert table.current_snapshot_id == 0 and table.last_commit_token("job") is None
-    assert table._catalog.live_leases("t") == []  # the writer's lease is released
+    assert table.catalog.live_leases("t") == []  # the writer's lease is released
 
 
 def test_leaving_a_with_block_when_the_last_commit_fails_drops_the_rows_and_says_so(table, monkeypatch):
@@ -332,7 +332,7 @@ def test_a_writer_whose_lease_lapsed_closes_and_drops_what_it_holds(table, monke
     w = table.writer(commit_every_rows=None, writer_id="job", lease_seconds=0.2)
     w.write(rows(0, 30), commit_token=0)
     w.commit()
-    monkeypatch.setattr(type(table._catalog), "renew_lease", lambda self, lease_id, ttl: False)
+    monkeypatch.setattr(type(table.catalog), "renew_lease", lambda self, lease_id, ttl: False)
     w.write(rows(30, 30), commit_token=1)
     time.sleep(0.4)
     with pytest.raises(ss.LeaseExpired, match="lapsed"):

@@ -49,7 +49,7 @@ def _store(root: str, create: bool = False) -> Any:
 # ------------------------------------------------------------------------------ commands
 def _cmd_init(a: argparse.Namespace) -> int:
     s = _store(a.root, create=True)
-    print(f"store ready at {s.root} (catalog: {s.catalog.path})")
+    print(f"store ready at {s.root} (catalog: {s.catalog.location})")
     return 0
 
 

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from ..errors import CommitConflict
 from ..format import FileReader, FileWriter
+from ..table import Table
 from ..table.partition import partition_path
 from ..table.scan import live_mask
 from ..table.lease import Lease
@@ -112,7 +113,7 @@ def _unlink(path: str) -> None:
         pass
 
 
-def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
+def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
             partitions: Iterable[Mapping[str, Any]] | None = None, max_attempts: int = 5,
             row_group_rows: int = TABLE_ROW_GROUP_ROWS, should_stop: Any = None) -> CompactionResult:
     """Compact a table: merge small files per partition, drop deleted rows, optionally sort.
@@ -123,13 +124,13 @@ def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort
     files are left to merge. ``should_stop()`` ends the run between groups (SIGTERM).
     """
     if sort_by:
-        table._check_columns(sort_by)
+        table.check_columns(sort_by)
     result = CompactionResult(table.name)
     parts = list(partitions) if partitions is not None else None
     # Merged files compress better than their inputs, so outputs of one pass can still be
     # "small": passes repeat until nothing is left to merge or a pass stops reducing files.
     conflicts_left = max_attempts
-    lease = Lease(table._catalog, table.name, 0)  # marks the files being written as in progress
+    lease = Lease(table.catalog, table.name, 0)  # marks the files being written as in progress
     try:
         return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,
                         lease)
@@ -144,8 +145,8 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
         plan = plan_compaction(table, target_file_bytes, parts)
         if not plan.groups:
             return result
-        deletes = table._catalog.deleted_positions(table.name, plan.snapshot_id,
-                                                   [i for g in plan.groups for i in g.file_ids])
+        deletes = table.catalog.deleted_positions(table.name, plan.snapshot_id,
+                                                  [i for g in plan.groups for i in g.file_ids])
         retry = False
         for group in plan.groups:
             if should_stop is not None and should_stop():
@@ -160,9 +161,9 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
                     _unlink(os.path.join(table.dir, f.path))
                 raise
             try:
-                snap = table._catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
-                                             planned_at=plan.snapshot_id,
-                                             summary={"compaction": True, "sort_by": list(sort_by or [])})
+                snap = table.catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
+                                            planned_at=plan.snapshot_id,
+                                            summary={"compaction": True, "sort_by": list(sort_by or [])})
             except CommitConflict as exc:
                 for f in new:
                     _unlink(os.path.join(table.dir, f.path))

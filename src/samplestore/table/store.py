@@ -8,7 +8,7 @@ import shutil
 from typing import Any, Iterable, Mapping
 
 from ..catalog.base import validate_table_name
-from ..catalog.sqlite import SQLiteCatalog
+from ..catalog import Catalog, open_catalog
 from ..errors import TableExists
 from ..schema import Schema
 from .partition import check_partition_columns
@@ -25,7 +25,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
         self.root = os.path.abspath(os.fspath(root))
-        self.catalog = SQLiteCatalog(self.root, create=create)
+        self.catalog: Catalog = open_catalog(self.root, create=create)
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"

@@ -73,8 +73,8 @@ def table_folder_problem(table: Any) -> str | None:
         return None
     except (OSError, ValueError) as exc:
         return f"its marker {path!r} cannot be read ({exc})"
-    meta = table._meta()
-    want = {"catalog_id": table._catalog.catalog_id, "table": table.name, "created_at": meta.created_at}
+    meta = table.meta()
+    want = {"catalog_id": table.catalog.catalog_id, "table": table.name, "created_at": meta.created_at}
     if not isinstance(doc, dict) or any(doc.get(k) != v for k, v in want.items()):
         return (f"its marker {path!r} names {doc!r}, but this catalog's table is {want!r}: the folder belongs to "
                 f"another catalog or to an earlier table of that name")
@@ -116,9 +116,9 @@ def leftover_files(table: Any) -> tuple[list[str], list[str]]:
     if problem is not None:
         log.warning("table %s: looking for no leftovers: %s", table.name, problem)
         return [], []
-    created_at = table._meta().created_at
-    known = {os.path.normpath(os.path.join(table.dir, p)) for _, p, _ in table._catalog.all_file_paths(table.name)}
-    live = {lease for lease, _snap, _exp, owner in table._catalog.live_leases(table.name) if not owner_is_dead(owner)}
+    created_at = table.meta().created_at
+    known = {os.path.normpath(os.path.join(table.dir, p)) for _, p, _ in table.catalog.all_file_paths(table.name)}
+    live = {lease for lease, _snap, _exp, owner in table.catalog.live_leases(table.name) if not owner_is_dead(owner)}
     temps, orphans = [], []
     for path, n, st in _regular_files(table.data_dir):
         if writer_lease_of(n) in live:

@@ -169,7 +169,7 @@ class StreamingWriter:
         self.writer_id = writer_id
         self.operation = operation
         self.compression_level = compression_level
-        meta = table._meta()
+        meta = table.meta()
         self.schema = meta.schema
         self.partition_by = meta.partition_by
         self._open: dict[str, tuple[FileWriter, dict[str, Any]]] = {}
@@ -184,7 +184,7 @@ class StreamingWriter:
         self._closed_by: str | None = None  # why a failure closed the writer
         self.snapshots: list[int] = []
         from .lease import Lease
-        self._lease = Lease(table._catalog, table.name, 0, ttl=lease_seconds)
+        self._lease = Lease(table.catalog, table.name, 0, ttl=lease_seconds)
 
     def write(self, data: Any, commit_token: Any = None) -> None:
         """Validate and write rows; ``commit_token`` marks the source position they reach.
@@ -294,8 +294,8 @@ class StreamingWriter:
             if not files and token is None:
                 self._rows_since_commit = 0
                 return None
-            snap = self.table._catalog.commit(self.table.name, self.operation, add=files,
-                                              writer_id=self.writer_id, commit_token=token)
+            snap = self.table.catalog.commit(self.table.name, self.operation, add=files,
+                                             writer_id=self.writer_id, commit_token=token)
         except Exception as exc:
             if files:
                 self._doubtful.append((files[-1].path, token))
@@ -331,7 +331,7 @@ class StreamingWriter:
         rows. A commit is atomic, and every attempt holds all files closed before it, so an
         attempt landed if its last file is known to the catalog.
         """
-        known = {p for _fid, p, _removed in self.table._catalog.all_file_paths(self.table.name)}
+        known = {p for _fid, p, _removed in self.table.catalog.all_file_paths(self.table.name)}
         landed = [token for last, token in self._doubtful if last in known]
         if landed:
             log.warning("a failed commit by writer %r to table %r had committed after all; not committing its "
