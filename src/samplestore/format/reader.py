@@ -24,9 +24,8 @@ from .columns import ColumnData, stream_specs, to_arrow
 from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream, empty
 from .spec import (
     CHECKSUMS, CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, OLDEST_MAJOR, STATS_ENTRY,
-    MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
+    MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR, name_hash,
 )
-from .writer import name_hash
 
 __all__ = ["FileReader", "read_file", "ColumnData"]
 

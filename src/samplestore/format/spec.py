@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from typing import Callable, Iterable
@@ -28,6 +29,7 @@ __all__ = [
     "DType",
     "DTYPE_NUMPY",
     "MAX_ROW_GROUP_ROWS",
+    "name_hash",
 ]
 
 MAGIC = b"SSF1"
@@ -56,6 +58,11 @@ def checksum(parts: Iterable[bytes | memoryview]) -> int:
     for p in parts:
         h.update(p)
     return h.intdigest() & 0xFFFFFFFF
+
+def name_hash(name: str) -> int:
+    """The 64-bit hash under which a column name is indexed in the footer."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+
 
 #: File header: magic, major version, minor version.
 HEADER = struct.Struct("<4sHH")
