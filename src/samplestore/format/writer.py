@@ -224,7 +224,7 @@ class FileWriter:
         specs = stream_specs(feat)
         heads, payloads = [], []
         for spec, values in zip(specs, streams):
-            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor)
+            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor, spec.encoding)
             heads.append(head.pack())
             payloads.append(stored)
         parts = [CHUNK_HEAD.pack(len(specs), 0, 0), *heads, *payloads]
