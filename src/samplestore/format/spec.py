@@ -90,15 +90,18 @@ STATS_FLOAT = 2
 
 
 class Encoding:
-    """Encoding ids (pluggable by id; a reader rejects ids it does not know)."""
+    """Ids of the built-in encodings, as stream heads record them.
+
+    Encodings are pluggable by id: each registers its encoder and decoder in
+    :mod:`samplestore.format.codecs` (names: ``registered_encodings()``); a reader rejects
+    ids that no registered encoding has.
+    """
 
     PLAIN = 0
     BYTE_SHUFFLE = 1
     DELTA_VARINT = 2
     FOR = 3  # frame of reference: value - base in 1, 2 or 4 bytes
     DICT = 4  # frequency-ordered dictionary + narrow indices
-
-    NAMES = {0: "plain", 1: "byte_shuffle", 2: "delta_varint", 3: "frame_of_reference", 4: "dictionary"}
 
 
 class Codec:
