@@ -10,13 +10,13 @@ are registered by ``Feature.kind`` (:func:`register_assembler`), as storage code
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from ..format.columns import ColumnData, bf16_to_f32, default_column
+from ..registry import Registry
 from ..schema import Feature
 
 __all__ = [
@@ -148,8 +148,7 @@ class ScalarAssembler(Assembler):
         col.parts = None
 
 
-_REGISTRY: dict[str, Assembler] = {}
-_LOCK = threading.Lock()
+_REGISTRY: Registry[str, Assembler] = Registry("batch assembler of feature kind")
 
 
 def register_assembler(kind: str, assembler: Assembler, *, replace: bool = False) -> Assembler:
@@ -161,13 +160,7 @@ def register_assembler(kind: str, assembler: Assembler, *, replace: bool = False
     """
     if assembler.slot not in SLOTS:
         raise ValueError(f"an assembler's slot is one of {SLOTS}, found {assembler.slot!r}")
-    with _LOCK:
-        other = _REGISTRY.get(kind)
-        if other is not None and other is not assembler and not replace:
-            raise ValueError(f"feature kind {kind!r} already has a batch assembler ({type(other).__name__}); "
-                             "pass replace=True to replace it")
-        _REGISTRY[kind] = assembler
-    return assembler
+    return _REGISTRY.register(kind, assembler, replace=replace)
 
 
 def unregister_assembler(kind: str) -> Assembler:
@@ -176,11 +169,7 @@ def unregister_assembler(kind: str) -> Assembler:
     Raises:
         KeyError: ``kind`` has none.
     """
-    with _LOCK:
-        try:
-            return _REGISTRY.pop(kind)
-        except KeyError:
-            raise KeyError(f"no batch assembler is registered for feature kind {kind!r}") from None
+    return _REGISTRY.unregister(kind)
 
 
 def assembler_for(feat: Feature) -> Assembler:
@@ -192,7 +181,7 @@ def assembler_for(feat: Feature) -> Assembler:
     a = _REGISTRY.get(feat.kind)
     if a is None:
         raise TypeError(f"feature {feat.name!r} is of kind {feat.kind!r}, which has no batch assembler; "
-                        f"kinds with one: {sorted(_REGISTRY)} (samplestore.torch.kinds.register_assembler)")
+                        f"kinds with one: {_REGISTRY.keys()} (samplestore.torch.kinds.register_assembler)")
     return a
 
 

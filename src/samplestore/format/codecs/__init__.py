@@ -7,21 +7,10 @@ subclasses :class:`StreamEncoding` and calls :func:`register_encoding`.
 
 from __future__ import annotations
 
-from . import byte_shuffle, delta_varint, dictionary, frame_of_reference, plain  # noqa: F401  (registers them)
+from . import base, byte_shuffle, delta_varint, dictionary, frame_of_reference, plain  # noqa: F401  (registers them)
 from .base import (
     DecodeError, Encoded, StreamEncoding, StreamHead, UnknownEncoding, empty, get_encoding, register_encoding,
     registered_encodings, unregister_encoding,
 )
 
-__all__ = [
-    "DecodeError",
-    "UnknownEncoding",
-    "StreamHead",
-    "Encoded",
-    "StreamEncoding",
-    "register_encoding",
-    "unregister_encoding",
-    "get_encoding",
-    "registered_encodings",
-    "empty",
-]
+__all__ = list(base.__all__)

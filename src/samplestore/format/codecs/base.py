@@ -12,13 +12,13 @@ registry.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
+from ...registry import Registry
 from ..spec import STREAM_HEAD
 
 __all__ = [
@@ -43,7 +43,7 @@ class UnknownEncoding(DecodeError):
     """A stream head names an encoding id that no registered encoding has."""
 
     def __init__(self, encoding: int) -> None:
-        known = ", ".join(f"{i} ({e.name})" for i, e in sorted(_REGISTRY.items()))
+        known = ", ".join(f"{i} ({e.name})" for i, e in _REGISTRY.items())
         super().__init__(
             f"unknown encoding id {encoding}; this samplestore knows {known}: the file was written "
             "by a newer samplestore or with an encoding registered elsewhere (upgrade samplestore or "
@@ -145,8 +145,7 @@ class StreamEncoding:
         raise NotImplementedError
 
 
-_REGISTRY: dict[int, StreamEncoding] = {}
-_LOCK = threading.Lock()
+_REGISTRY: Registry[int, StreamEncoding] = Registry("encoding id")
 
 
 def register_encoding(encoding: StreamEncoding, *, replace: bool = False) -> StreamEncoding:
@@ -159,13 +158,7 @@ def register_encoding(encoding: StreamEncoding, *, replace: bool = False) -> Str
     eid = encoding.id
     if not isinstance(eid, int) or not 0 <= eid <= 255:
         raise ValueError(f"an encoding id is an integer from 0 to 255 (one byte of the stream head), found {eid!r}")
-    with _LOCK:
-        other = _REGISTRY.get(eid)
-        if other is not None and other is not encoding and not replace:
-            raise ValueError(f"encoding id {eid} is already registered to {other.name!r}; "
-                             f"choose another id for {encoding.name!r} or pass replace=True")
-        _REGISTRY[eid] = encoding
-    return encoding
+    return _REGISTRY.register(eid, encoding, replace=replace)
 
 
 def unregister_encoding(eid: int) -> StreamEncoding:
@@ -174,11 +167,7 @@ def unregister_encoding(eid: int) -> StreamEncoding:
     Raises:
         KeyError: no encoding has that id.
     """
-    with _LOCK:
-        try:
-            return _REGISTRY.pop(eid)
-        except KeyError:
-            raise KeyError(f"no encoding is registered under id {eid}") from None
+    return _REGISTRY.unregister(eid)
 
 
 def get_encoding(eid: int) -> StreamEncoding:
@@ -195,4 +184,4 @@ def get_encoding(eid: int) -> StreamEncoding:
 
 def registered_encodings() -> dict[int, str]:
     """Registered encoding ids and their names."""
-    return {i: e.name for i, e in sorted(_REGISTRY.items())}
+    return {i: e.name for i, e in _REGISTRY.items()}

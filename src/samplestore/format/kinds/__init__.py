@@ -9,23 +9,10 @@ assembler registered in ``samplestore.torch``.
 
 from __future__ import annotations
 
-from . import jagged, scalar, vector  # noqa: F401  (registers them)
+from . import base, jagged, scalar, vector  # noqa: F401  (registers them)
 from .base import (
     ArrayStreams, ChunkStats, ChunkStreams, ColumnData, KindCodec, Streams, StreamSpec, default_column, kind_codec,
     register_kind, registered_kinds, unregister_kind,
 )
 
-__all__ = [
-    "StreamSpec",
-    "ColumnData",
-    "ChunkStats",
-    "Streams",
-    "ChunkStreams",
-    "ArrayStreams",
-    "KindCodec",
-    "register_kind",
-    "unregister_kind",
-    "kind_codec",
-    "registered_kinds",
-    "default_column",
-]
+__all__ = list(base.__all__)

@@ -14,12 +14,12 @@ not import torch).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from ...registry import Registry
 from ...schema import Feature
 from ..encodings import decode_offsets, decode_stream
 from ..codecs import DecodeError, StreamHead
@@ -178,8 +178,7 @@ class KindCodec:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, KindCodec] = {}
-_LOCK = threading.Lock()
+_REGISTRY: Registry[str, KindCodec] = Registry("storage codec of feature kind")
 
 
 def register_kind(kind: str, codec: KindCodec, *, replace: bool = False) -> KindCodec:
@@ -188,13 +187,7 @@ def register_kind(kind: str, codec: KindCodec, *, replace: bool = False) -> Kind
     Raises:
         ValueError: another codec is registered for ``kind`` and ``replace`` is false.
     """
-    with _LOCK:
-        other = _REGISTRY.get(kind)
-        if other is not None and other is not codec and not replace:
-            raise ValueError(f"feature kind {kind!r} already has a storage codec ({type(other).__name__}); "
-                             "pass replace=True to replace it")
-        _REGISTRY[kind] = codec
-    return codec
+    return _REGISTRY.register(kind, codec, replace=replace)
 
 
 def unregister_kind(kind: str) -> KindCodec:
@@ -203,11 +196,7 @@ def unregister_kind(kind: str) -> KindCodec:
     Raises:
         KeyError: no codec is registered for ``kind``.
     """
-    with _LOCK:
-        try:
-            return _REGISTRY.pop(kind)
-        except KeyError:
-            raise KeyError(f"no storage codec is registered for feature kind {kind!r}") from None
+    return _REGISTRY.unregister(kind)
 
 
 def kind_codec(feat: Feature) -> KindCodec:
@@ -219,13 +208,13 @@ def kind_codec(feat: Feature) -> KindCodec:
     codec = _REGISTRY.get(feat.kind)
     if codec is None:
         raise TypeError(f"no stream layout for feature kind {feat.kind!r} (feature {feat.name!r}); "
-                        f"registered kinds: {sorted(_REGISTRY)}")
+                        f"registered kinds: {_REGISTRY.keys()}")
     return codec
 
 
 def registered_kinds() -> list[str]:
     """The kinds that have a storage codec."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.keys()
 
 
 def default_column(feat: Feature, n: int) -> ColumnData:
