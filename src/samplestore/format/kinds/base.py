@@ -89,6 +89,8 @@ class ChunkStats:
 class Streams:
     """The streams of one chunk by role, as a kind's decoder asks for them."""
 
+    __slots__ = ()
+
     def count(self, role: str) -> int:
         """How many values the ``role`` stream holds."""
         raise NotImplementedError
