@@ -59,10 +59,7 @@ def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
         schema = table.schema
         present = [c for c in schema.names if r.has_column(c)]
         data = r.read(present)
-        if len(present) != len(schema):  # files from before a schema change: fill defaults
-            n = data.num_rows
-            data = pa.table({f.name: data.column(f.name) if f.name in present else f.default_array(n) for f in schema},
-                            schema=schema.to_arrow())
+        data = schema.fill_missing(data)  # files from before a schema change: fill defaults
         if deleted is not None and len(deleted):
             keep = live_mask(deleted, 0, data.num_rows)
             if keep is not None:

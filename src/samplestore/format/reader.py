@@ -17,16 +17,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .. import _codec
 from ..errors import CorruptFileError, FormatVersionError, SchemaError
-from ..schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence as SequenceFeature, Sparse, feature_from_dict
-from .columns import ColumnData, stream_specs, to_arrow
-from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream, empty
+from ..schema import Feature, Schema, feature_from_dict
+from .columns import ColumnData, decode_column, stream_specs, to_arrow
+from .encodings import DecodeError, StreamHead, empty
+from .kinds import ChunkStreams
 from .spec import (
     CHECKSUMS, CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, OLDEST_MAJOR, STATS_ENTRY,
-    MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
+    MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR, name_hash,
 )
-from .writer import name_hash
 
 __all__ = ["FileReader", "read_file", "ColumnData"]
 
@@ -310,45 +309,7 @@ class FileReader:
             pos += h.stored_size
         if pos != len(buf):
             raise DecodeError(f"{len(buf) - pos} unexplained bytes at the end of the chunk")
-        roles = {s.role: i for i, s in enumerate(specs)}
-
-        def stream(role: str, count: int | None = None) -> np.ndarray:
-            i = roles[role]
-            if count is not None and heads[i].count != count:
-                raise DecodeError(f"{role} stream holds {heads[i].count} values, expected {count}")
-            return decode_stream(heads[i], datas[i])
-
-        if isinstance(feat, (Dense, Embedding)):
-            return ColumnData(stream("values", n * feat.dim))
-        if isinstance(feat, Label):
-            return ColumnData(stream("values", n))
-        if isinstance(feat, (Sparse, SequenceFeature)):
-            nvals = heads[roles["ids"]].count
-            offsets = decode_offsets(heads[0], datas[0], n, nvals)
-            ids = stream("ids", nvals)
-            second = stream(specs[2].role, nvals) if len(specs) == 3 else None
-            return ColumnData(ids, offsets, second)
-        if isinstance(feat, Scalar):
-            vcount = heads[0].count
-            nbytes = (n + 7) // 8
-            if vcount not in (0, nbytes):
-                raise DecodeError(f"validity stream holds {vcount} bytes, expected 0 or {nbytes}")
-            validity = stream("validity")  # decoded even when empty: its head is checked too
-            validity = validity if vcount else None
-            if feat.dtype == "string":
-                nbytes_data = heads[2].count
-                offsets = decode_offsets(heads[1], datas[1], n, nbytes_data)
-                data = stream("bytes", nbytes_data)
-                _check_utf8(n, offsets, data, validity)
-                return ColumnData(data, offsets, None, validity)
-            count = nbytes if feat.dtype == "bool" else n
-            values = stream("values", count)
-            if feat.dtype == "int32" and n:
-                lo, hi = _codec.minmax_int64(values)  # stored widened: must still fit the column's type
-                if lo < -(2**31) or hi >= 2**31:
-                    raise DecodeError(f"int32 column holds values from {lo} to {hi}, outside the int32 range")
-            return ColumnData(values, None, None, validity)
-        raise DecodeError(f"unknown feature kind {feat.kind!r}")
+        return decode_column(feat, ChunkStreams(specs, heads, datas), n)
 
     def read_raw(self, row_group: int, columns: Sequence[str]) -> dict[str, ColumnData]:
         """Decode ``columns`` of one row group into raw buffers (the training path)."""
@@ -408,16 +369,6 @@ class FileReader:
                     raise self._corrupt(f"chunk decodes to invalid data: {exc}", rg, feat.name) from exc
                 count += 1
         return count
-
-
-def _check_utf8(n: int, offsets: np.ndarray, data: np.ndarray, validity: np.ndarray | None) -> None:
-    """Every non-null string of a chunk must be valid UTF-8 (Arrow assumes it; Python decodes it)."""
-    arr = pa.Array.from_buffers(pa.string(), n, [None if validity is None else pa.py_buffer(validity),
-                                                  pa.py_buffer(offsets), pa.py_buffer(data)])
-    try:
-        arr.validate(full=True)
-    except pa.ArrowInvalid as exc:
-        raise DecodeError(f"string stream is not valid UTF-8: {exc}") from exc
 
 
 def read_file(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:

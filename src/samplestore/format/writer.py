@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
@@ -18,7 +17,7 @@ from .columns import ChunkStats, column_streams, stats_flags, stream_specs
 from .encodings import Compressor, encode_stream
 from .spec import (
     CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, MAX_ROW_GROUP_ROWS, STATS_ENTRY, TRAILER,
-    VERSION_MAJOR, VERSION_MINOR, checksum,
+    VERSION_MAJOR, VERSION_MINOR, checksum, name_hash,
 )
 
 __all__ = ["FileWriter", "FileInfo", "ColumnSummary", "write_file", "name_hash", "TEMP_SUFFIX"]
@@ -27,11 +26,6 @@ __all__ = ["FileWriter", "FileInfo", "ColumnSummary", "write_file", "name_hash",
 TEMP_SUFFIX = ".ssf-tmp"
 DEFAULT_ROW_GROUP_ROWS = 65_536
 _VERSION = "0.1.0"
-
-
-def name_hash(name: str) -> int:
-    """The 64-bit hash under which a column name is indexed in the footer."""
-    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 @dataclass(slots=True)
@@ -230,7 +224,7 @@ class FileWriter:
         specs = stream_specs(feat)
         heads, payloads = [], []
         for spec, values in zip(specs, streams):
-            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor)
+            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor, spec.encoding)
             heads.append(head.pack())
             payloads.append(stored)
         parts = [CHUNK_HEAD.pack(len(specs), 0, 0), *heads, *payloads]

@@ -350,9 +350,7 @@ class Scan:
         present = [c for c in cols if reader.has_column(c)]
         batch = reader.read_row_group(rg, present)
         if len(present) != len(cols):
-            n = int(reader.row_group_rows[rg])
-            arrays = [batch.column(c) if c in present else schema.field(c).default_array(n) for c in cols]
-            batch = pa.RecordBatch.from_arrays(arrays, schema=schema.select(cols).to_arrow())
+            batch = schema.select(cols).fill_missing(batch)
         return batch
 
     def _keep(self, task: FileTask, start: int, batch: pa.RecordBatch | None, n: int,
