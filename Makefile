@@ -29,15 +29,16 @@ $(TORCHREC_STAMP): requirements/torchrec-cpu.txt $(STAMP)
 	touch $(TORCHREC_STAMP)
 
 # Everything (what CI runs), the slow soak, crash, fuzz and demo tests included, on both cores.
-test: $(STAMP) $(TORCHREC_STAMP) lint-imports
+test: $(STAMP) $(TORCHREC_STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
 # The import contracts of pyproject.toml ([tool.importlinter]): no cycles, no upward imports.
+# tests/test_layers.py runs them too, so `make test` (CI) and `make test-fast` fail on a broken one.
 lint-imports: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 # The quick loop while working: tests/ without the tests marked slow.
-test-fast: $(STAMP) lint-imports
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
 
 demo: $(STAMP)
@@ -54,4 +55,4 @@ bench-pytest: $(STAMP)
 
 # Not bench-out/: it holds the committed results the README quotes (`make bench` rewrites them).
 clean:
-	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*.c csrc/*.c demo-store
+	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*/*.so csrc/*.c demo-store

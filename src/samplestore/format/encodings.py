@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import zstandard
 
-from .. import _codec
+from . import _codec
 from .codecs import DecodeError, Encoded, StreamHead, empty, get_encoding
 from .spec import DTYPE_NUMPY, Codec, DType, Encoding
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .. import _gather
+from . import _gather
 from ..format import FileReader
 from ..format.columns import ColumnData, default_column
 from ..schema import Feature

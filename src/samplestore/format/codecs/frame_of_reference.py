@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import _codec
+from .. import _codec
 from ..spec import DType, Encoding
 from .base import DecodeError, Encoded, StreamEncoding, StreamHead, empty, register_encoding
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ... import _codec
+from .. import _codec
 from ...schema import Feature
 from ..codecs import DecodeError
 from ..encodings import Hint
