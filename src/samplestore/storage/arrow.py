@@ -44,7 +44,11 @@ class _ArrowFile(ReadableFile):
     def __init__(self, path: str, f: Any) -> None:
         self.path = path
         self._f = f
-        self.size = f.size()
+        try:
+            self.size = f.size()
+        except BaseException:
+            f.close()
+            raise
 
     def read_at(self, offset: int, nbytes: int) -> bytes:
         nbytes = max(0, min(nbytes, self.size - offset))
