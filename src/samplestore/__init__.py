@@ -20,6 +20,7 @@ from .errors import (
     StateMismatch,
     TableExists,
     TableNotFound,
+    UnsupportedStorage,
 )
 from .schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence, Sparse
 from .table import Scan, Store, StreamingWriter, Table, open_store
@@ -57,4 +58,5 @@ __all__ = [
     "LeaseExpired",
     "StateMismatch",
     "MissingDependency",
+    "UnsupportedStorage",
 ]

@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 from ..catalog.base import RetentionPolicy
+from ..storage import REMOVED, UNSAFE
 from ..table import Table
-from ..table.verify import leftover_files, remove_empty_partition_folders, remove_in_table, table_folder_problem
+from ..table.verify import leftover_files, remove_empty_partition_folders, table_folder_problem
 
 __all__ = ["expire_snapshots", "gc_table"]
 
@@ -70,8 +71,8 @@ def gc_table(table: Table, grace_seconds: float = 3600.0) -> dict[str, Any]:
     unref = table.catalog.unreferenced_files(table.name)
     removed, kept, freed = [], [], 0
     for fid, path in unref:
-        status, size = remove_in_table(table.dir, path)
-        if status == "unsafe":
+        status, size = table.storage.delete_under(table.dir, path)
+        if status == UNSAFE:
             kept.append(path)
             continue
         freed += size
@@ -84,13 +85,13 @@ def gc_table(table: Table, grace_seconds: float = 3600.0) -> dict[str, Any]:
     temps, orphans = leftover_files(table)
     leftovers = []
     for p in temps + orphans:
-        status, size = remove_in_table(table.dir, os.path.relpath(p, table.dir), min_age=grace_seconds)
-        if status == "removed":
+        status, size = table.storage.delete_under(table.dir, os.path.relpath(p, table.dir), min_age=grace_seconds)
+        if status == REMOVED:
             freed += size
             leftovers.append(p)
     # Folders are checked on every pass, not only those emptied now: one emptied before
     # folders were removed, or whose rmdir lost a race with a writer, goes on a later pass.
-    folders = remove_empty_partition_folders(table.dir, os.path.relpath(table.data_dir, table.dir))
+    folders = remove_empty_partition_folders(table)
     if removed or leftovers or folders:
         log.info("gc %s: removed %d unreferenced files, %d leftovers and %d empty partition folders, %.1f MB freed",
                  table.name, len(removed), len(leftovers), len(folders), freed / 1e6)

@@ -1,9 +1,10 @@
 """Read .ssf files: metadata, any columns of any row groups, into Arrow or raw numpy buffers.
 
-Opening a file reads the trailer and footer (two ``pread`` calls) and checks the footer's
-checksum; the footer's sections are fixed-size arrays viewed with ``numpy.frombuffer``, and a
-column is found by binary search over sorted name hashes, so reading k of N columns costs
-O(k) Python work. Every chunk is checked against its checksum before it is decoded, and every
+Files are read through a :class:`~samplestore.storage.Storage` (``pread`` on a local disk,
+ranged requests on an object store). Opening a file reads the trailer and footer (two
+ranged reads) and checks the footer's checksum; the footer's sections are fixed-size arrays
+viewed with ``numpy.frombuffer``, and a column is found by binary search over sorted name
+hashes, so reading k of N columns costs O(k) Python work. Every chunk is checked against its checksum before it is decoded, and every
 size is checked against what the footer and the schema imply: damage raises
 :class:`~samplestore.errors.CorruptFileError` naming the file, row group and column.
 """
@@ -19,6 +20,7 @@ import pyarrow as pa
 
 from ..errors import CorruptFileError, FormatVersionError, SchemaError
 from ..schema import Feature, Schema, feature_from_dict
+from ..storage import LocalStorage, Storage
 from .columns import ColumnData, decode_column, stream_specs, to_arrow
 from .encodings import DecodeError, StreamHead, empty
 from .kinds import ChunkStreams
@@ -34,24 +36,24 @@ class FileReader:
     """An open .ssf file.
 
     Args:
-        path: the file to open.
+        path: the file to open (in ``storage``'s namespace).
+        storage: where the file lives; the local file system by default.
 
     Raises:
+        FileNotFoundError: there is no file at ``path``.
         CorruptFileError: the file is too short, not an .ssf file, or its footer is damaged.
         FormatVersionError: the file was written by a newer major format version.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    _file = None
+
+    def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None) -> None:
         self.path = os.fspath(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise
+        self._file = (storage or LocalStorage()).open_read(self.path)
         try:
             self._open()
         except BaseException:
-            os.close(self._fd)
-            self._fd = -1
+            self.close()
             raise
 
     # -- opening ----------------------------------------------------------------------------
@@ -59,7 +61,7 @@ class FileReader:
         return CorruptFileError(msg, path=self.path, row_group=row_group, column=column)
 
     def _pread(self, offset: int, size: int) -> bytes:
-        data = os.pread(self._fd, size, offset)
+        data = self._file.read_at(offset, size)
         if len(data) != size:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {len(data)} (file truncated?)")
         return data
@@ -67,13 +69,13 @@ class FileReader:
     def _pread_into(self, offset: int, size: int) -> memoryview:
         # Into Arrow's pool (see encodings.empty): plain streams are returned as views of it.
         buf = empty(size, np.uint8)
-        got = os.preadv(self._fd, [buf], offset)
+        got = self._file.read_into(offset, buf)
         if got != size:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {got} (file truncated?)")
         return memoryview(buf)
 
     def _open(self) -> None:
-        size = os.fstat(self._fd).st_size
+        size = self._file.size
         self.file_bytes = size
         min_size = HEADER.size + TRAILER.size + FOOTER_HEAD.size
         if size < min_size:
@@ -148,10 +150,10 @@ class FileReader:
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the file descriptor."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> "FileReader":
         return self
@@ -371,7 +373,8 @@ class FileReader:
         return count
 
 
-def read_file(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+def read_file(path: str | os.PathLike[str], columns: Sequence[str] | None = None, *,
+              storage: Storage | None = None) -> pa.Table:
     """Read one whole .ssf file (or just ``columns``) into a ``pyarrow.Table``; no catalog needed."""
-    with FileReader(path) as r:
+    with FileReader(path, storage) as r:
         return r.read(columns)

@@ -337,7 +337,7 @@ class Scan:
         """Open a planned file; a missing one is a lapsed lease or damage, said as such."""
         self.check_lease()
         try:
-            return FileReader(task.path)
+            return FileReader(task.path, self.table.storage)
         except FileNotFoundError as exc:
             self.check_lease()  # GC removed it because the lease lapsed: say that
             raise CorruptFileError(f"data file of snapshot {self.snapshot_id} of table {self.table.name!r} is missing "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
@@ -30,8 +29,10 @@ class Table:
         self.store = store
         self.name = name
         self._catalog = store.catalog
-        self.dir = os.path.join(store.root, "tables", name)
-        self.data_dir = os.path.join(self.dir, "data")
+        #: Where the table's data files and marker are read and written (the store's storage).
+        self.storage = store.storage
+        self.dir = store.table_dir(name)
+        self.data_dir = self.storage.join(self.dir, "data")
         self._catalog.load_table(name)  # raises TableNotFound listing the tables
 
     def __repr__(self) -> str:

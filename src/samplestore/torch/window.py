@@ -18,6 +18,7 @@ from . import _gather
 from ..format import FileReader
 from ..format.columns import ColumnData, default_column
 from ..schema import Feature
+from ..storage import Storage
 from .kinds import SLOTS, Column, assembler_for
 
 __all__ = ["FeatureLayout", "ReaderCache", "Window", "load_window", "gather", "concat_parts"]
@@ -50,16 +51,18 @@ class FeatureLayout:
 
 
 class ReaderCache:
-    """Open file readers of one worker, least recently used closed first."""
+    """Open file readers of one worker, least recently used closed first; files are read
+    through ``storage`` (the local file system by default)."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, storage: Storage | None = None) -> None:
         self.capacity = capacity
+        self.storage = storage
         self._open: OrderedDict[str, FileReader] = OrderedDict()
 
     def get(self, path: str) -> FileReader:
         r = self._open.get(path)
         if r is None:
-            r = FileReader(path)
+            r = FileReader(path, self.storage)
             self._open[path] = r
             while len(self._open) > self.capacity:
                 self._open.popitem(last=False)[1].close()
