@@ -29,7 +29,7 @@ from .table import Scan, Store, StreamingWriter, Table, open_store
 # compaction/ and never imports it; see samplestore.table.maintenance).
 from . import compaction  # noqa: F401
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "format",

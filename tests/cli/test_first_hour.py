@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -116,10 +117,22 @@ def test_the_package_metadata_takes_its_version_from_the_package():
     with open(pyproject, "rb") as f:
         doc = tomllib.load(f)
     assert "version" not in doc["project"] and "version" in doc["project"]["dynamic"]
-    assert doc["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "samplestore.__version__"}
+    assert doc["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "samplestore.version.__version__"}
     pyprojecttoml = pytest.importorskip("setuptools.config.pyprojecttoml")
     # What a build would write into the package's metadata.
     assert pyprojecttoml.read_configuration(pyproject)["project"]["version"] == samplestore.__version__
+    # ...and no second copy of the string anywhere in the package (file footers included).
+    package = pathlib.Path(samplestore.__file__).parent
+    copies = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
+              if f'"{samplestore.__version__}"' in p.read_text()]
+    assert copies == ["version.py"], copies
+
+
+def test_files_record_the_version_that_wrote_them(tmp_path):
+    path = str(tmp_path / "one.ssf")
+    ss_schema = samplestore.Schema([samplestore.Label("y")])
+    samplestore.format.write_file(path, ss_schema.conform({"y": [1.0]}), ss_schema)
+    assert samplestore.format.read_metadata(path)["metadata"]["created_by"] == f"samplestore {samplestore.__version__}"
 
 
 # -- help text ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..storage import Storage
 from .columns import ColumnData
 from .reader import FileReader, read_file
 from .spec import VERSION_MAJOR
@@ -21,9 +22,10 @@ __all__ = [
 ]
 
 
-def read_metadata(path: str) -> dict:
-    """Rows, row groups, size, columns and footer metadata of one file, as a dict."""
-    with FileReader(path) as r:
+def read_metadata(path: str, *, storage: Storage | None = None) -> dict:
+    """Rows, row groups, size, columns and footer metadata of one file, as a dict (read
+    through ``storage``, the local disk by default)."""
+    with FileReader(path, storage=storage) as r:
         return {
             "path": r.path,
             "format_version": r.format_version,

@@ -14,6 +14,7 @@ import pyarrow as pa
 from ..errors import SampleStoreError
 from ..schema import Schema
 from ..storage import LocalStorage, Storage
+from ..version import __version__
 from .columns import ChunkStats, column_streams, stats_flags, stream_specs
 from .encodings import Compressor, encode_stream
 from .spec import (
@@ -26,7 +27,6 @@ __all__ = ["FileWriter", "FileInfo", "ColumnSummary", "write_file", "name_hash",
 #: Temporary files end with this; ``verify``/``gc`` recognise leftovers by it.
 TEMP_SUFFIX = ".ssf-tmp"
 DEFAULT_ROW_GROUP_ROWS = 65_536
-_VERSION = "0.1.0"
 
 
 @dataclass(slots=True)
@@ -246,7 +246,7 @@ class FileWriter:
                 off, length, crc = self._chunks[ci][ri]
                 chunks[ci, ri] = (off, length, crc, 0)
                 stats[ci, ri] = (*self._stats[ci][ri][:4], self._stats[ci][ri][4], 0)
-        meta = json.dumps({"created_by": f"samplestore {_VERSION}", "row_group_rows": self.row_group_rows,
+        meta = json.dumps({"created_by": f"samplestore {__version__}", "row_group_rows": self.row_group_rows,
                            "user": self._metadata}, separators=(",", ":")).encode()
         desc_blob = b"".join(descs)
         pad = b"\0\0\0\0" if c % 2 else b""

@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..catalog.base import DataFile
-from ..errors import CorruptFileError, MissingDependency, SchemaError, SnapshotNotFound
+from ..errors import CorruptFileError, SchemaError, SnapshotNotFound
+from ..extras import require_extra
 from ..format import FileReader
 from ..schema import Scalar, Schema
 from .lease import Lease
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
 
     from .table import Table
 
-__all__ = ["Scan", "ScanPlan", "FileTask", "live_mask", "check_filter", "filter_mask", "DEFAULT_LEASE_SECONDS"]
+__all__ = ["Scan", "ScanPlan", "FileTask", "live_mask", "deleted_among", "check_filter", "filter_mask", "DEFAULT_LEASE_SECONDS"]
 
 _PRUNE_TYPES = ("int32", "int64", "timestamp")
+_ARROW_INSTEAD = "Scan.to_arrow() gives the same data without it"
 #: How long a reader's lease on its snapshot lasts without a renewal (its heartbeat renews it
 #: every third of that while the reader lives).
 DEFAULT_LEASE_SECONDS = 300.0
@@ -81,6 +83,16 @@ class ScanPlan:
     def num_rows(self) -> int:
         """Live rows in the planned files (deleted rows excluded; before row filtering)."""
         return sum(t.live_rows for t in self.tasks)
+
+
+def deleted_among(deleted: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Which of ``positions`` (row positions in a file, any order) are in ``deleted`` (the
+    file's sorted deleted positions, as a deletion vector holds them)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if not len(deleted):
+        return np.zeros(len(positions), dtype=bool)
+    at = np.minimum(np.searchsorted(deleted, positions), len(deleted) - 1)
+    return deleted[at] == positions
 
 
 def live_mask(deleted: np.ndarray, start: int, n: int) -> np.ndarray | None:
@@ -469,7 +481,7 @@ class Scan:
         Raises:
             MissingDependency: pandas is not installed (``pip install 'samplestore[pandas]'``).
         """
-        _require_extra("pandas", "Scan.to_pandas()")  # before reading anything
+        require_extra("pandas", "Scan.to_pandas()", instead=_ARROW_INSTEAD)  # before reading anything
         return self.to_arrow().to_pandas()
 
     def to_polars(self) -> "polars.DataFrame":
@@ -478,7 +490,7 @@ class Scan:
         Raises:
             MissingDependency: polars is not installed (``pip install 'samplestore[polars]'``).
         """
-        polars = _require_extra("polars", "Scan.to_polars()")
+        polars = require_extra("polars", "Scan.to_polars()", instead=_ARROW_INSTEAD)
         return polars.from_arrow(self.to_arrow())
 
     def count(self) -> int:
@@ -489,17 +501,6 @@ class Scan:
             finally:
                 self.close()
         return sum(b.num_rows for b in self._batches())
-
-
-def _require_extra(module: str, what: str) -> Any:
-    """Import an optional dependency, or say which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependency(f"{what} needs {module}: pip install 'samplestore[{module}]' "
-                                "(Scan.to_arrow() gives the same data without it)") from exc
 
 
 def _row_group_rows(scan: Scan, task: FileTask) -> list[int]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog.base import DataFile
+from ..format.kinds import kind_codec
 
 __all__ = ["table_stats", "deleted_rows_by_file"]
 
@@ -39,8 +40,8 @@ def _columns(files: list[DataFile], schema: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for feat in schema:
         name = feat.name
-        # A dense vector's missing values are NaN slots: their share is of rows x dim.
-        slots = rows * getattr(feat, "dim", 1) if feat.kind in ("dense", "embedding") else rows
+        # What `missing` counts is the kind's to say (a dense vector's NaN slots: rows x dim).
+        slots = kind_codec(feat).missing_slots(feat, rows)
         agg: dict[str, Any] = {"nulls": 0, "missing": 0, "values": 0, "min": None, "max": None, "bytes": 0}
         hist: dict[int, int] = {}
         by_dim: np.ndarray | None = None

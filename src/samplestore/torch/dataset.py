@@ -20,6 +20,7 @@ from ..catalog import Catalog, DataFile
 from ..errors import LeaseExpired, SampleStoreError, StateMismatch
 from ..table import FileTask, Table, open_store
 from ..table.lease import Lease, lease_is_live
+from ..table.scan import deleted_among
 from .batch import Batch, SparseFeatures
 from .ring import SlotRing
 from .sharding import epoch_rng, plan_worker, rank_batch_sizes, split_windows
@@ -86,7 +87,8 @@ class _Units:
             dv = deleted.get(self.file_ids[self.unit_file[unit]])
             sel = self.live.get(unit)
             rows = sel[lo:hi] if sel is not None else np.arange(lo, hi)
-            hit = np.isin(rows.astype(np.int64) + self.unit_start[unit], dv) if dv is not None else np.zeros(hi - lo, bool)
+            hit = deleted_among(dv, rows.astype(np.int64) + self.unit_start[unit]) if dv is not None \
+                else np.zeros(hi - lo, bool)
             any_hit |= bool(hit.any())
             parts.append(hit)
         return np.concatenate(parts) if any_hit else None

@@ -179,6 +179,11 @@ class KindCodec:
         """The decoded buffers as an Arrow array of ``feat.arrow_type()`` (zero-copy where possible)."""
         raise NotImplementedError
 
+    def missing_slots(self, feat: Feature, rows: int) -> int:
+        """How many values ``rows`` rows hold where :attr:`ChunkStats.missing` counts: one
+        per row, unless a kind counts finer (a vector's NaN slots)."""
+        return rows
+
 
 _REGISTRY: Registry[str, KindCodec] = Registry("storage codec of feature kind")
 

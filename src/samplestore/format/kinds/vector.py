@@ -69,6 +69,9 @@ class VectorKind(KindCodec):
     def decode(self, feat: Feature, streams: Streams, n: int) -> ColumnData:
         return ColumnData(streams.values("values", n * _dim(feat)))
 
+    def missing_slots(self, feat: Feature, rows: int) -> int:
+        return rows * _dim(feat)  # missing counts NaN slots
+
     def to_arrow(self, feat: Feature, col: ColumnData, n: int) -> pa.Array:
         v = col.values
         if v.dtype == np.float16:
