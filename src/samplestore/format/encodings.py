@@ -162,7 +162,7 @@ def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compres
         chosen = pinned
     enc, payload, p0, p1 = chosen
     raw = memoryview(payload).cast("B") if isinstance(payload, np.ndarray) else memoryview(payload)  # type: ignore[arg-type]
-    if enc == Encoding.BYTE_SHUFFLE:
+    if get_encoding(enc).planes:
         codec, stored = compressor.compress_planes(payload, p0)  # type: ignore[arg-type]
     else:
         codec, stored = compressor.compress(raw)
@@ -197,8 +197,8 @@ def _check_head(head: StreamHead, np_dtype: np.dtype) -> None:
     elif head.codec in (Codec.ZSTD, Codec.ZSTD_PLANES):
         if esize > ZSTD_MAX_EXPANSION * stored:
             raise DecodeError(f"zstd stream of {stored} bytes cannot decode to the {esize} bytes its head says")
-        if head.codec == Codec.ZSTD_PLANES and encoding.id != Encoding.BYTE_SHUFFLE:
-            raise DecodeError(f"plane-wise zstd on a {name} stream, expected byte shuffle")
+        if head.codec == Codec.ZSTD_PLANES and not encoding.planes:
+            raise DecodeError(f"plane-wise zstd on a {name} stream, which is not made of byte planes")
     else:
         raise DecodeError(f"unknown codec id {head.codec}")
 

@@ -108,6 +108,9 @@ class StreamEncoding:
 
     id: ClassVar[int]
     name: ClassVar[str]
+    #: The payload is ``param0`` byte planes of equal size: the writer compresses them plane
+    #: by plane (codec "zstd planes") and a reader may meet that codec only on such a stream.
+    planes: ClassVar[bool] = False
 
     def encode(self, values: np.ndarray, **params: Any) -> Encoded | None:
         """Encode a contiguous array; None where this encoding does not apply or not pay.

@@ -21,6 +21,7 @@ class ByteShuffle(StreamEncoding):
     """Byte planes of fixed-size values (``param0``: the element size)."""
 
     id = Encoding.BYTE_SHUFFLE
+    planes = True
     name = "byte_shuffle"
 
     def encode(self, values: np.ndarray, **params: Any) -> Encoded:
