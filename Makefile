@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 
 TORCHREC_STAMP := $(VENV)/.torchrec
 
-.PHONY: install torchrec-cpu test test-fast demo bench bench-pytest clean
+.PHONY: install torchrec-cpu lint-imports test test-fast demo bench bench-pytest clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ $(TORCHREC_STAMP): requirements/torchrec-cpu.txt $(STAMP)
 test: $(STAMP) $(TORCHREC_STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
+# The import contracts of pyproject.toml ([tool.importlinter]): no cycles, no upward imports.
+# tests/test_layers.py runs them too, so `make test` (CI) and `make test-fast` fail on a broken one.
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
 # The quick loop while working: tests/ without the tests marked slow.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
@@ -51,4 +56,4 @@ bench-pytest: $(STAMP)
 
 # Not bench-out/: it holds the committed results the README quotes (`make bench` rewrites them).
 clean:
-	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*.c csrc/*.c demo-store
+	rm -rf $(VENV) build src/samplestore/*.so src/samplestore/*/*.so csrc/*.c demo-store

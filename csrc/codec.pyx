@@ -1,4 +1,6 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# Bounds are checked at the boundary (every size from a file, before a loop), so the loops
+# run unchecked; these directives are also passed by setup.py.
 """Hot encode/decode kernels for the .ssf format.
 
 Every kernel takes typed memoryviews and a preallocated output, runs its loop without the
@@ -10,6 +12,31 @@ Policy (which encoding to use) lives in ``samplestore.format.encodings``.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
+
+
+# A narrow value inside a byte stream need not be aligned (a chunk slice starts anywhere):
+# load and store it through memcpy into a fixed-size local, which compilers turn into one
+# plain (unaligned-safe) move, instead of dereferencing a cast uint16_t*/uint32_t* pointer,
+# which is undefined behaviour when misaligned. Byte order is the host's: little-endian,
+# as the format is.
+cdef inline uint16_t _load16(const uint8_t* p) noexcept nogil:
+    cdef uint16_t v
+    memcpy(&v, p, 2)
+    return v
+
+
+cdef inline uint32_t _load32(const uint8_t* p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef inline void _store16(uint8_t* p, uint16_t v) noexcept nogil:
+    memcpy(p, &v, 2)
+
+
+cdef inline void _store32(uint8_t* p, uint32_t v) noexcept nogil:
+    memcpy(p, &v, 4)
 
 
 # ---------------------------------------------------------------- byte shuffle (floats)
@@ -66,15 +93,15 @@ def unshuffle_planes(planes, uint8_t[::1] out):
         p = planes[b]
         if p.shape[0] != n:
             raise ValueError(f"byte unshuffle: plane {b} holds {p.shape[0]} bytes, expected {n}")
-    cdef uint32_t* o32
+    cdef uint8_t* o
     if itemsize == 4 and n:
         # Whole 32-bit words from the four planes in one pass (little-endian byte order).
         p0, p1, p2, p3 = planes[0], planes[1], planes[2], planes[3]
-        o32 = <uint32_t*>&out[0]
+        o = &out[0]
         with nogil:
             for i in range(n):
-                o32[i] = (<uint32_t>p0[i] | (<uint32_t>p1[i] << 8) | (<uint32_t>p2[i] << 16)
-                          | (<uint32_t>p3[i] << 24))
+                _store32(o + 4 * i, <uint32_t>p0[i] | (<uint32_t>p1[i] << 8) | (<uint32_t>p2[i] << 16)
+                         | (<uint32_t>p3[i] << 24))
         return
     for b in range(itemsize):
         p = planes[b]
@@ -164,18 +191,17 @@ def for_encode(const int64_t[::1] values, int64_t base, int width, uint8_t[::1] 
     cdef Py_ssize_t n = values.shape[0], i
     if out.shape[0] != n * width:
         raise ValueError("frame of reference: output size mismatch")
-    cdef uint16_t* o16 = <uint16_t*>&out[0] if n else NULL
-    cdef uint32_t* o32 = <uint32_t*>&out[0] if n else NULL
+    cdef uint8_t* o = &out[0] if n else NULL
     with nogil:
         if width == 1:
             for i in range(n):
                 out[i] = <uint8_t>(<uint64_t>values[i] - <uint64_t>base)
         elif width == 2:
             for i in range(n):
-                o16[i] = <uint16_t>(<uint64_t>values[i] - <uint64_t>base)
+                _store16(o + 2 * i, <uint16_t>(<uint64_t>values[i] - <uint64_t>base))
         elif width == 4:
             for i in range(n):
-                o32[i] = <uint32_t>(<uint64_t>values[i] - <uint64_t>base)
+                _store32(o + 4 * i, <uint32_t>(<uint64_t>values[i] - <uint64_t>base))
     if width not in (1, 2, 4):
         raise ValueError(f"frame of reference: width must be 1, 2 or 4, found {width}")
 
@@ -187,18 +213,17 @@ def for_decode(const uint8_t[::1] src, int64_t base, int width, int64_t[::1] out
         raise ValueError(f"frame of reference: width must be 1, 2 or 4, found {width}")
     if src.shape[0] != n * width:
         raise ValueError(f"frame of reference: {src.shape[0]} bytes for {n} values of width {width}")
-    cdef const uint16_t* s16 = <const uint16_t*>&src[0] if n else NULL
-    cdef const uint32_t* s32 = <const uint32_t*>&src[0] if n else NULL
+    cdef const uint8_t* s = &src[0] if n else NULL
     with nogil:
         if width == 1:
             for i in range(n):
                 out[i] = <int64_t>(<uint64_t>base + src[i])
         elif width == 2:
             for i in range(n):
-                out[i] = <int64_t>(<uint64_t>base + s16[i])
+                out[i] = <int64_t>(<uint64_t>base + _load16(s + 2 * i))
         else:
             for i in range(n):
-                out[i] = <int64_t>(<uint64_t>base + s32[i])
+                out[i] = <int64_t>(<uint64_t>base + _load32(s + 4 * i))
 
 
 def lengths_to_offsets(const uint8_t[::1] src, int width, int32_t[::1] out):
@@ -213,8 +238,7 @@ def lengths_to_offsets(const uint8_t[::1] src, int width, int32_t[::1] out):
         raise ValueError(f"lengths: width must be 1, 2 or 4, found {width}")
     if src.shape[0] != n * width:
         raise ValueError(f"lengths: {src.shape[0]} bytes for {n} lengths of width {width}")
-    cdef const uint16_t* s16 = <const uint16_t*>&src[0] if n else NULL
-    cdef const uint32_t* s32 = <const uint32_t*>&src[0] if n else NULL
+    cdef const uint8_t* s = &src[0] if n else NULL
     cdef int64_t acc = 0
     cdef int overflow = 0
     with nogil:
@@ -225,11 +249,11 @@ def lengths_to_offsets(const uint8_t[::1] src, int width, int32_t[::1] out):
                 out[i + 1] = <int32_t>acc
         elif width == 2:
             for i in range(n):
-                acc += s16[i]
+                acc += _load16(s + 2 * i)
                 out[i + 1] = <int32_t>acc
         else:
             for i in range(n):
-                acc += s32[i]
+                acc += _load32(s + 4 * i)
                 if acc > 2147483647:
                     overflow = 1
                     break
@@ -328,8 +352,7 @@ def dict_decode(const entry_t[::1] entries, const uint8_t[::1] src, int bits, en
     cdef Py_ssize_t n = out.shape[0], i, k = entries.shape[0]
     if src.shape[0] != (n * bits + 7) // 8:
         raise ValueError(f"dictionary: {src.shape[0]} index bytes for {n} values of {bits} bits")
-    cdef const uint16_t* s16 = <const uint16_t*>&src[0] if n else NULL
-    cdef const uint32_t* s32 = <const uint32_t*>&src[0] if n else NULL
+    cdef const uint8_t* s = &src[0] if n else NULL
     cdef uint32_t j, mask = (1u << bits) - 1 if bits < 32 else 0xFFFFFFFFu
     cdef int per = 8 // bits if bits < 8 else 1
     cdef Py_ssize_t bad = -1
@@ -350,14 +373,14 @@ def dict_decode(const entry_t[::1] entries, const uint8_t[::1] src, int bits, en
                 out[i] = entries[j]
         elif bits == 16:
             for i in range(n):
-                j = s16[i]
+                j = _load16(s + 2 * i)
                 if j >= k:
                     bad = i
                     break
                 out[i] = entries[j]
         else:
             for i in range(n):
-                j = s32[i]
+                j = _load32(s + 4 * i)
                 if j >= k:
                     bad = i
                     break
@@ -375,8 +398,7 @@ def pack_indices(const uint32_t[::1] indices, const uint32_t[::1] rank, int bits
     cdef Py_ssize_t n = indices.shape[0], i
     if out.shape[0] != (n * bits + 7) // 8:
         raise ValueError("dictionary pack: output size mismatch")
-    cdef uint16_t* o16 = <uint16_t*>&out[0] if n else NULL
-    cdef uint32_t* o32 = <uint32_t*>&out[0] if n else NULL
+    cdef uint8_t* o = &out[0] if n else NULL
     cdef int per = 8 // bits if bits < 8 else 1
     with nogil:
         if bits < 8:
@@ -389,7 +411,7 @@ def pack_indices(const uint32_t[::1] indices, const uint32_t[::1] rank, int bits
                 out[i] = <uint8_t>rank[indices[i]]
         elif bits == 16:
             for i in range(n):
-                o16[i] = <uint16_t>rank[indices[i]]
+                _store16(o + 2 * i, <uint16_t>rank[indices[i]])
         else:
             for i in range(n):
-                o32[i] = rank[indices[i]]
+                _store32(o + 4 * i, rank[indices[i]])

@@ -1,4 +1,6 @@
-# cython: language_level=3
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# Row indices and offsets are checked before each loop, so the loops run unchecked; these
+# directives are also passed by setup.py.
 """Gather kernels for batch assembly: copy chosen rows of decoded column buffers straight into
 preallocated batch tensors (KeyedJaggedTensor layout for jagged features).
 

@@ -20,9 +20,14 @@ from .errors import (
     StateMismatch,
     TableExists,
     TableNotFound,
+    UnsupportedStorage,
 )
 from .schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence, Sparse
 from .table import Scan, Store, StreamingWriter, Table, open_store
+
+# Registers compaction, expiry and GC behind Table.compact() and friends (table/ lies below
+# compaction/ and never imports it; see samplestore.table.maintenance).
+from . import compaction  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -53,4 +58,5 @@ __all__ = [
     "LeaseExpired",
     "StateMismatch",
     "MissingDependency",
+    "UnsupportedStorage",
 ]

@@ -168,7 +168,6 @@ def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, 
 
     torch.manual_seed(seed)
     t_start = time.perf_counter()
-    os.makedirs(root, exist_ok=True)
     store = ss.open_store(root, create=True)
     if "sessions" in store.tables():
         store.drop_table("sessions")

@@ -20,6 +20,7 @@ __all__ = [
     "LeaseExpired",
     "StateMismatch",
     "MissingDependency",
+    "UnsupportedStorage",
 ]
 
 
@@ -95,3 +96,7 @@ class StateMismatch(SampleStoreError, ValueError):
 
 class MissingDependency(SampleStoreError, ImportError):
     """An optional dependency (torchrec, matplotlib, pandas, ...) is not installed."""
+
+
+class UnsupportedStorage(SampleStoreError, ValueError):
+    """A store location names a storage samplestore has no backend for (a URI scheme)."""

@@ -49,6 +49,8 @@ __all__ = [
     "EMBEDDING_STORAGE",
     "MAX_DIM",
     "feature_from_dict",
+    "register_feature_kind",
+    "unregister_feature_kind",
 ]
 
 #: Scalar dtype name -> Arrow type.
@@ -115,7 +117,11 @@ class Feature:
         return False
 
     def default_array(self, n: int) -> pa.Array:
-        """``n`` rows of this feature's default (what files written before it existed read)."""
+        """``n`` rows of this feature's default (what files written before it existed read).
+
+        The one definition of a kind's default: scans, compaction and the training path
+        (through ``format.kinds.default_column``) all fill missing features from it.
+        """
         raise NotImplementedError
 
     # -- validation --------------------------------------------------------------------
@@ -480,9 +486,42 @@ class Scalar(Feature):
         return pa.nulls(n, type=self.arrow_type())
 
 
+#: Feature classes by kind name, for JSON (:func:`feature_from_dict`); see :func:`register_feature_kind`.
 _KINDS: dict[str, type[Feature]] = {
     cls.kind: cls for cls in (Dense, Sparse, Sequence, Embedding, Label, Scalar)
 }
+
+
+def register_feature_kind(cls: type[Feature], *, replace: bool = False) -> type[Feature]:
+    """Make a new :class:`Feature` subclass known by its ``kind`` name (for JSON); returns it.
+
+    A kind also needs a storage codec (``samplestore.format.kinds.register_kind``) and, for
+    training, an assembler (``samplestore.torch.register_assembler``).
+
+    Raises:
+        SchemaError: ``cls`` is not a Feature subclass, or its kind name is taken and
+            ``replace`` is false.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Feature)) or cls.kind == Feature.kind:
+        raise SchemaError(f"a feature kind is a Feature subclass with its own 'kind' name; found {cls!r}")
+    other = _KINDS.get(cls.kind)
+    if other is not None and other is not cls and not replace:
+        raise SchemaError(f"feature kind {cls.kind!r} is already registered to {other.__name__}; "
+                          "choose another kind name or pass replace=True")
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def unregister_feature_kind(kind: str) -> type[Feature]:
+    """Forget the feature class registered under ``kind``; returns it.
+
+    Raises:
+        SchemaError: no class is registered under ``kind``.
+    """
+    cls = _KINDS.pop(kind, None)
+    if cls is None:
+        raise SchemaError(f"no feature kind {kind!r} is registered; known: {sorted(_KINDS)}")
+    return cls
 
 
 def feature_from_dict(d: Mapping[str, Any]) -> Feature:
@@ -678,6 +717,22 @@ class Schema:
                         f"column {name!r} is named in both {roles[name]}= and {role}=; give it one kind")
                 roles[name] = role
         return cls(_infer_feature(f, roles.get(f.name)) for f in arrow_schema)
+
+    def fill_missing(self, data: ArrowData) -> ArrowData:
+        """``data`` with this schema's features in order, those it lacks filled with their defaults.
+
+        What a file written before a feature was added reads as (``Feature.default_array``):
+        scans and compaction both fill through here. ``data`` (a table or record batch) holds
+        a subset of the features, in schema order; it is returned as is when it holds all.
+        """
+        if data.schema.names == self.names:
+            return data
+        present = set(data.schema.names)
+        n = data.num_rows
+        arrays = [data.column(f.name) if f.name in present else f.default_array(n) for f in self.features]
+        if isinstance(data, pa.RecordBatch):
+            return pa.RecordBatch.from_arrays(arrays, schema=self.to_arrow())
+        return pa.Table.from_arrays(arrays, schema=self.to_arrow())
 
     # -- validation ----------------------------------------------------------------------
     def conform(self, data: Any, *, allow_missing: bool = False) -> pa.Table:

@@ -3,7 +3,6 @@ errors of its environment, a table is not dropped from under its readers."""
 
 import logging
 import os
-import sqlite3
 import threading
 import types
 
@@ -79,7 +78,7 @@ def test_gc_does_not_delete_through_a_symlinked_partition_folder(tmp_path, store
     assert sorted(os.listdir(moved)) == before  # nothing deleted outside the table's folder
     assert t.count() == 20
     # Still recorded as unreferenced: once moved back, GC removes them.
-    assert len(t._catalog.unreferenced_files("t")) == 2
+    assert len(t.catalog.unreferenced_files("t")) == 2
     os.unlink(part)
     os.rename(moved, part)
     assert t.gc(grace_seconds=0)["files_removed"] == 2
@@ -90,9 +89,9 @@ def test_gc_refuses_catalog_paths_leading_out_of_the_table(tmp_path, store):
     victim = tmp_path / "victim.ssf"
     victim.write_bytes(b"x")
     f = ss.catalog.DataFile("../../../victim.ssf", {}, 1, 1, 1)
-    t._catalog.commit("t", "append", add=[f])
+    t.catalog.commit("t", "append", add=[f])
     fid = t.files()[0].file_id
-    t._catalog.commit("t", "replace", remove=[fid])
+    t.catalog.commit("t", "replace", remove=[fid])
     t.expire_snapshots(retain_last=1)
     assert t.gc(grace_seconds=0)["files_removed"] == 0
     assert victim.exists()
@@ -198,7 +197,8 @@ def test_daemon_backs_off_when_a_whole_pass_fails(store, monkeypatch, caplog):
     def flaky():
         calls.append(1)
         if len(calls) <= 2:
-            raise sqlite3.OperationalError("database is locked")
+            # What a catalog raises for a lock held too long (backends translate their drivers' errors).
+            raise ss.CatalogError("catalog 'x/catalog.db': list tables failed with OperationalError: database is locked")
         return real()
 
     monkeypatch.setattr(store, "tables", flaky)

@@ -66,7 +66,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 import samplestore as ss  # noqa: E402
-from samplestore import _codec  # noqa: E402
+from samplestore.format import _codec  # noqa: E402
 from samplestore.format import FileReader, write_file  # noqa: E402
 from samplestore.format.spec import Codec, DType, Encoding  # noqa: E402
 

@@ -85,7 +85,7 @@ def test_lengths_wrapping_past_int32_in_int64_are_refused(tmp_path, first):
 
 
 def test_lengths_beyond_the_values_are_refused_in_every_encoding(tmp_path):
-    from samplestore import _codec
+    from samplestore.format import _codec
 
     lengths = np.array([1, 5, 0], np.int64)  # 6 in all for 2 ids, no wrapping involved
     buf = np.empty(30, np.uint8)
@@ -255,7 +255,7 @@ def _for_file() -> bytes:
 def _dict_file() -> bytes:
     """ids/click whose ids stream is a 2-entry dictionary with 8-bit indices."""
     entries = np.empty(16, np.uint8)
-    from samplestore import _codec
+    from samplestore.format import _codec
     _codec.shuffle_bytes(np.array([7, 8], "<i8").view(np.uint8), 8, entries)
     payload = np.concatenate([entries, np.array([0, 1], np.uint8)])
     chunk = pack_chunk([stream(np.array([1, 0, 1], "<i8"), DType.INT64, 3),

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplestore import _codec, _gather
+from samplestore.format import _codec
+from samplestore.torch import _gather
 from samplestore.format.encodings import Compressor, DecodeError, Hint, decode_stream, encode_stream
 from samplestore.format.spec import DType, Encoding
 

@@ -1,4 +1,15 @@
-"""Conformance tests every catalog backend must pass (subclass CatalogConformance)."""
+"""Conformance tests every catalog backend must pass.
+
+A backend joins by one entry in ``BACKENDS`` (a function making a fresh, empty location for
+:func:`samplestore.catalog.open_catalog`): the ``backend`` fixture is parametrised over it,
+and every test of :class:`TestCatalogConformance` runs against each backend.
+
+Coverage of the interface is checked, not hoped for: every test declares with ``@covers``
+which methods of :class:`~samplestore.catalog.base.Catalog` it checks; the ``catalog``
+fixture hands out a recording proxy and fails a test that never called a method it declares;
+and :func:`test_the_conformance_class_covers_every_method_of_the_interface` fails when a
+method of the interface (say, one added to ``base.py``) is declared by no test.
+"""
 
 import time
 
@@ -6,24 +17,123 @@ import numpy as np
 import pytest
 
 import samplestore as ss
-from samplestore.catalog import DataFile, SQLiteCatalog
+from samplestore.catalog import Catalog, DataFile, SQLiteCatalog, open_catalog
 from samplestore.catalog.base import ColumnStats
 
 SCHEMA = ss.Schema([ss.Label("y"), ss.Scalar("ds", "string")])
+
+#: The names a catalog backend must implement: every public name of the interface.
+INTERFACE = frozenset(Catalog.__abstractmethods__)
+
+
+def _sqlite_location(tmp_path) -> str:
+    return str(tmp_path / "store")
+
+
+#: backend name -> a function of pytest's ``tmp_path`` giving a fresh location for it. A
+#: backend needing a server (PostgreSQL) adds an entry whose function starts or reuses one.
+BACKENDS = {"sqlite": _sqlite_location}
 
 
 def _file(path: str, rows: int = 10, ds: str = "a") -> DataFile:
     return DataFile(path, {"ds": ds}, rows, 100, 1, stats={"y": ColumnStats(0, 0, rows, 0.0, 1.0, 50, {})})
 
 
-class CatalogConformance:
-    """Subclasses provide ``make_catalog(tmp_path)``."""
+def _replaced_once(c) -> int:
+    """Make table 't': a.ssf appended (snapshot 1), then replaced by a2.ssf (snapshot 2);
+    returns the id of a.ssf."""
+    c.create_table("t", SCHEMA, [])
+    c.commit("t", "append", add=[_file("a.ssf")])
+    fid = c.files("t", 1)[0].file_id
+    c.commit("t", "replace", add=[_file("a2.ssf")], remove=[fid])
+    return fid
 
-    def make_catalog(self, tmp_path):
-        raise NotImplementedError
 
-    def test_create_load_list_drop(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+def covers(*methods: str):
+    """Declare which methods of the catalog interface a conformance test checks."""
+    unknown = set(methods) - INTERFACE
+    if unknown:
+        raise AssertionError(f"@covers names {sorted(unknown)}, which are not methods of Catalog: {sorted(INTERFACE)}")
+
+    def mark(test):
+        test.covers = frozenset(methods)
+        return test
+
+    return mark
+
+
+class RecordingCatalog:
+    """A catalog seen through a proxy that records which names of the interface were used
+    (methods called or properties read); everything else goes straight to the real one."""
+
+    def __init__(self, real: Catalog) -> None:
+        self.real = real
+        self.used: set[str] = set()
+
+    def __getattr__(self, name: str):
+        value = getattr(self.real, name)
+        if name in INTERFACE:
+            self.used.add(name)
+        return value
+
+
+def unexercised(declared: frozenset, proxy: RecordingCatalog) -> list[str]:
+    """The declared methods a test never used through ``proxy``."""
+    return sorted(declared - proxy.used)
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request):
+    """Each backend's function making a fresh location (of a folder, e.g. pytest's tmp_path)."""
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def location(backend, tmp_path) -> str:
+    """A fresh location of the backend (a second handle opens it with ``open_catalog``)."""
+    return backend(tmp_path)
+
+
+@pytest.fixture
+def catalog(request, location):
+    """A new, empty catalog (behind a recording proxy); fails the test if it did not call
+    every method its ``@covers`` declares."""
+    proxy = RecordingCatalog(open_catalog(location, create=True))
+    yield proxy
+    proxy.real.close()
+    missing = unexercised(getattr(request.function, "covers", frozenset()), proxy)
+    if missing:
+        pytest.fail(f"{request.function.__name__} declares @covers{tuple(missing)} but never calls them")
+
+
+def test_the_conformance_class_covers_every_method_of_the_interface():
+    public = {n for n in vars(Catalog) if not n.startswith("_")}
+    # Every public name is abstract: a backend must implement it and this class must test it.
+    assert public == INTERFACE, f"public names of Catalog that are not abstract: {sorted(public - INTERFACE)}"
+    tests = {n: getattr(TestCatalogConformance, n) for n in dir(TestCatalogConformance) if n.startswith("test_")}
+    undeclared = sorted(n for n, fn in tests.items() if not getattr(fn, "covers", None))
+    assert not undeclared, f"conformance tests without @covers(...): {undeclared}"
+    covered = set().union(*(fn.covers for fn in tests.values()))
+    assert INTERFACE <= covered, (f"methods of the Catalog interface no conformance test checks: "
+                                  f"{sorted(INTERFACE - covered)}; add a behavioural test with @covers(...)")
+
+
+def test_a_declared_but_unused_method_is_reported(tmp_path):
+    proxy = RecordingCatalog(open_catalog(_sqlite_location(tmp_path), create=True))
+    proxy.create_table("t", SCHEMA, [])
+    assert proxy.catalog_id  # a property counts as used when read
+    assert unexercised(frozenset({"create_table", "catalog_id", "drop_table"}), proxy) == ["drop_table"]
+    with pytest.raises(AssertionError, match="not methods of Catalog"):
+        covers("create_table", "no_such_method")
+
+
+class TestCatalogConformance:
+    """What every backend must do. Each test says (``@covers``) which methods of the
+    interface it checks, and the ``catalog`` fixture fails it if it never called them."""
+
+    @covers("create_table", "load_table", "table_names", "drop_table")
+    def test_create_load_list_drop(self, catalog):
+        c = catalog
         meta = c.create_table("t", SCHEMA, ["ds"])
         assert meta.current_snapshot == 0 and meta.partition_by == ("ds",)
         assert c.load_table("t").schema == SCHEMA
@@ -36,12 +146,14 @@ class CatalogConformance:
             c.load_table("u")
 
     @pytest.mark.parametrize("bad", ["a/b", "..", "../x", "", "a b", "x" * 200, "a\\b", "t\n", "t\r\n"])
-    def test_bad_table_names(self, tmp_path, bad):
+    @covers("create_table")
+    def test_bad_table_names(self, catalog, bad):
         with pytest.raises(ss.CatalogError):
-            self.make_catalog(tmp_path).create_table(bad, SCHEMA, [])
+            catalog.create_table(bad, SCHEMA, [])
 
-    def test_commits_make_snapshots_and_time_travel(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("commit", "files", "snapshot", "last_commit_token")
+    def test_commits_make_snapshots_and_time_travel(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         s1 = c.commit("t", "append", add=[_file("a.ssf", 10)])
         s2 = c.commit("t", "append", add=[_file("b.ssf", 5)], writer_id="w", commit_token="42")
@@ -59,29 +171,28 @@ class CatalogConformance:
         with pytest.raises(ss.SnapshotNotFound, match="snapshots: \\[1, 2, 3\\]"):
             c.snapshot("t", 9)
 
-    def test_conflicting_replace_raises_and_changes_nothing(self, tmp_path):
-        c = self.make_catalog(tmp_path)
-        c.create_table("t", SCHEMA, [])
-        c.commit("t", "append", add=[_file("a.ssf")])
-        fid = c.files("t", 1)[0].file_id
-        c.commit("t", "replace", add=[_file("a2.ssf")], remove=[fid])
+    @covers("commit", "files", "load_table")
+    def test_conflicting_replace_raises_and_changes_nothing(self, catalog):
+        c = catalog
+        fid = _replaced_once(c)
         with pytest.raises(ss.CommitConflict, match="re-plan"):
             c.commit("t", "replace", add=[_file("a3.ssf")], remove=[fid])
         assert c.load_table("t").current_snapshot == 2
         assert [f.path for f in c.files("t", 2)] == ["a2.ssf"]
 
-    def test_stats_are_returned_for_asked_columns(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("files")
+    def test_stats_are_returned_for_asked_columns(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf", 7)])
         (f,) = c.files("t", 1, with_stats=["y"])
         assert f.stats["y"].values == 7 and f.stats["y"].max == 1.0
         assert c.files("t", 1)[0].stats == {}
 
-
     # -- commit tokens -----------------------------------------------------------------------
-    def test_commit_token_outlives_snapshot_expiry(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("last_commit_token", "expire_snapshots", "snapshots")
+    def test_commit_token_outlives_snapshot_expiry(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "stream-append", add=[_file("a.ssf")], writer_id="w", commit_token="7")
         c.commit("t", "stream-append", add=[_file("b.ssf")], writer_id="v", commit_token="100")
@@ -97,8 +208,9 @@ class CatalogConformance:
         assert c.last_commit_token("t", "w") == "8"
 
     # -- drop ---------------------------------------------------------------------------------
-    def test_drop_table_forgets_everything_it_recorded(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("drop_table", "all_file_paths", "deleted_positions", "live_leases", "last_commit_token", "snapshots")
+    def test_drop_table_forgets_everything_it_recorded(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "stream-append", add=[_file("a.ssf")], writer_id="w", commit_token="5")
         fid = c.files("t", 1)[0].file_id
@@ -115,8 +227,9 @@ class CatalogConformance:
         c.commit("t", "append", add=[_file("b.ssf")])
         assert [f.path for f in c.files("t", 1, with_stats=["y"])] == ["b.ssf"]
 
-    def test_drop_table_refuses_live_readers_unless_forced(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("drop_table", "acquire_lease", "table_names")
+    def test_drop_table_refuses_live_readers_unless_forced(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])
         c.acquire_lease("t", 0, ttl=60, owner="some writer")  # a writer does not block a drop
@@ -127,8 +240,9 @@ class CatalogConformance:
         c.drop_table("t", force=True)
         assert c.table_names() == []
 
-    def test_drop_table_ignores_lapsed_reader_leases(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("drop_table")
+    def test_drop_table_ignores_lapsed_reader_leases(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])
         c.acquire_lease("t", 1, ttl=-1, owner="gone")  # lapsed already
@@ -136,8 +250,9 @@ class CatalogConformance:
         assert c.table_names() == []
 
     # -- leases -------------------------------------------------------------------------------
-    def test_reader_lease_only_on_a_retained_snapshot(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("acquire_lease", "live_leases", "expire_snapshots")
+    def test_reader_lease_only_on_a_retained_snapshot(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         for k in range(3):
             c.commit("t", "append", add=[_file(f"{k}.ssf")])
@@ -154,8 +269,9 @@ class CatalogConformance:
         with pytest.raises(ss.TableNotFound):
             c.acquire_lease("nope", 0, ttl=60)
 
-    def test_leases_pin_snapshots_and_renew_and_release(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("acquire_lease", "renew_lease", "release_lease", "live_leases", "expire_snapshots")
+    def test_leases_pin_snapshots_and_renew_and_release(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])
         c.commit("t", "append", add=[_file("b.ssf")])
@@ -170,8 +286,9 @@ class CatalogConformance:
         assert short not in [row[0] for row in c.live_leases("t")]
 
     # -- deletes ------------------------------------------------------------------------------
-    def test_deletes_are_recorded_per_snapshot_and_guard_replaces(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("deleted_positions", "commit")
+    def test_deletes_are_recorded_per_snapshot_and_guard_replaces(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf", 10), _file("b.ssf", 10)])
         fa, fb = (f.file_id for f in c.files("t", 1))
@@ -194,8 +311,9 @@ class CatalogConformance:
             c.commit("t", "delete", deletes={fa: [0]})
 
     # -- expiry and files no snapshot needs ------------------------------------------------------
-    def test_expiry_unreferenced_and_forgotten_files(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("expire_snapshots", "unreferenced_files", "forget_files", "all_file_paths")
+    def test_expiry_unreferenced_and_forgotten_files(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])
         c.commit("t", "append", add=[_file("b.ssf")])
@@ -216,8 +334,9 @@ class CatalogConformance:
         assert c.unreferenced_files("t") == []
         assert sorted(f.path for f in c.files("t", 4)) == ["a2.ssf", "b.ssf"]
 
-    def test_snapshot_as_of(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("snapshot_as_of")
+    def test_snapshot_as_of(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         before = time.time() - 1
         s1 = c.commit("t", "append", add=[_file("a.ssf")])
@@ -231,8 +350,9 @@ class CatalogConformance:
             c.snapshot_as_of("t", s1.created_at)
 
 
-    def test_followers_keep_later_files_and_see_appends(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("appended_files", "follow_watermark", "appends_replaced_upto", "unreferenced_files", "acquire_lease")
+    def test_followers_keep_later_files_and_see_appends(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])  # 1
         c.commit("t", "stream-append", add=[_file("b.ssf")])  # 2
@@ -259,17 +379,248 @@ class CatalogConformance:
         time.sleep(0.1)
         assert c.renew_lease(short, 30) is False
 
-    def test_expiry_keeps_snapshots_after_upto(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("expire_snapshots", "snapshots")
+    def test_expiry_keeps_snapshots_after_upto(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         for k in range(4):
             c.commit("t", "append", add=[_file(f"{k}.ssf")])
         assert c.expire_snapshots("t", keep=[2], upto=2) == [1]
         assert [s.snapshot_id for s in c.snapshots("t")] == [2, 3, 4]
 
+    # -- the catalog itself ----------------------------------------------------------------
+    @covers("catalog_id", "location", "close")
+    def test_identity_and_location_survive_reopening(self, catalog, location, backend, tmp_path):
+        c = catalog
+        cid, where = c.catalog_id, c.location
+        assert isinstance(cid, str) and len(cid) >= 16 and isinstance(where, str) and where
+        c.create_table("t", SCHEMA, [])
+        c.close()
+        assert c.catalog_id == cid and c.table_names() == ["t"]  # usable after close: it reconnects
+        again = open_catalog(location)
+        try:
+            assert again.catalog_id == cid and again.location == where
+            assert again.load_table("t").current_snapshot == 0
+        finally:
+            again.close()
+        other = open_catalog(backend(tmp_path / "other"), create=True)
+        try:
+            assert other.catalog_id != cid  # GC tells catalogs apart by it
+        finally:
+            other.close()
+
+    @covers("table_names", "load_table", "snapshots", "files", "tags", "appends_replaced_upto", "last_commit_token",
+            "unreferenced_files", "expire_snapshots", "set_table_properties", "commit", "drop_table")
+    def test_unknown_tables_raise_table_not_found_listing_the_tables(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        for call in (lambda: c.load_table("nope"), lambda: c.snapshots("nope"), lambda: c.files("nope", 0),
+                     lambda: c.tags("nope"), lambda: c.appends_replaced_upto("nope"),
+                     lambda: c.last_commit_token("nope", "w"), lambda: c.unreferenced_files("nope"),
+                     lambda: c.expire_snapshots("nope", keep=[]), lambda: c.set_table_properties("nope", {}),
+                     lambda: c.commit("nope", "append", add=[_file("a.ssf")]), lambda: c.drop_table("nope")):
+            with pytest.raises(ss.TableNotFound, match=r"tables: \['t'\]"):
+                call()
+        assert c.table_names() == ["t"] and c.snapshots("t") == []
+
+    @covers("create_table", "load_table")
+    def test_a_new_table_starts_empty_with_its_definition(self, catalog, location):
+        c = catalog
+        meta = c.create_table("t", SCHEMA, ["ds"], properties={"owner": "ranking"})
+        assert (meta.name, meta.schema, meta.partition_by, meta.current_snapshot) == ("t", SCHEMA, ("ds",), 0)
+        assert meta.properties == {"owner": "ranking"} and meta.created_at <= time.time()
+        assert c.load_table("t") == meta
+        second = open_catalog(location)  # another handle (another process, another host) sees it
+        try:
+            assert second.table_names() == ["t"]
+            with pytest.raises(ss.TableExists):
+                second.create_table("t", SCHEMA, [])
+        finally:
+            second.close()
+
+    # -- commits ------------------------------------------------------------------------------
+    @covers("commit", "snapshot", "snapshots", "load_table", "files")
+    def test_schema_commits_change_the_schema_and_old_snapshots_keep_theirs(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        wider = SCHEMA.add([ss.Dense("d", dim=2)])
+        s2 = c.commit("t", "schema", schema=wider, summary={"added_features": ["d"]})
+        assert s2.operation == "schema" and s2.schema == wider and s2.summary["added_features"] == ["d"]
+        assert s2.summary["total_rows"] == 10 and s2.summary["added_files"] == 0
+        assert c.load_table("t").schema == wider and c.load_table("t").current_snapshot == 2
+        assert c.snapshot("t", 1).schema == SCHEMA and c.snapshot("t", 2).schema == wider
+        assert [s.snapshot_id for s in c.snapshots("t")] == [1, 2]
+        assert [f.path for f in c.files("t", 2)] == ["a.ssf"]  # no file was rewritten
+        s3 = c.commit("t", "append", add=[_file("b.ssf", 3)])
+        assert s3.schema == wider and s3.parent_id == 2
+
+    @covers("commit", "last_commit_token", "all_file_paths", "load_table")
+    def test_a_conflicting_commit_records_neither_its_files_nor_its_token(self, catalog):
+        c = catalog
+        fid = _replaced_once(c)
+        with pytest.raises(ss.CommitConflict, match="re-plan"):  # replace of a replaced file
+            c.commit("t", "replace", add=[_file("a3.ssf")], remove=[fid], writer_id="w", commit_token="9")
+        assert c.last_commit_token("t", "w") is None
+        assert "a3.ssf" not in [p for _i, p, _r in c.all_file_paths("t")]
+        assert c.load_table("t").current_snapshot == 2
+        # The same token committed again (a writer retrying after a lost reply) is stored once, as given.
+        c.commit("t", "stream-append", add=[_file("b.ssf")], writer_id="w", commit_token="9")
+        c.commit("t", "stream-append", writer_id="w", commit_token="9")
+        assert c.last_commit_token("t", "w") == "9"
+        assert c.last_commit_token("t", "other") is None
+
+    @covers("commit", "files", "load_table")
+    def test_two_handles_race_to_replace_the_same_file_and_one_wins(self, catalog, location):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf"), _file("b.ssf")])
+        ids = [f.file_id for f in c.files("t", 1)]
+        other = open_catalog(location)
+        try:
+            other.commit("t", "replace", add=[_file("ab.ssf", 20)], remove=ids, planned_at=1)
+            with pytest.raises(ss.CommitConflict):
+                c.commit("t", "replace", add=[_file("ab2.ssf", 20)], remove=ids, planned_at=1)
+            c.commit("t", "append", add=[_file("c.ssf")])  # appends never conflict
+            assert [f.path for f in other.files("t", 3)] == ["ab.ssf", "c.ssf"]
+            assert other.load_table("t").current_snapshot == c.load_table("t").current_snapshot == 3
+        finally:
+            other.close()
+
+    @covers("files", "all_file_paths")
+    def test_files_are_in_commit_order_with_the_stats_asked_for(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, ["ds"])
+        c.commit("t", "append", add=[_file("b.ssf", 4, "x"), _file("a.ssf", 6, "y")])
+        c.commit("t", "append", add=[DataFile("c.ssf", {"ds": "x"}, 5, 70, 2, row_group_size=3)])
+        files = c.files("t", 2, with_stats=["y", "ds", "absent"])
+        assert [f.path for f in files] == ["b.ssf", "a.ssf", "c.ssf"]
+        b, a, cc = files
+        assert (b.partition, b.num_rows, b.file_bytes, b.num_row_groups) == ({"ds": "x"}, 4, 100, 1)
+        assert (b.added_snapshot, b.removed_snapshot, b.added_by) == (1, None, "append")
+        assert set(b.stats) == {"y"} and cc.stats == {}  # only the stats a file has, of the columns asked
+        assert b.stats["y"] == ColumnStats(0, 0, 4, 0.0, 1.0, 50, {})
+        assert cc.row_group_size == 3 and cc.row_group_rows() == [3, 2] and cc.added_snapshot == 2
+        c.commit("t", "replace", add=[_file("ab.ssf", 10, "x")], remove=[b.file_id, a.file_id])
+        assert sorted(c.all_file_paths("t")) == sorted([(b.file_id, "b.ssf", 3), (a.file_id, "a.ssf", 3),
+                                                         (cc.file_id, "c.ssf", None),
+                                                         (c.files("t", 3)[-1].file_id, "ab.ssf", None)])
+        assert [f.added_by for f in c.files("t", 3)] == ["append", "replace"]
+        assert c.all_file_paths("nope") == []
+
+    # -- leases ---------------------------------------------------------------------------
+    @covers("acquire_lease", "renew_lease", "release_lease", "live_leases")
+    def test_renewal_extends_a_lease_and_release_is_idempotent(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf")])
+        lease = c.acquire_lease("t", 1, ttl=5, owner="r")
+        ((lid, sid, expires, owner),) = c.live_leases("t")
+        assert (lid, sid, owner) == (lease, 1, "r") and time.time() < expires <= time.time() + 5
+        assert c.renew_lease(lease, 600) is True
+        assert c.live_leases("t")[0][2] > time.time() + 500
+        c.release_lease(lease)
+        c.release_lease(lease)  # already gone: a no-op
+        c.release_lease("no-such-lease")
+        assert c.live_leases("t") == [] and c.live_leases("nope") == []
+        assert c.renew_lease("no-such-lease", 60) is False
+
+    @covers("acquire_lease", "expire_snapshots", "unreferenced_files", "snapshots")
+    def test_a_lapsed_lease_protects_nothing(self, catalog):
+        c = catalog
+        fid = _replaced_once(c)
+        c.acquire_lease("t", 1, ttl=0.05, owner="stalled reader")
+        assert c.expire_snapshots("t", keep=[]) == []  # still live
+        time.sleep(0.1)
+        assert c.expire_snapshots("t", keep=[]) == [1]
+        assert [s.snapshot_id for s in c.snapshots("t")] == [2]
+        assert c.unreferenced_files("t") == [(fid, "a.ssf")]
+
+    @covers("acquire_lease", "follow_watermark", "release_lease", "unreferenced_files")
+    def test_the_follow_watermark_is_the_lowest_live_follower(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        for k in range(4):
+            c.commit("t", "append", add=[_file(f"{k}.ssf")])
+        assert c.follow_watermark("t") is None and c.follow_watermark("nope") is None
+        c.acquire_lease("t", 2, ttl=60, owner="reader")  # a reader is no follower
+        assert c.follow_watermark("t") is None
+        late = c.acquire_lease("t", 3, ttl=60, keep_later=True)
+        early = c.acquire_lease("t", 1, ttl=60, keep_later=True)
+        c.acquire_lease("t", 0, ttl=-1, keep_later=True)  # lapsed: not counted
+        assert c.follow_watermark("t") == 1
+        c.release_lease(early)
+        assert c.follow_watermark("t") == 3
+        # What the follower at 3 has yet to read stays, even once replaced and unretained.
+        ids = [f.file_id for f in c.files("t", 4)]
+        c.commit("t", "replace", add=[_file("all.ssf", 40)], remove=ids)
+        c.expire_snapshots("t", keep=[])
+        assert c.unreferenced_files("t") == []
+        c.release_lease(late)
+        assert c.follow_watermark("t") is None
+
+    # -- expiry, files no snapshot needs --------------------------------------------------------
+    @covers("expire_snapshots", "snapshots", "acquire_lease", "create_tag")
+    def test_expiry_never_drops_the_current_a_leased_or_a_tagged_snapshot(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        assert c.expire_snapshots("t", keep=[]) == []  # nothing to expire yet
+        for k in range(6):
+            c.commit("t", "append", add=[_file(f"{k}.ssf")])
+        c.acquire_lease("t", 2, ttl=60)
+        c.create_tag("t", "keep-me", 4)
+        c.acquire_lease("t", 0, ttl=60)  # a writer's lease pins nothing
+        assert c.expire_snapshots("t", keep=[3]) == [1, 5]  # ascending; 6 is current
+        assert [s.snapshot_id for s in c.snapshots("t")] == [2, 3, 4, 6]
+        assert c.expire_snapshots("t", keep=[]) == [3]
+        assert [s.snapshot_id for s in c.snapshots("t")] == [2, 4, 6]
+
+    @covers("forget_files", "unreferenced_files", "deleted_positions", "files", "all_file_paths")
+    def test_forget_files_leaves_live_files_and_other_tables_alone(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        c.create_table("u", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf"), _file("b.ssf")])
+        c.commit("u", "append", add=[_file("u.ssf")])
+        fa, fb = (f.file_id for f in c.files("t", 1))
+        (fu,) = (f.file_id for f in c.files("u", 1))
+        c.commit("t", "delete", deletes={fb: [1, 2]})
+        c.commit("u", "replace", add=[_file("u2.ssf")], remove=[fu])
+        c.commit("t", "replace", add=[_file("a2.ssf")], remove=[fa])
+        c.expire_snapshots("t", keep=[])
+        c.expire_snapshots("u", keep=[])
+        assert c.unreferenced_files("t") == [(fa, "a.ssf")]
+        c.forget_files("t", [fb, fu, 10**9])  # live, another table's, unknown: nothing to forget
+        c.forget_files("t", [])
+        assert c.deleted_positions("t", 3)[fb].tolist() == [1, 2]
+        (live_b,) = [f for f in c.files("t", 3, with_stats=["y"]) if f.path == "b.ssf"]
+        assert live_b.stats["y"].values == 10
+        assert c.unreferenced_files("u") == [(fu, "u.ssf")]
+        c.forget_files("t", [fa])
+        assert sorted(p for _i, p, _r in c.all_file_paths("t")) == ["a2.ssf", "b.ssf"]
+        assert c.unreferenced_files("t") == []
+
+    # -- deletes ------------------------------------------------------------------------------
+    @covers("deleted_positions", "commit")
+    def test_deleted_positions_are_sorted_distinct_int64_per_snapshot(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf", 100)])
+        fid = c.files("t", 1)[0].file_id
+        s2 = c.commit("t", "delete", deletes={fid: np.array([9, 2, 9, 50])})
+        s3 = c.commit("t", "delete", deletes={fid: [2, 0]}, summary={"filter": "x"})  # 2 again
+        assert s2.summary["deleted_rows"] == 3 and s3.summary["filter"] == "x"
+        got = c.deleted_positions("t", 3)[fid]
+        assert got.dtype == np.int64 and got.tolist() == [0, 2, 9, 50]
+        assert c.deleted_positions("t", 2)[fid].tolist() == [2, 9, 50]
+        assert c.deleted_positions("nope", 3) == {}
+        s4 = c.commit("t", "delete", deletes={fid: []})  # nothing to delete: still a snapshot
+        assert s4.snapshot_id == 4 and c.deleted_positions("t", 4)[fid].tolist() == [0, 2, 9, 50]
+
     # -- table properties -----------------------------------------------------------------------
-    def test_set_table_properties_changes_only_the_given_keys(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("set_table_properties", "load_table")
+    def test_set_table_properties_changes_only_the_given_keys(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [], properties={"compaction.sort_by": ["y"], "owner": "ranking"})
         meta = c.set_table_properties("t", {"retention": {"retain_last": 3, "older_than": None}})
         assert meta.properties == {"compaction.sort_by": ["y"], "owner": "ranking",
@@ -285,8 +636,9 @@ class CatalogConformance:
         assert c.load_table("t").properties["owner"] == "ads"
 
     # -- tags -----------------------------------------------------------------------------------
-    def test_tags_create_list_resolve_replace_drop(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("create_tag", "tags", "resolve_tag", "drop_tag")
+    def test_tags_create_list_resolve_replace_drop(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.create_table("u", SCHEMA, [])
         for k in range(3):
@@ -316,16 +668,18 @@ class CatalogConformance:
             c.create_tag("nope", "x", 1)
 
     @pytest.mark.parametrize("bad", ["1", "12", "a/b", "..", "", "a b", "x" * 200, "t\n"])
-    def test_bad_tag_names(self, tmp_path, bad):
-        c = self.make_catalog(tmp_path)
+    @covers("create_tag", "tags")
+    def test_bad_tag_names(self, catalog, bad):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])
         with pytest.raises(ss.CatalogError, match="tag name"):
             c.create_tag("t", bad, 1)
         assert c.tags("t") == []
 
-    def test_a_tag_only_on_a_retained_snapshot(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("create_tag", "tags")
+    def test_a_tag_only_on_a_retained_snapshot(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])
         c.commit("t", "append", add=[_file("b.ssf")])
@@ -335,8 +689,9 @@ class CatalogConformance:
                 c.create_tag("t", "x", sid)
         assert c.tags("t") == []
 
-    def test_tagged_snapshots_survive_expiry_and_keep_their_files(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("create_tag", "drop_tag", "expire_snapshots", "unreferenced_files")
+    def test_tagged_snapshots_survive_expiry_and_keep_their_files(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])  # 1
         c.commit("t", "append", add=[_file("b.ssf")])  # 2
@@ -352,8 +707,9 @@ class CatalogConformance:
         assert c.expire_snapshots("t", keep=[]) == [2]
         assert sorted(p for _fid, p in c.unreferenced_files("t")) == ["a.ssf", "b.ssf"]
 
-    def test_drop_table_forgets_its_tags(self, tmp_path):
-        c = self.make_catalog(tmp_path)
+    @covers("drop_table", "tags", "resolve_tag")
+    def test_drop_table_forgets_its_tags(self, catalog):
+        c = catalog
         c.create_table("t", SCHEMA, [])
         c.commit("t", "append", add=[_file("a.ssf")])
         c.create_tag("t", "train", 1)
@@ -364,21 +720,37 @@ class CatalogConformance:
             c.resolve_tag("t", "train")
 
 
-class TestSQLiteCatalog(CatalogConformance):
-    def make_catalog(self, tmp_path):
-        return SQLiteCatalog(str(tmp_path / "store"), create=True)
+# -- the SQLite backend -----------------------------------------------------------------------
 
-    def test_reopen_sees_everything(self, tmp_path):
-        c = self.make_catalog(tmp_path)
-        c.create_table("t", SCHEMA, [])
-        c.commit("t", "append", add=[_file("a.ssf")])
-        c.close()
-        again = SQLiteCatalog(str(tmp_path / "store"), create=False)
-        assert again.load_table("t").current_snapshot == 1
+def test_open_catalog_picks_the_backend_by_scheme(tmp_path):
+    c = open_catalog(tmp_path / "store", create=True)  # a plain folder: SQLite inside it
+    assert isinstance(c, SQLiteCatalog) and c.location == str(tmp_path / "store" / "catalog.db")
+    c.create_table("t", SCHEMA, [])
+    c.commit("t", "append", add=[_file("a.ssf")])
+    c.close()
+    assert SQLiteCatalog(str(tmp_path / "store"), create=False).load_table("t").current_snapshot == 1
+    with pytest.raises(ss.CatalogError, match=r"no catalog backend for nosuch:// locations.*'nosuch://h/db'"):
+        open_catalog("nosuch://h/db")
+    with pytest.raises(ss.CatalogError, match="samplestore init"):
+        open_catalog(tmp_path / "nope")
 
-    def test_missing_store_is_an_error(self, tmp_path):
-        with pytest.raises(ss.CatalogError, match="samplestore init"):
-            SQLiteCatalog(str(tmp_path / "nope"), create=False)
+
+def test_a_registered_backend_opens_its_scheme(tmp_path, monkeypatch):
+    from samplestore.catalog import registry
+
+    monkeypatch.setattr(registry, "_BACKENDS", dict(registry._BACKENDS))
+    opened = []
+
+    def opener(location, create):
+        opened.append((location, create))
+        return SQLiteCatalog(str(tmp_path / "s"), create=create)
+
+    registry.register_backend("memo", opener)
+    assert "memo" in registry.backend_schemes()
+    assert isinstance(open_catalog("MEMO://x/y", create=True), SQLiteCatalog)
+    assert opened == [("MEMO://x/y", True)]
+    with pytest.raises(ValueError, match="scheme"):
+        registry.register_backend("no spaces", opener)
 
 
 def test_older_catalog_is_migrated_in_place(tmp_path):

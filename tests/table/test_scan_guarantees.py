@@ -156,7 +156,7 @@ def test_a_filter_by_position_or_nested_path_is_refused(small_files):
 def test_a_scan_made_while_its_snapshot_expires_takes_the_new_one(small_files, monkeypatch):
     """A commit and an expiry between resolving "the current snapshot" and reading its schema."""
     t = small_files
-    real = type(t)._resolve_snapshot
+    real = type(t).resolve_snapshot
     fired = []
 
     def resolve_then_move_on(self, snapshot, as_of):
@@ -167,7 +167,7 @@ def test_a_scan_made_while_its_snapshot_expires_takes_the_new_one(small_files, m
             t.expire_snapshots(retain_last=1)
         return sid
 
-    monkeypatch.setattr(type(t), "_resolve_snapshot", resolve_then_move_on)
+    monkeypatch.setattr(type(t), "resolve_snapshot", resolve_then_move_on)
     scan = t.scan(columns=["row_id"])
     assert scan.snapshot_id > fired[0]
     assert scan.to_arrow().num_rows == 605

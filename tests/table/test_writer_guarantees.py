@@ -11,7 +11,7 @@ import pytest
 import samplestore as ss
 from samplestore.format import FileWriter
 from samplestore.table.verify import verify_table
-from samplestore.table.writer import make_dirs_durable
+from samplestore.storage import LocalStorage
 
 SCHEMA = ss.Schema([
     ss.Scalar("row_id", "int64", nullable=False),
@@ -49,7 +49,7 @@ def files_on_disk(table) -> list[str]:
 def fail_commits(monkeypatch, table, times: int = 1, exc: BaseException | None = None, after: bool = False) -> list:
     """Make the next ``times`` catalog commits raise ``exc`` (before committing, or ``after``
     the commit landed, as a lost reply would); return the list of calls made."""
-    catalog = table._catalog
+    catalog = table.catalog
     real = catalog.commit
     calls: list = []
 
@@ -157,7 +157,7 @@ def test_abort_after_a_failed_commit_leaves_no_files(table, monkeypatch):
     w.abort()
     assert files_on_disk(table) == []
     assert table.current_snapshot_id == 0 and table.last_commit_token("job") is None
-    assert table._catalog.live_leases("t") == []  # the writer's lease is released
+    assert table.catalog.live_leases("t") == []  # the writer's lease is released
 
 
 def test_leaving_a_with_block_when_the_last_commit_fails_drops_the_rows_and_says_so(table, monkeypatch):
@@ -265,6 +265,7 @@ def fsynced(monkeypatch):
 
 
 def test_make_dirs_durable_fsyncs_the_parent_of_each_folder_it_creates(tmp_path, fsynced):
+    make_dirs_durable = LocalStorage().make_dirs
     base = tmp_path / "data"
     base.mkdir()
     target = base / "a=1" / "b=2"
@@ -288,12 +289,10 @@ def test_a_new_partition_folder_of_the_streaming_writer_is_fsynced_into_its_pare
 
 
 
-def _gc_empties_each_new_folder_once(monkeypatch):
+def _gc_empties_each_new_folder_once(monkeypatch, table):
     """GC removes partition folders it finds empty: let it strike each new folder once, just
     after the writer made it and before the writer opens a file there."""
-    from samplestore.table import writer as writer_module
-
-    real, struck = writer_module.make_dirs_durable, []
+    real, struck = table.storage.make_dirs, []
 
     def make_then_lose(path):
         real(path)
@@ -301,12 +300,12 @@ def _gc_empties_each_new_folder_once(monkeypatch):
             struck.append(path)
             os.rmdir(path)  # as GC does: only an empty folder
 
-    monkeypatch.setattr(writer_module, "make_dirs_durable", make_then_lose)
+    monkeypatch.setattr(table.storage, "make_dirs", make_then_lose)
     return struck
 
 
 def test_a_partition_folder_gc_removes_before_the_writer_opens_its_file_is_made_again(table, monkeypatch):
-    struck = _gc_empties_each_new_folder_once(monkeypatch)
+    struck = _gc_empties_each_new_folder_once(monkeypatch, table)
     with table.writer(commit_every_rows=None, writer_id="job") as w:
         w.write(rows(0, 30), commit_token=0)
     assert len(struck) == 3  # one per day
@@ -332,7 +331,7 @@ def test_a_writer_whose_lease_lapsed_closes_and_drops_what_it_holds(table, monke
     w = table.writer(commit_every_rows=None, writer_id="job", lease_seconds=0.2)
     w.write(rows(0, 30), commit_token=0)
     w.commit()
-    monkeypatch.setattr(type(table._catalog), "renew_lease", lambda self, lease_id, ttl: False)
+    monkeypatch.setattr(type(table.catalog), "renew_lease", lambda self, lease_id, ttl: False)
     w.write(rows(30, 30), commit_token=1)
     time.sleep(0.4)
     with pytest.raises(ss.LeaseExpired, match="lapsed"):

@@ -213,38 +213,89 @@ class DataFile:
 
 
 class Catalog(abc.ABC):
-    """What table code needs from a metadata store. Every mutating call is one transaction."""
+    """What table, compaction, torch and CLI code need from a metadata store: the one seam
+    between them and a backend (embedded SQLite now, PostgreSQL for many hosts later).
 
-    @abc.abstractmethod
-    def create_table(self, name: str, schema: Schema, partition_by: Iterable[str],
-                     properties: Mapping[str, Any] | None = None) -> TableMeta:
-        """Create a table; TableExists if the name is taken."""
+    Nothing outside ``catalog/`` uses more of a catalog than this class declares; a new
+    backend is done when it passes the conformance class in
+    ``tests/table/test_catalog_conformance.py`` (one fixture parameter there). Backends are
+    chosen by :func:`~samplestore.catalog.open_catalog`.
 
+    Contract shared by every method:
+
+    - **Atomic.** Every mutating call is one transaction, serialised against the mutations of
+      every other process and host using the catalog: it happens wholly or not at all, and a
+      reader never sees part of it. A multi-query read (``files``, ``unreferenced_files``)
+      reads one consistent state.
+    - **One exception tree.** Failures of the backend itself (its driver, a lock held too
+      long, a broken connection, a damaged database) are raised as :class:`CatalogError`
+      naming the catalog (:attr:`location`) and chained to the driver's exception, never as
+      the driver's own type: callers catch ``SampleStoreError`` and ``OSError`` only.
+    - **Process-safe.** A catalog object may be used from several threads, and from a child
+      process after ``fork`` (a DataLoader worker): connections are per process and thread.
+    - Table names follow :func:`validate_table_name`; a method given an unknown table raises
+      :class:`TableNotFound` (listing the tables) unless its docstring says otherwise.
+    - Snapshot ids count 1, 2, ... per table; 0 is the empty table before the first commit.
+    """
+
+    # -- the catalog ---------------------------------------------------------------------
     @property
     @abc.abstractmethod
     def catalog_id(self) -> str:
-        """A random id fixed when the catalog was made: a table's folder records it, so that
-        garbage collection never treats files another catalog wrote as its own."""
+        """A random id fixed when the catalog was made, the same from every process and
+        every later opening: a table's folder records it, so that garbage collection never
+        treats files another catalog wrote as its own.
+
+        Raises:
+            CatalogError: the catalog has no id (it is damaged).
+        """
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the catalog lives, for messages and the CLI: a file path, or a URI without
+        credentials. Never used to reach the catalog (that is :func:`open_catalog`'s job)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release this process's connections (this thread's, at least). The catalog stays
+        usable: a later call opens a new connection."""
+
+    # -- tables --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_table(self, name: str, schema: Schema, partition_by: Iterable[str],
+                     properties: Mapping[str, Any] | None = None) -> TableMeta:
+        """Create a table at snapshot 0, in one transaction; returns its definition.
+
+        Raises:
+            CatalogError: ``name`` is not a valid table name.
+            TableExists: the name is taken (two processes creating it at once: one wins).
+        """
 
     @abc.abstractmethod
     def drop_table(self, name: str, *, force: bool = False) -> None:
         """Remove a table and everything the catalog records for it (snapshots, files,
-        statistics, deletes, leases, commit tokens), in one transaction.
+        statistics, deletes, leases, commit tokens, tags), in one transaction: a table made
+        again under the name starts with none of it.
 
         Raises:
             TableNotFound: no such table.
             CatalogError: a live reader lease pins one of its snapshots (the message names
-                each reader and snapshot), unless ``force``.
+                each reader and snapshot), unless ``force``. Writers' leases (snapshot 0) and
+                lapsed leases do not count.
         """
 
     @abc.abstractmethod
     def set_table_properties(self, name: str, properties: Mapping[str, Any], *,
                              remove: Iterable[str] = ()) -> TableMeta:
         """Set the given properties of a table (JSON values; the other keys stay as they are)
-        and remove the keys in ``remove``, in one transaction; returns the new definition.
+        and remove the keys in ``remove`` (absent ones are ignored), in one transaction that
+        reads and writes under the write lock, so two processes setting different keys lose
+        neither; returns the new definition.
 
         Raises:
             TableNotFound: no such table.
+            CatalogError: a value is not JSON; nothing is changed.
         """
 
     @abc.abstractmethod
@@ -253,19 +304,36 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def load_table(self, name: str) -> TableMeta:
-        """A table's definition; TableNotFound lists the tables."""
+        """A table's current definition (schema, partition columns, current snapshot,
+        creation time, properties).
 
+        Raises:
+            TableNotFound: no such table (the message lists the tables).
+        """
+
+    # -- snapshots -----------------------------------------------------------------------
     @abc.abstractmethod
     def snapshots(self, name: str) -> list[Snapshot]:
-        """Retained snapshots, oldest first."""
+        """The table's retained snapshots, oldest first (empty before the first commit)."""
 
     @abc.abstractmethod
     def snapshot(self, name: str, snapshot_id: int) -> Snapshot:
-        """One snapshot; SnapshotNotFound lists what exists."""
+        """One retained snapshot.
+
+        Raises:
+            SnapshotNotFound: not retained (expired, or never committed); the message lists
+                the retained ids.
+        """
 
     @abc.abstractmethod
-    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
-        """Live files of a snapshot (with statistics of the named columns)."""
+    def snapshot_as_of(self, name: str, when: float) -> Snapshot:
+        """The newest retained snapshot committed at or before ``when`` (epoch seconds): a
+        snapshot committed exactly at ``when`` counts.
+
+        Raises:
+            SnapshotNotFound: no retained snapshot was committed by then (before the first
+                commit, or every such snapshot expired).
+        """
 
     @abc.abstractmethod
     def commit(
@@ -282,63 +350,115 @@ class Catalog(abc.ABC):
         deletes: Mapping[int, Any] | None = None,
         planned_at: int | None = None,
     ) -> Snapshot:
-        """Atomically add and remove files, record deletes (row positions per file) and/or
-        change the schema, as a new snapshot.
+        """Atomically add files (with their statistics), remove files by id, record deletes
+        (row positions per file id) and/or change the schema, as snapshot ``current + 1``.
+
+        The snapshot's summary holds ``added_files``, ``added_rows``, ``removed_files``,
+        ``removed_rows`` (rows deleted from them before are not counted twice),
+        ``deleted_rows`` (distinct new positions) and the running ``total_files`` /
+        ``total_rows``, then the caller's ``summary`` keys. Removing appended files (a
+        compaction) raises :meth:`appends_replaced_upto`. With ``writer_id`` and
+        ``commit_token`` the token is stored for :meth:`last_commit_token` in the same
+        transaction, so it becomes visible exactly with the rows it covers.
 
         Raises:
-            CommitConflict: a file in ``remove`` or ``deletes`` is no longer live, or (with
-                ``planned_at``) rows of those files were deleted after that snapshot; nothing
-                was changed and the caller may re-plan and retry.
+            TableNotFound: no such table.
+            CommitConflict: a file in ``remove`` or ``deletes`` is no longer live (another
+                commit removed it), or, with ``planned_at``, rows of those files were deleted
+                in a snapshot after ``planned_at``. Nothing was changed; the caller re-plans
+                and retries. Appends never conflict.
         """
 
     @abc.abstractmethod
     def last_commit_token(self, name: str, writer_id: str) -> str | None:
-        """The commit token a writer stored last, or None.
+        """The commit token the writer ``writer_id`` stored last, or None.
 
         Kept apart from the snapshots, so that it outlives their expiry: a restarted
-        streaming writer must find it however many snapshots were expired since.
+        streaming writer must find it however many snapshots were expired since. A commit of
+        that writer without a token leaves the stored one as it is.
+        """
+
+    # -- files ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
+        """The files live in a snapshot (added at or before it, not removed at or before it),
+        in commit order (by file id), read in one consistent state; with ``with_stats`` each
+        carries the statistics of those columns (those it has), without, none.
+
+        Snapshot 0 has no files. The snapshot is not checked to be retained: a caller reads
+        the snapshot it leased, or one it just resolved.
         """
 
     @abc.abstractmethod
-    def snapshot_as_of(self, name: str, when: float) -> Snapshot:
-        """The last snapshot committed at or before ``when`` (epoch seconds)."""
-
-    @abc.abstractmethod
     def appended_files(self, name: str, after: int) -> list[DataFile]:
-        """Files added by appends (``append``, ``stream-append``) in snapshots after ``after``,
-        including files a later commit removed that the catalog still records."""
+        """Files added by appends (``append``, ``stream-append``) in snapshots after
+        ``after``, in commit order, including files a later commit removed that the catalog
+        still records (a follower reads appends as committed). Compaction outputs are not
+        appends. An unknown table has none."""
 
     @abc.abstractmethod
     def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
-        """(file id, path, removed snapshot) of every file the catalog knows for a table."""
+        """(file id, path, removed snapshot or None) of every file the catalog records for a
+        table, live or removed but not yet forgotten (GC and a writer checking whether its
+        failed commit landed ask it). An unknown table has none."""
 
-    # -- deletes ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def deleted_positions(self, name: str, snapshot_id: int, file_ids: Iterable[int] | None = None) -> dict[int, Any]:
-        """Deleted row positions (sorted int64 arrays) per file, as of a snapshot."""
-
-    # -- lifecycle -------------------------------------------------------------------------
-    @abc.abstractmethod
-    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "", keep_later: bool = False) -> str:
-        """Pin a snapshot (0: a writer's in-progress marker) for ``ttl`` seconds; returns its id.
-
-        With ``keep_later`` (a follower of appends) the lease also keeps every file added
-        after the snapshot, even one a later commit removed, until the lease is gone.
+    def unreferenced_files(self, name: str) -> list[tuple[int, str]]:
+        """Removed files no snapshot needs any more: (file id, path) of each file live in no
+        retained snapshot, in no snapshot a live lease pins, and not removed after the
+        snapshot of a live keep-later lease (a follower's). GC deletes them from disk, then
+        calls :meth:`forget_files`. Read in one consistent state.
 
         Raises:
             TableNotFound: no such table.
-            SnapshotNotFound: ``snapshot_id`` is not 0 and no longer retained (expired after
-                the caller chose it): checked in the transaction that records the lease, so
-                a granted lease always pins a snapshot whose files are still there.
+        """
+
+    @abc.abstractmethod
+    def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
+        """Drop the records of removed files (already deleted from disk) with their
+        statistics and deletes, in one transaction. Ids of live files, of another table's
+        files, or unknown ones are left alone: a live file is never forgotten."""
+
+    # -- deletes -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def deleted_positions(self, name: str, snapshot_id: int, file_ids: Iterable[int] | None = None) -> dict[int, Any]:
+        """Deleted row positions per file as of a snapshot: every delete committed at or
+        before ``snapshot_id`` merged, as sorted, distinct int64 numpy arrays; files without
+        deleted rows are absent. ``file_ids`` limits the answer to those files (an empty list:
+        none). An unknown table has none."""
+
+    # -- leases --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, snapshot_id: int, ttl: float, owner: str = "", keep_later: bool = False) -> str:
+        """Pin a snapshot (0: a writer's in-progress marker, which pins no files) for ``ttl``
+        seconds; returns the new lease's id. While it lives, expiry keeps the snapshot and
+        :meth:`unreferenced_files` its files; ``owner`` says who holds it, for messages.
+
+        With ``keep_later`` (a follower of appends) the lease also keeps every file removed
+        after the snapshot, and makes :meth:`follow_watermark`; its snapshot need not be
+        retained (a follower's position is a snapshot number, not a snapshot row).
+
+        Raises:
+            TableNotFound: no such table.
+            SnapshotNotFound: a reader's ``snapshot_id`` (not 0, not ``keep_later``) is not
+                retained (expired after the caller chose it): checked in the transaction that
+                records the lease, so a granted lease always pins a snapshot whose files are
+                still there. Nothing is recorded.
         """
 
     @abc.abstractmethod
     def renew_lease(self, lease_id: str, ttl: float) -> bool:
-        """Extend a lease; False if it had lapsed."""
+        """Extend a live lease to ``ttl`` seconds from now; False, changing nothing, when it
+        was released or had lapsed (a lapsed lease is never revived: GC may have run)."""
 
     @abc.abstractmethod
     def release_lease(self, lease_id: str) -> None:
-        """Drop a lease."""
+        """Drop a lease (a no-op if it is gone already)."""
+
+    @abc.abstractmethod
+    def live_leases(self, name: str) -> list[tuple[str, int, float, str]]:
+        """(lease id, snapshot, expires at (epoch seconds), owner) of a table's unexpired
+        leases, writers' included. An unknown table has none."""
 
     @abc.abstractmethod
     def follow_watermark(self, name: str) -> int | None:
@@ -349,36 +469,37 @@ class Catalog(abc.ABC):
     def appends_replaced_upto(self, name: str) -> int:
         """The newest snapshot whose appended files a commit (compaction) has since removed;
         0 when none. Kept for the table's life: a follower resuming after snapshot ``s`` can
-        read every append after ``s`` as it was only while this is at most ``s``."""
+        read every append after ``s`` as it was only while this is at most ``s``.
 
-    @abc.abstractmethod
-    def live_leases(self, name: str) -> list[tuple[str, int, float, str]]:
-        """(lease id, snapshot, expires at, owner) of a table's unexpired leases."""
+        Raises:
+            TableNotFound: no such table.
+        """
 
+    # -- expiry --------------------------------------------------------------------------
     @abc.abstractmethod
     def expire_snapshots(self, name: str, keep: Iterable[int], upto: int | None = None) -> list[int]:
-        """Forget snapshots not in ``keep`` (never the current, a leased or a tagged one, nor
-        one after ``upto``: a caller that chose ``keep`` from a listing passes the newest id it
-        saw, so snapshots committed since are not dropped unseen); return those forgotten.
-        Leases and tags are read in the transaction that drops the snapshots."""
+        """Forget the snapshots not in ``keep``, in one transaction; returns those forgotten,
+        in ascending order. Never forgotten: the current snapshot, one a live lease pins, a
+        tagged one, or one after ``upto`` (a caller that chose ``keep`` from a listing passes
+        the newest id it saw, so snapshots committed since are not dropped unseen). Leases
+        and tags are read in the transaction that drops, so one granted after the caller's
+        listing still protects its snapshot. Files and commit tokens stay (see
+        :meth:`unreferenced_files`, :meth:`last_commit_token`).
 
-    @abc.abstractmethod
-    def unreferenced_files(self, name: str) -> list[tuple[int, str]]:
-        """Files live in no retained and no leased snapshot: (file id, path)."""
-
-    @abc.abstractmethod
-    def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
-        """Drop removed files (already deleted from disk) and their stats and deletes."""
+        Raises:
+            TableNotFound: no such table.
+        """
 
     # -- tags ----------------------------------------------------------------------------
     @abc.abstractmethod
     def create_tag(self, name: str, tag: str, snapshot_id: int, *, replace: bool = False) -> Tag:
         """Name a retained snapshot of a table; expiry keeps it until the tag is dropped.
+        Tags are per table.
 
         Raises:
             TableNotFound: no such table.
-            CatalogError: ``tag`` is not a valid name, or the table has that tag already (on
-                any snapshot) and ``replace`` is false.
+            CatalogError: ``tag`` is not a valid name (:func:`validate_tag_name`), or the
+                table has that tag already (on any snapshot) and ``replace`` is false.
             SnapshotNotFound: the snapshot is not retained (checked in the transaction that
                 records the tag, so a tag always names a snapshot whose files are kept).
         """
@@ -394,7 +515,11 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def tags(self, name: str) -> list[Tag]:
-        """A table's tags, sorted by name."""
+        """A table's tags, sorted by name.
+
+        Raises:
+            TableNotFound: no such table.
+        """
 
     @abc.abstractmethod
     def resolve_tag(self, name: str, tag: str) -> int:
@@ -404,7 +529,3 @@ class Catalog(abc.ABC):
             TableNotFound: no such table.
             SnapshotNotFound: the table has no such tag (the message lists its tags).
         """
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release this process's connections."""

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import CatalogError, CommitConflict, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
 from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, Tag, validate_table_name, validate_tag_name
+from .registry import LOCAL, register_backend
 
 __all__ = ["SQLiteCatalog", "CATALOG_FILE"]
 
@@ -449,6 +450,11 @@ class SQLiteCatalog(Catalog):
             self._catalog_id = str(row[0])
         return self._catalog_id
 
+    @property
+    def location(self) -> str:
+        """The path of ``catalog.db`` (see :attr:`Catalog.location`)."""
+        return self.path
+
     @_translated
     def close(self) -> None:
         """Close this thread's connection (in this process)."""
@@ -730,7 +736,8 @@ class SQLiteCatalog(Catalog):
             # Tagged snapshots stay whatever the caller chose: read in this transaction, so a
             # tag made after the caller's listing still protects its snapshot.
             keep |= {r[0] for r in c.execute("SELECT snapshot_id FROM tags WHERE table_name = ?", (name,))}
-            ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ?", (name,))]
+            ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? ORDER BY snapshot_id",
+                                           (name,))]
             drop = [i for i in ids if i not in keep and (upto is None or i <= upto)]
             c.executemany("DELETE FROM snapshots WHERE table_name = ? AND snapshot_id = ?", [(name, i) for i in drop])
         return drop
@@ -825,12 +832,18 @@ class SQLiteCatalog(Catalog):
             return
         with self._tx() as c:
             for k in range(0, len(ids), 500):
-                part = ids[k:k + 500]
+                # Only removed files of this table: the statistics and deletes of a live file
+                # (or another table's) must survive an id passed here by mistake.
+                chunk = ids[k:k + 500]
+                marks = ",".join("?" * len(chunk))
+                part = [r[0] for r in c.execute(f"SELECT file_id FROM files WHERE table_name = ? AND removed_snapshot "
+                                                f"IS NOT NULL AND file_id IN ({marks})", (name, *chunk))]
+                if not part:
+                    continue
                 marks = ",".join("?" * len(part))
                 c.execute(f"DELETE FROM column_stats WHERE file_id IN ({marks})", part)
                 c.execute(f"DELETE FROM deletes WHERE file_id IN ({marks})", part)
-                c.execute(f"DELETE FROM files WHERE table_name = ? AND removed_snapshot IS NOT NULL AND file_id IN ({marks})",
-                          (name, *part))
+                c.execute(f"DELETE FROM files WHERE file_id IN ({marks})", part)
 
     # -- commit --------------------------------------------------------------------------
     @_translated
@@ -921,6 +934,10 @@ class SQLiteCatalog(Catalog):
             c.execute("UPDATE tables SET current_snapshot = ?, schema_json = ? WHERE name = ?", (new_id, schema_json, name))
         return Snapshot(new_id, parent if parent else None, now, operation, full,
                         schema if schema is not None else Schema.from_json(row[1]), writer_id, commit_token)
+
+
+# A plain folder (no URI scheme) opens the embedded catalog inside it.
+register_backend(LOCAL, lambda location, create: SQLiteCatalog(location, create=create))
 
 
 def _sql_value(v: Any) -> Any:

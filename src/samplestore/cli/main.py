@@ -9,18 +9,17 @@ stderr, so that a program reading stdout always gets one JSON document.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import json
 import os
 import sys
 import time
-import uuid
 from typing import Any, NoReturn, Sequence
 
 from .. import __version__
 from ..errors import SampleStoreError
 from ..extras import require_extra
+from ..storage import LocalStorage
 
 __all__ = ["main", "build_parser"]
 
@@ -49,7 +48,7 @@ def _store(root: str, create: bool = False) -> Any:
 # ------------------------------------------------------------------------------ commands
 def _cmd_init(a: argparse.Namespace) -> int:
     s = _store(a.root, create=True)
-    print(f"store ready at {s.root} (catalog: {s.catalog.path})")
+    print(f"store ready at {s.root} (catalog: {s.catalog.location})")
     return 0
 
 
@@ -332,29 +331,19 @@ def _cmd_export(a: argparse.Namespace) -> int:
     out = _export_path(a.out, a.table)
     scan = t.scan(columns=a.columns.split(",") if a.columns else None, snapshot=a.snapshot)
     bar = Progress(f"export {a.table}", total=scan.plan().num_rows, unit=" rows", enabled=not a.quiet)
-    # A temporary name of its own in the same folder, renamed over OUT only once complete:
-    # OUT is never a partial file, and two exports to one folder do not collide.
-    folder, base = os.path.split(os.path.abspath(out))
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
+    # OUT is the user's file on the local disk, not a store path, but it is published like a
+    # data file: written under a temporary name of its own in the same folder and renamed over
+    # OUT only once complete, so OUT is never a partial file and two exports to one folder do
+    # not collide. Any failure, Ctrl-C included, leaves the block unpublished: the temporary
+    # file is removed.
     n = 0
-    made = False
-    try:
-        with open(tmp, "xb") as f:
-            made = True
-            with pq.ParquetWriter(f, scan.out_schema.to_arrow(), compression="zstd") as w:
-                for batch in scan.to_batches():
-                    w.write_batch(batch)
-                    n += batch.num_rows
-                    bar.update(batch.num_rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        # Any failure, Ctrl-C included: the temporary file must not stay behind.
-        if made:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        raise
+    with LocalStorage().open_write(os.path.abspath(out)) as f:
+        with pq.ParquetWriter(f, scan.out_schema.to_arrow(), compression="zstd") as w:
+            for batch in scan.to_batches():
+                w.write_batch(batch)
+                n += batch.num_rows
+                bar.update(batch.num_rows)
+        f.publish()
     bar.close()
     print(f"exported {n:,} rows of {a.table!r} to {out}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -13,6 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import CommitConflict
 from ..format import FileReader, FileWriter
+from ..table import Table
 from ..table.partition import partition_path
 from ..table.scan import live_mask
 from ..table.lease import Lease
@@ -54,14 +54,11 @@ class CompactionResult:
 
 
 def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
-    with FileReader(os.path.join(table.dir, path)) as r:
+    with FileReader(table.storage.join(table.dir, path), table.storage) as r:
         schema = table.schema
         present = [c for c in schema.names if r.has_column(c)]
         data = r.read(present)
-        if len(present) != len(schema):  # files from before a schema change: fill defaults
-            n = data.num_rows
-            data = pa.table({f.name: data.column(f.name) if f.name in present else f.default_array(n) for f in schema},
-                            schema=schema.to_arrow())
+        data = schema.fill_missing(data)  # files from before a schema change: fill defaults
         if deleted is not None and len(deleted):
             keep = live_mask(deleted, 0, data.num_rows)
             if keep is not None:
@@ -72,7 +69,8 @@ def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
 def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], target: int,
              sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None = None) -> list[Any]:
     """Write the group's live rows into new files (not yet visible); return their entries."""
-    folder = os.path.join(table.data_dir, partition_path(group.partition))
+    storage = table.storage
+    folder = storage.join(table.data_dir, partition_path(group.partition))
     schema = table.schema
     parts = (_live_rows(table, p, deletes.get(fid)) for fid, p in zip(group.file_ids, group.paths))
     if sort_by:
@@ -84,10 +82,11 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
         for data in parts:
             for start in range(0, data.num_rows, row_group_rows):
                 if writer is None:
-                    path = os.path.join(folder, data_file_name(lease_id))
+                    path = storage.join(folder, data_file_name(lease_id))
                     # The folder is made only when a file goes in it (a group whose rows
                     # were all deleted writes none) and made again if GC removed it.
-                    writer = new_file_in(folder, lambda: FileWriter(path, schema, row_group_rows=row_group_rows))
+                    writer = new_file_in(storage, folder, lambda: FileWriter(path, schema, row_group_rows=row_group_rows,
+                                                                             storage=storage))
                 writer.write(data.slice(start, row_group_rows))
                 if writer.bytes_written >= target:
                     out.append(data_file_from_info(writer.close(), table.dir, dict(group.partition)))
@@ -99,20 +98,18 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
     except BaseException:
         if writer is not None:
             writer.abort()
-        for f in out:
-            _unlink(os.path.join(table.dir, f.path))
+        _delete(table, out)
         raise
     return out
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+def _delete(table: Any, files: Iterable[Any]) -> None:
+    """Drop new files no commit references (the writer's own: no GC guards needed)."""
+    for f in files:
+        table.storage.delete(table.storage.join(table.dir, f.path))
 
 
-def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
+def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
             partitions: Iterable[Mapping[str, Any]] | None = None, max_attempts: int = 5,
             row_group_rows: int = TABLE_ROW_GROUP_ROWS, should_stop: Any = None) -> CompactionResult:
     """Compact a table: merge small files per partition, drop deleted rows, optionally sort.
@@ -123,13 +120,13 @@ def compact(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort
     files are left to merge. ``should_stop()`` ends the run between groups (SIGTERM).
     """
     if sort_by:
-        table._check_columns(sort_by)
+        table.check_columns(sort_by)
     result = CompactionResult(table.name)
     parts = list(partitions) if partitions is not None else None
     # Merged files compress better than their inputs, so outputs of one pass can still be
     # "small": passes repeat until nothing is left to merge or a pass stops reducing files.
     conflicts_left = max_attempts
-    lease = Lease(table._catalog, table.name, 0)  # marks the files being written as in progress
+    lease = Lease(table.catalog, table.name, 0)  # marks the files being written as in progress
     try:
         return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,
                         lease)
@@ -144,8 +141,8 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
         plan = plan_compaction(table, target_file_bytes, parts)
         if not plan.groups:
             return result
-        deletes = table._catalog.deleted_positions(table.name, plan.snapshot_id,
-                                                   [i for g in plan.groups for i in g.file_ids])
+        deletes = table.catalog.deleted_positions(table.name, plan.snapshot_id,
+                                                  [i for g in plan.groups for i in g.file_ids])
         retry = False
         for group in plan.groups:
             if should_stop is not None and should_stop():
@@ -156,16 +153,14 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
                 # A lapsed lease no longer keeps GC off the new files: do not commit them.
                 lease.check()
             except BaseException:
-                for f in new:
-                    _unlink(os.path.join(table.dir, f.path))
+                _delete(table, new)
                 raise
             try:
-                snap = table._catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
-                                             planned_at=plan.snapshot_id,
-                                             summary={"compaction": True, "sort_by": list(sort_by or [])})
+                snap = table.catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
+                                            planned_at=plan.snapshot_id,
+                                            summary={"compaction": True, "sort_by": list(sort_by or [])})
             except CommitConflict as exc:
-                for f in new:
-                    _unlink(os.path.join(table.dir, f.path))
+                _delete(table, new)
                 result.conflicts += 1
                 log.info("compaction of %s %s lost a race, re-planning: %s", table.name, dict(group.partition), exc)
                 retry = True

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from typing import Any, Sequence
 
 from ..errors import SampleStoreError
+from ..table import Store
 from .compactor import compact
 from .lifecycle import expire_snapshots, gc_table
 from .plan import DEFAULT_TARGET_FILE_BYTES
@@ -28,10 +28,11 @@ __all__ = ["run_once", "run_daemon"]
 
 log = logging.getLogger("samplestore.daemon")
 
-# What a pass may meet and live through: samplestore's own errors, and the environment's
-# (OSError: disk full, I/O errors, a vanished file; sqlite3 errors of any catalog code
-# that does not translate them). Anything else is a bug and stops the daemon loudly.
-_RECOVERABLE = (SampleStoreError, OSError, sqlite3.Error)
+# What a pass may meet and live through: samplestore's own errors (a catalog backend raises
+# its driver's errors as CatalogError, see catalog.base.Catalog), and the environment's
+# (OSError: disk full, I/O errors, a vanished file). Anything else is a bug and stops the
+# daemon loudly.
+_RECOVERABLE = (SampleStoreError, OSError)
 
 
 def _backoff(interval: float, failures: int, max_backoff: float) -> float:
@@ -40,7 +41,7 @@ def _backoff(interval: float, failures: int, max_backoff: float) -> float:
     return max(interval, min(max(interval, 1.0) * 2.0 ** (failures - 1), max_backoff))
 
 
-def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
+def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
              sort_by: Sequence[str] | None = None, retain_last: int | None = None, older_than: float | None = None,
              grace_seconds: float = 3600.0, should_stop: Any = None) -> list[dict[str, Any]]:
     """One pass over the tables: compact, expire, gc. Returns a report per table.
@@ -57,13 +58,13 @@ def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_byt
         t0 = time.perf_counter()
         try:
             table = store.table(name)
-            props = table._meta().properties
+            props = table.meta().properties
             cols = props.get("compaction.sort_by", sort_by)
             res = compact(table, target_file_bytes, sort_by=cols, should_stop=should_stop)
             expired = expire_snapshots(table, older_than=older_than, retain_last=retain_last)
             gc = gc_table(table, grace_seconds)
         except _RECOVERABLE as exc:  # one bad table must not stop the others
-            # samplestore's messages say what and where; an OSError's or sqlite3's need the type.
+            # samplestore's messages say what and where; an OSError's needs the type.
             text = str(exc) if isinstance(exc, SampleStoreError) else f"{type(exc).__name__}: {exc}"
             log.error("table %s: %s", name, text)
             reports.append({"table": name, "error": text})
@@ -76,7 +77,7 @@ def run_once(store: Any, tables: Sequence[str] | None = None, *, target_file_byt
     return reports
 
 
-def run_daemon(store: Any, interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
+def run_daemon(store: Store, interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
                **options: Any) -> int:
     """Run :func:`run_once` every ``interval`` seconds until SIGTERM/SIGINT; returns passes run.
 

@@ -9,14 +9,16 @@ import time
 from typing import Any
 
 from ..catalog.base import RetentionPolicy
-from ..table.verify import leftover_files, remove_empty_partition_folders, remove_in_table, table_folder_problem
+from ..storage import REMOVED, UNSAFE
+from ..table import Table
+from ..table.verify import leftover_files, remove_empty_partition_folders, table_folder_problem
 
 __all__ = ["expire_snapshots", "gc_table"]
 
 log = logging.getLogger("samplestore.lifecycle")
 
 
-def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None,
+def expire_snapshots(table: Table, older_than: float | _dt.timedelta | None = None,
                      retain_last: int | None = None) -> list[int]:
     """Forget old snapshots: keep the newest ``retain_last`` and those younger than
     ``older_than`` (seconds or timedelta). Returns the ids expired. Files stay on disk until
@@ -44,13 +46,13 @@ def expire_snapshots(table: Any, older_than: float | _dt.timedelta | None = None
     # Only what was listed may go: snapshots committed since (a streaming writer's, say) are
     # newer than any kept one and must not be dropped unseen.
     upto = snaps[-1].snapshot_id if snaps else 0
-    dropped = table._catalog.expire_snapshots(table.name, keep, upto=upto)
+    dropped = table.catalog.expire_snapshots(table.name, keep, upto=upto)
     if dropped:
         log.info("expired %d snapshots of %s (kept %d)", len(dropped), table.name, len(snaps) - len(dropped))
     return dropped
 
 
-def gc_table(table: Any, grace_seconds: float = 3600.0) -> dict[str, Any]:
+def gc_table(table: Table, grace_seconds: float = 3600.0) -> dict[str, Any]:
     """Delete files no retained or leased snapshot references, and leftovers of dead writers
     (temporary and orphan files older than ``grace_seconds``), then partition folders left
     empty (never the table's ``data/`` folder). Returns what was removed.
@@ -66,11 +68,11 @@ def gc_table(table: Any, grace_seconds: float = 3600.0) -> dict[str, Any]:
     if problem is not None:
         log.warning("gc %s: removing nothing: %s", table.name, problem)
         return {**report, "skipped": problem}
-    unref = table._catalog.unreferenced_files(table.name)
+    unref = table.catalog.unreferenced_files(table.name)
     removed, kept, freed = [], [], 0
     for fid, path in unref:
-        status, size = remove_in_table(table.dir, path)
-        if status == "unsafe":
+        status, size = table.storage.delete_under(table.dir, path)
+        if status == UNSAFE:
             kept.append(path)
             continue
         freed += size
@@ -79,17 +81,17 @@ def gc_table(table: Any, grace_seconds: float = 3600.0) -> dict[str, Any]:
         log.warning("gc %s: kept %d unreferenced files that lie outside the table's folder or behind a symbolic "
                     "link (first: %r); move them back under %r to let GC remove them", table.name, len(kept), kept[0],
                     table.dir)
-    table._catalog.forget_files(table.name, removed)
+    table.catalog.forget_files(table.name, removed)
     temps, orphans = leftover_files(table)
     leftovers = []
     for p in temps + orphans:
-        status, size = remove_in_table(table.dir, os.path.relpath(p, table.dir), min_age=grace_seconds)
-        if status == "removed":
+        status, size = table.storage.delete_under(table.dir, os.path.relpath(p, table.dir), min_age=grace_seconds)
+        if status == REMOVED:
             freed += size
             leftovers.append(p)
     # Folders are checked on every pass, not only those emptied now: one emptied before
     # folders were removed, or whose rmdir lost a race with a writer, goes on a later pass.
-    folders = remove_empty_partition_folders(table.dir, os.path.relpath(table.data_dir, table.dir))
+    folders = remove_empty_partition_folders(table)
     if removed or leftovers or folders:
         log.info("gc %s: removed %d unreferenced files, %d leftovers and %d empty partition folders, %.1f MB freed",
                  table.name, len(removed), len(leftovers), len(folders), freed / 1e6)

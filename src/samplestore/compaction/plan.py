@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ..catalog.base import partition_key
+from ..table import Table
 
 __all__ = ["CompactionGroup", "CompactionPlan", "plan_compaction", "DEFAULT_TARGET_FILE_BYTES"]
 
@@ -49,7 +50,7 @@ class CompactionPlan:
                             "deleted_rows": g.deleted_rows} for g in self.groups]}
 
 
-def plan_compaction(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
+def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
                     partitions: Iterable[Mapping[str, Any]] | None = None, small_fraction: float = 0.75) -> CompactionPlan:
     """Bin-pack, per partition, the files below ``small_fraction * target`` (and every file
     holding deleted rows, which must be rewritten to purge them) into groups of about
@@ -57,14 +58,14 @@ def plan_compaction(table: Any, target_file_bytes: int = DEFAULT_TARGET_FILE_BYT
     appends a live follower has not read yet.
     """
     sid = table.current_snapshot_id
-    files = table._catalog.files(table.name, sid)
+    files = table.catalog.files(table.name, sid)
     # Appends a follower (SampleDataset(follow=True)) has not read yet stay as they are, so it
     # reads them, and deletes of their rows, exactly as committed; they are merged once every
     # follower has moved past them.
-    watermark = table._catalog.follow_watermark(table.name)
+    watermark = table.catalog.follow_watermark(table.name)
     if watermark is not None:
         files = [f for f in files if not (f.added_snapshot > watermark and f.added_by in ("append", "stream-append"))]
-    dvs = table._catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
+    dvs = table.catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
     wanted = None if partitions is None else {partition_key(p) for p in partitions}
     by_part: dict[str, list[Any]] = {}
     for f in files:

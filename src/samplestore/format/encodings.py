@@ -3,27 +3,27 @@
 A *stream* is one typed array of a chunk (a column's lengths, ids, weights, validity ...).
 Each stream is encoded (plain, byte shuffle, delta+zigzag+varint, frame of reference,
 dictionary), then compressed by a codec (zstd or none), and described by a fixed 48-byte
-head (:data:`~samplestore.format.spec.STREAM_HEAD`). The loops are Cython kernels in
-``csrc/codec.pyx``; this module only decides and checks.
+head (:data:`~samplestore.format.spec.STREAM_HEAD`). The encodings themselves are registered
+by id in :mod:`samplestore.format.codecs` (one module each); this module decides which one a
+stream gets, compresses, and checks a head's sizes before anything is decoded.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 import zstandard
 
-from .. import _codec
-from .spec import DTYPE_NUMPY, STREAM_HEAD, Codec, DType, Encoding
+from . import _codec
+from .codecs import DecodeError, Encoded, StreamHead, empty, get_encoding
+from .spec import DTYPE_NUMPY, Codec, DType, Encoding
 
-__all__ = ["StreamHead", "Hint", "encode_stream", "decode_stream", "decode_offsets", "Compressor", "empty"]
+__all__ = ["StreamHead", "Hint", "encode_stream", "decode_stream", "decode_offsets", "Compressor", "empty",
+           "DecodeError"]
 
 # Below this many bytes a transform cannot pay for itself.
 _MIN_TRANSFORM_BYTES = 64
-_DICT_MAX_ENTRIES = 1 << 24
 
 
 class Hint:
@@ -35,31 +35,6 @@ class Hint:
     INT = "int"  # any integer column
     FLOAT = "float"
     BYTES = "bytes"  # opaque bytes: string data, bitmaps
-
-
-@dataclass(frozen=True, slots=True)
-class StreamHead:
-    """The decoded 48-byte head of one stream."""
-
-    encoding: int
-    codec: int
-    dtype: int
-    count: int
-    encoded_size: int
-    stored_size: int
-    param0: int = 0
-    param1: int = 0
-
-    def pack(self) -> bytes:
-        return STREAM_HEAD.pack(
-            self.encoding, self.codec, self.dtype, 0, 0, self.count,
-            self.encoded_size, self.stored_size, self.param0, self.param1,
-        )
-
-    @classmethod
-    def unpack_from(cls, buf: bytes | memoryview, offset: int) -> "StreamHead":
-        enc, codec, dtype, _flags, _res, count, esize, ssize, p0, p1 = STREAM_HEAD.unpack_from(buf, offset)
-        return cls(enc, codec, dtype, count, esize, ssize, p0, p1)
 
 
 class Compressor:
@@ -112,17 +87,6 @@ class Compressor:
 _local = threading.local()
 
 
-def empty(n: int, dtype: np.dtype | type) -> np.ndarray:
-    """An uninitialised array of ``n`` elements in Arrow's memory pool.
-
-    Decoded buffers come from the pool rather than ``malloc``: glibc serves large requests
-    with fresh ``mmap`` pages, so every chunk read would pay a page fault per 4 KiB, while the
-    pool reuses memory already mapped. The arrays also hand their buffer to Arrow unchanged.
-    """
-    dt = np.dtype(dtype)
-    return np.frombuffer(pa.allocate_buffer(n * dt.itemsize), dtype=dt, count=n)
-
-
 def _decompressor() -> zstandard.ZstdDecompressor:
     d = getattr(_local, "zstd", None)
     if d is None:
@@ -141,103 +105,62 @@ def _width(span: int) -> int:
     return 8
 
 
-def _index_bits(k: int) -> int:
-    """Smallest packable index width (1, 2, 4, 8, 16, 32 bits) for a ``k``-entry dictionary."""
-    for bits in (1, 2, 4, 8, 16, 32):
-        if k <= (1 << bits):
-            return bits
-    raise ValueError(f"dictionary of {k} entries is too large")
-
-
-def _dictionary(values: np.ndarray, keys: np.ndarray, beat: int) -> tuple[int, np.ndarray, int, int] | None:
-    """Dictionary-encode ``values`` (hashed through int64 ``keys``) if that beats ``beat`` bytes.
-
-    Payload: the entries, most frequent first and byte-shuffled (ids and float bits share
-    their high bytes), then the indices bit-packed to the narrowest width.
-    """
-    n = values.shape[0]
-    itemsize = values.dtype.itemsize
-    max_k = min(n // 2, _DICT_MAX_ENTRIES, beat // itemsize)
-    if max_k < 2:
-        return None
-    idx = np.empty(n, dtype=np.uint32)
-    entries = np.empty(max_k, dtype=np.int64)
-    counts = np.empty(max_k, dtype=np.int64)
-    k = _codec.dict_build(keys, max_k, idx, entries, counts)
-    if k <= 0:
-        return None
-    bits = _index_bits(k)
-    isize = _codec.packed_size(n, bits)
-    if k * itemsize + isize >= beat:
-        return None
-    # Most frequent entry first: small indices dominate, which zstd codes tightly.
-    order = np.argsort(-counts[:k], kind="stable")
-    rank = np.empty(k, dtype=np.uint32)
-    rank[order] = np.arange(k, dtype=np.uint32)
-    ent = entries[:k][order].astype(np.dtype(f"<i{itemsize}"))
-    payload = np.empty(k * itemsize + isize, dtype=np.uint8)
-    _codec.shuffle_bytes(ent.view(np.uint8), itemsize, payload[: k * itemsize])
-    _codec.pack_indices(idx, rank, bits, payload[k * itemsize:])
-    return Encoding.DICT, payload, k, bits
-
-
-def _encode_int(values: np.ndarray, hint: str) -> tuple[int, bytes | memoryview | np.ndarray, int, int]:
+def _encode_int(values: np.ndarray, hint: str) -> Encoded:
     """Pick the smallest integer encoding among those the hint allows."""
     n = values.shape[0]
     lo, hi = _codec.minmax_int64(values)
     if hint == Hint.LENGTHS:
         lo = min(lo, 0)  # base 0: the reader prefix-sums narrow lengths straight into offsets
-    span = int(hi) - int(lo)
-    w = _width(span)
-    best: tuple[int, object, int, int]
-    if w < 8:
-        out = np.empty(n * w, dtype=np.uint8)
-        _codec.for_encode(values, lo, w, out)
-        best = (Encoding.FOR, out, int(lo), w)
-        best_size = n * w
-    else:
-        best = (Encoding.PLAIN, values, 0, 0)
-        best_size = n * 8
+    w = _width(int(hi) - int(lo))
+    best = get_encoding(Encoding.FOR).encode(values, base=lo, width=w) or get_encoding(Encoding.PLAIN).encode(values)
+    best_size = n * w if w < 8 else n * 8
     if hint == Hint.LENGTHS:
-        return best  # type: ignore[return-value]
+        return best
     if hint in (Hint.IDS, Hint.INT) and n >= 64 and best_size > n:
-        d = _dictionary(values, values, best_size)
+        d = get_encoding(Encoding.DICT).encode(values, keys=values, beat=best_size)
         if d is not None:
-            best, best_size = d, len(d[1])
+            best, best_size = d, len(d.payload)
     if hint in (Hint.ORDERED, Hint.INT) and n >= 2:
-        buf = np.empty(10 * n, dtype=np.uint8)
-        size = _codec.delta_varint_encode(values, buf)
-        if size < best_size:
-            best = (Encoding.DELTA_VARINT, buf[:size], 0, 0)
-            best_size = size
-    return best  # type: ignore[return-value]
+        dv = get_encoding(Encoding.DELTA_VARINT).encode(values)
+        if len(dv.payload) < best_size:
+            best = dv
+    return best
 
 
-def _shuffled(values: np.ndarray) -> np.ndarray:
-    out = np.empty(values.nbytes, dtype=np.uint8)
-    _codec.shuffle_bytes(values.view(np.uint8), values.dtype.itemsize, out)
-    return out
+def _choose(values: np.ndarray, dtype: int, hint: str) -> Encoded:
+    """The policy: which registered encoding a stream of this element type and hint gets."""
+    if values.nbytes >= _MIN_TRANSFORM_BYTES:
+        if dtype == DType.INT64:
+            return _encode_int(values, hint)
+        if dtype == DType.FLOAT32:
+            # Counts, log-counts and labels take few distinct values: a dictionary wins there.
+            d = get_encoding(Encoding.DICT).encode(values, keys=values.view(np.int32).astype(np.int64),
+                                                   beat=values.nbytes * 3 // 4)
+            return d if d is not None else get_encoding(Encoding.BYTE_SHUFFLE).encode(values)
+        if dtype in (DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16):
+            return get_encoding(Encoding.BYTE_SHUFFLE).encode(values)
+    return get_encoding(Encoding.PLAIN).encode(values)
 
 
-def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compressor) -> tuple[StreamHead, bytes | memoryview]:
-    """Encode and compress one stream; return its head and stored bytes."""
+def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compressor,
+                  encoding: int | None = None) -> tuple[StreamHead, bytes | memoryview]:
+    """Encode and compress one stream; return its head and stored bytes.
+
+    ``encoding``: a registered encoding id to use instead of the policy's choice (a feature
+    kind may pin one for a stream); it must accept the values.
+    """
     np_dtype = DTYPE_NUMPY[dtype]
     values = np.ascontiguousarray(values, dtype=np_dtype)
     n = values.shape[0]
-    enc, p0, p1 = Encoding.PLAIN, 0, 0
-    payload: object = values
-    if values.nbytes >= _MIN_TRANSFORM_BYTES:
-        if dtype == DType.INT64:
-            enc, payload, p0, p1 = _encode_int(values, hint)
-        elif dtype == DType.FLOAT32:
-            # Counts, log-counts and labels take few distinct values: a dictionary wins there.
-            d = _dictionary(values, values.view(np.int32).astype(np.int64), values.nbytes * 3 // 4)
-            if d is not None:
-                enc, payload, p0, p1 = d
-            else:
-                enc, payload, p0 = Encoding.BYTE_SHUFFLE, _shuffled(values), 4
-        elif dtype in (DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16):
-            enc, payload, p0 = Encoding.BYTE_SHUFFLE, _shuffled(values), np_dtype.itemsize
+    if encoding is None:
+        chosen = _choose(values, dtype, hint)
+    else:
+        pinned = get_encoding(encoding).encode(values)
+        if pinned is None:
+            raise ValueError(f"encoding id {encoding} ({get_encoding(encoding).name}) does not take this "
+                             f"stream of {n} {np_dtype} values")
+        chosen = pinned
+    enc, payload, p0, p1 = chosen
     raw = memoryview(payload).cast("B") if isinstance(payload, np.ndarray) else memoryview(payload)  # type: ignore[arg-type]
     if enc == Encoding.BYTE_SHUFFLE:
         codec, stored = compressor.compress_planes(payload, p0)  # type: ignore[arg-type]
@@ -245,10 +168,6 @@ def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compres
         codec, stored = compressor.compress(raw)
     head = StreamHead(enc, codec, dtype, n, len(raw), len(stored), p0, p1)
     return head, stored
-
-
-class DecodeError(ValueError):
-    """A stream's bytes do not decode as its head says (the caller adds file/column context)."""
 
 
 #: zstd never expands data more than this: a block decodes to at most 128 KiB and takes at
@@ -265,33 +184,10 @@ def _check_head(head: StreamHead, np_dtype: np.dtype) -> None:
     head records, and that must fit in the stored bytes the codec can expand: so nothing a
     file declares can make a reader allocate more than its bytes can actually hold.
     """
-    n, esize, item, enc = head.count, head.encoded_size, np_dtype.itemsize, head.encoding
-    name = Encoding.NAMES.get(enc, f"encoding id {enc}")
-    if enc in (Encoding.PLAIN, Encoding.BYTE_SHUFFLE):
-        if enc == Encoding.BYTE_SHUFFLE and head.param0 != item:
-            raise DecodeError(f"byte-shuffled stream of {np_dtype} values has {head.param0} planes, expected {item}")
-        want = n * item
-    elif enc == Encoding.FOR:
-        if head.dtype != DType.INT64 or head.param1 not in (1, 2, 4):
-            raise DecodeError(f"frame-of-reference stream of {np_dtype} values with width {head.param1}, "
-                              "expected int64 values of width 1, 2 or 4")
-        want = n * head.param1
-    elif enc == Encoding.DICT:
-        bits, k = head.param1, head.param0
-        if head.dtype not in (DType.INT64, DType.FLOAT32) or bits not in (1, 2, 4, 8, 16, 32):
-            raise DecodeError(f"dictionary stream of {np_dtype} values with {bits}-bit indices, expected "
-                              "int64 or float32 values and 1, 2, 4, 8, 16 or 32 bits")
-        if not 1 <= k <= (1 << bits):
-            raise DecodeError(f"dictionary of {k} entries, expected 1 to {1 << bits} for {bits}-bit indices")
-        want = k * item + (n * bits + 7) // 8
-    elif enc == Encoding.DELTA_VARINT:
-        if head.dtype != DType.INT64:
-            raise DecodeError(f"delta varint encoding on a {np_dtype} stream")
-        if not n <= esize <= 10 * n:
-            raise DecodeError(f"delta varint stream of {n} values holds {esize} bytes, expected {n} to {10 * n}")
-        want = esize
-    else:
-        raise DecodeError(f"unknown encoding id {enc}")
+    n, esize = head.count, head.encoded_size
+    encoding = get_encoding(head.encoding)  # UnknownEncoding (a DecodeError) names the id
+    name = encoding.name
+    want = encoding.encoded_size(head, np_dtype)
     if esize != want:
         raise DecodeError(f"{name} stream of {n} {np_dtype} values takes {want} bytes, its head says {esize}")
     stored = head.stored_size
@@ -301,7 +197,7 @@ def _check_head(head: StreamHead, np_dtype: np.dtype) -> None:
     elif head.codec in (Codec.ZSTD, Codec.ZSTD_PLANES):
         if esize > ZSTD_MAX_EXPANSION * stored:
             raise DecodeError(f"zstd stream of {stored} bytes cannot decode to the {esize} bytes its head says")
-        if head.codec == Codec.ZSTD_PLANES and enc != Encoding.BYTE_SHUFFLE:
+        if head.codec == Codec.ZSTD_PLANES and encoding.id != Encoding.BYTE_SHUFFLE:
             raise DecodeError(f"plane-wise zstd on a {name} stream, expected byte shuffle")
     else:
         raise DecodeError(f"unknown codec id {head.codec}")
@@ -387,40 +283,12 @@ def decode_stream(head: StreamHead, data: memoryview) -> np.ndarray:
         except ValueError as exc:
             raise DecodeError(str(exc)) from exc
     raw = _decompress(head, data)
-    n = head.count
-    enc = head.encoding
     try:
-        if enc == Encoding.PLAIN:
-            return np.frombuffer(raw, dtype=np_dtype)
-        if enc == Encoding.BYTE_SHUFFLE:
-            out = empty(n, np_dtype)
-            _codec.unshuffle_bytes(np.frombuffer(raw, np.uint8), np_dtype.itemsize, out.view(np.uint8))
-            return out
-        src = np.frombuffer(raw, np.uint8)
-        if enc == Encoding.DICT:
-            return _decode_dict(head, src, np_dtype)
-        out = empty(n, np.int64)
-        if enc == Encoding.FOR:
-            _codec.for_decode(src, head.param0, int(head.param1), out)
-        else:
-            _codec.delta_varint_decode(src, out)
-        return out
+        return get_encoding(head.encoding).decode(head, raw, np_dtype)
     except DecodeError:
         raise
     except ValueError as exc:
         raise DecodeError(str(exc)) from exc
-
-
-def _decode_dict(head: StreamHead, src: np.ndarray, np_dtype: np.dtype) -> np.ndarray:
-    k, bits, itemsize = head.param0, int(head.param1), np_dtype.itemsize
-    if k < 1 or k * itemsize > len(src) or bits not in (1, 2, 4, 8, 16, 32):
-        raise DecodeError(f"dictionary of {k} entries with {bits}-bit indices does not fit a {len(src)}-byte stream")
-    int_dtype = np.dtype(f"<i{itemsize}")
-    entries = np.empty(k, dtype=int_dtype)
-    _codec.unshuffle_bytes(src[: k * itemsize], itemsize, entries.view(np.uint8))
-    out = empty(head.count, int_dtype)
-    _codec.dict_decode(entries, src[k * itemsize:], bits, out)
-    return out.view(np_dtype)
 
 
 def decode_offsets(head: StreamHead, data: memoryview, num_rows: int, num_values: int) -> np.ndarray:
@@ -438,10 +306,11 @@ def decode_offsets(head: StreamHead, data: memoryview, num_rows: int, num_values
         raise DecodeError(f"lengths stream holds {head.count} entries for {num_rows} rows")
     out = empty(num_rows + 1, np.int32)
     try:
-        if head.encoding == Encoding.FOR and head.param0 == 0:
+        encoding = get_encoding(head.encoding)
+        if encoding.decodes_lengths(head):
             _check_head(head, DTYPE_NUMPY[DType.INT64])
             raw = _decompress(head, data)
-            total = _codec.lengths_to_offsets(np.frombuffer(raw, np.uint8), int(head.param1), out)
+            total = encoding.decode_lengths(head, raw, out)
         else:
             lengths = decode_stream(head, data)
             total = 0

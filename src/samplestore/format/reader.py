@@ -1,9 +1,10 @@
 """Read .ssf files: metadata, any columns of any row groups, into Arrow or raw numpy buffers.
 
-Opening a file reads the trailer and footer (two ``pread`` calls) and checks the footer's
-checksum; the footer's sections are fixed-size arrays viewed with ``numpy.frombuffer``, and a
-column is found by binary search over sorted name hashes, so reading k of N columns costs
-O(k) Python work. Every chunk is checked against its checksum before it is decoded, and every
+Files are read through a :class:`~samplestore.storage.Storage` (``pread`` on a local disk,
+ranged requests on an object store). Opening a file reads the trailer and footer (two
+ranged reads) and checks the footer's checksum; the footer's sections are fixed-size arrays
+viewed with ``numpy.frombuffer``, and a column is found by binary search over sorted name
+hashes, so reading k of N columns costs O(k) Python work. Every chunk is checked against its checksum before it is decoded, and every
 size is checked against what the footer and the schema imply: damage raises
 :class:`~samplestore.errors.CorruptFileError` naming the file, row group and column.
 """
@@ -17,16 +18,16 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .. import _codec
 from ..errors import CorruptFileError, FormatVersionError, SchemaError
-from ..schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence as SequenceFeature, Sparse, feature_from_dict
-from .columns import ColumnData, stream_specs, to_arrow
-from .encodings import DecodeError, StreamHead, decode_offsets, decode_stream, empty
+from ..schema import Feature, Schema, feature_from_dict
+from ..storage import LocalStorage, Storage
+from .columns import ColumnData, decode_column, stream_specs, to_arrow
+from .encodings import DecodeError, StreamHead, empty
+from .kinds import ChunkStreams
 from .spec import (
     CHECKSUMS, CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, OLDEST_MAJOR, STATS_ENTRY,
-    MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR,
+    MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR, name_hash,
 )
-from .writer import name_hash
 
 __all__ = ["FileReader", "read_file", "ColumnData"]
 
@@ -35,24 +36,24 @@ class FileReader:
     """An open .ssf file.
 
     Args:
-        path: the file to open.
+        path: the file to open (in ``storage``'s namespace).
+        storage: where the file lives; the local file system by default.
 
     Raises:
+        FileNotFoundError: there is no file at ``path``.
         CorruptFileError: the file is too short, not an .ssf file, or its footer is damaged.
         FormatVersionError: the file was written by a newer major format version.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    _file = None
+
+    def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None) -> None:
         self.path = os.fspath(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise
+        self._file = (storage or LocalStorage()).open_read(self.path)
         try:
             self._open()
         except BaseException:
-            os.close(self._fd)
-            self._fd = -1
+            self.close()
             raise
 
     # -- opening ----------------------------------------------------------------------------
@@ -60,7 +61,7 @@ class FileReader:
         return CorruptFileError(msg, path=self.path, row_group=row_group, column=column)
 
     def _pread(self, offset: int, size: int) -> bytes:
-        data = os.pread(self._fd, size, offset)
+        data = self._file.read_at(offset, size)
         if len(data) != size:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {len(data)} (file truncated?)")
         return data
@@ -68,13 +69,13 @@ class FileReader:
     def _pread_into(self, offset: int, size: int) -> memoryview:
         # Into Arrow's pool (see encodings.empty): plain streams are returned as views of it.
         buf = empty(size, np.uint8)
-        got = os.preadv(self._fd, [buf], offset)
+        got = self._file.read_into(offset, buf)
         if got != size:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {got} (file truncated?)")
         return memoryview(buf)
 
     def _open(self) -> None:
-        size = os.fstat(self._fd).st_size
+        size = self._file.size
         self.file_bytes = size
         min_size = HEADER.size + TRAILER.size + FOOTER_HEAD.size
         if size < min_size:
@@ -149,10 +150,10 @@ class FileReader:
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the file descriptor."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> "FileReader":
         return self
@@ -310,45 +311,7 @@ class FileReader:
             pos += h.stored_size
         if pos != len(buf):
             raise DecodeError(f"{len(buf) - pos} unexplained bytes at the end of the chunk")
-        roles = {s.role: i for i, s in enumerate(specs)}
-
-        def stream(role: str, count: int | None = None) -> np.ndarray:
-            i = roles[role]
-            if count is not None and heads[i].count != count:
-                raise DecodeError(f"{role} stream holds {heads[i].count} values, expected {count}")
-            return decode_stream(heads[i], datas[i])
-
-        if isinstance(feat, (Dense, Embedding)):
-            return ColumnData(stream("values", n * feat.dim))
-        if isinstance(feat, Label):
-            return ColumnData(stream("values", n))
-        if isinstance(feat, (Sparse, SequenceFeature)):
-            nvals = heads[roles["ids"]].count
-            offsets = decode_offsets(heads[0], datas[0], n, nvals)
-            ids = stream("ids", nvals)
-            second = stream(specs[2].role, nvals) if len(specs) == 3 else None
-            return ColumnData(ids, offsets, second)
-        if isinstance(feat, Scalar):
-            vcount = heads[0].count
-            nbytes = (n + 7) // 8
-            if vcount not in (0, nbytes):
-                raise DecodeError(f"validity stream holds {vcount} bytes, expected 0 or {nbytes}")
-            validity = stream("validity")  # decoded even when empty: its head is checked too
-            validity = validity if vcount else None
-            if feat.dtype == "string":
-                nbytes_data = heads[2].count
-                offsets = decode_offsets(heads[1], datas[1], n, nbytes_data)
-                data = stream("bytes", nbytes_data)
-                _check_utf8(n, offsets, data, validity)
-                return ColumnData(data, offsets, None, validity)
-            count = nbytes if feat.dtype == "bool" else n
-            values = stream("values", count)
-            if feat.dtype == "int32" and n:
-                lo, hi = _codec.minmax_int64(values)  # stored widened: must still fit the column's type
-                if lo < -(2**31) or hi >= 2**31:
-                    raise DecodeError(f"int32 column holds values from {lo} to {hi}, outside the int32 range")
-            return ColumnData(values, None, None, validity)
-        raise DecodeError(f"unknown feature kind {feat.kind!r}")
+        return decode_column(feat, ChunkStreams(specs, heads, datas), n)
 
     def read_raw(self, row_group: int, columns: Sequence[str]) -> dict[str, ColumnData]:
         """Decode ``columns`` of one row group into raw buffers (the training path)."""
@@ -410,17 +373,8 @@ class FileReader:
         return count
 
 
-def _check_utf8(n: int, offsets: np.ndarray, data: np.ndarray, validity: np.ndarray | None) -> None:
-    """Every non-null string of a chunk must be valid UTF-8 (Arrow assumes it; Python decodes it)."""
-    arr = pa.Array.from_buffers(pa.string(), n, [None if validity is None else pa.py_buffer(validity),
-                                                  pa.py_buffer(offsets), pa.py_buffer(data)])
-    try:
-        arr.validate(full=True)
-    except pa.ArrowInvalid as exc:
-        raise DecodeError(f"string stream is not valid UTF-8: {exc}") from exc
-
-
-def read_file(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+def read_file(path: str | os.PathLike[str], columns: Sequence[str] | None = None, *,
+              storage: Storage | None = None) -> pa.Table:
     """Read one whole .ssf file (or just ``columns``) into a ``pyarrow.Table``; no catalog needed."""
-    with FileReader(path) as r:
+    with FileReader(path, storage) as r:
         return r.read(columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from typing import Callable, Iterable
@@ -28,6 +29,7 @@ __all__ = [
     "DType",
     "DTYPE_NUMPY",
     "MAX_ROW_GROUP_ROWS",
+    "name_hash",
 ]
 
 MAGIC = b"SSF1"
@@ -57,6 +59,11 @@ def checksum(parts: Iterable[bytes | memoryview]) -> int:
         h.update(p)
     return h.intdigest() & 0xFFFFFFFF
 
+def name_hash(name: str) -> int:
+    """The 64-bit hash under which a column name is indexed in the footer."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+
+
 #: File header: magic, major version, minor version.
 HEADER = struct.Struct("<4sHH")
 #: Trailer: footer length, footer checksum, major, minor, reserved, magic.
@@ -83,15 +90,18 @@ STATS_FLOAT = 2
 
 
 class Encoding:
-    """Encoding ids (pluggable by id; a reader rejects ids it does not know)."""
+    """Ids of the built-in encodings, as stream heads record them.
+
+    Encodings are pluggable by id: each registers its encoder and decoder in
+    :mod:`samplestore.format.codecs` (names: ``registered_encodings()``); a reader rejects
+    ids that no registered encoding has.
+    """
 
     PLAIN = 0
     BYTE_SHUFFLE = 1
     DELTA_VARINT = 2
     FOR = 3  # frame of reference: value - base in 1, 2 or 4 bytes
     DICT = 4  # frequency-ordered dictionary + narrow indices
-
-    NAMES = {0: "plain", 1: "byte_shuffle", 2: "delta_varint", 3: "frame_of_reference", 4: "dictionary"}
 
 
 class Codec:

@@ -1,11 +1,10 @@
-"""Write Arrow data into an .ssf file, crash-safely (temporary name, fsync, rename)."""
+"""Write Arrow data into an .ssf file, crash-safely: the file is published through a storage
+(on a local disk: temporary name, fsync, rename; see :mod:`samplestore.storage`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -14,11 +13,12 @@ import pyarrow as pa
 
 from ..errors import SampleStoreError
 from ..schema import Schema
+from ..storage import LocalStorage, Storage
 from .columns import ChunkStats, column_streams, stats_flags, stream_specs
 from .encodings import Compressor, encode_stream
 from .spec import (
     CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, MAX_ROW_GROUP_ROWS, STATS_ENTRY, TRAILER,
-    VERSION_MAJOR, VERSION_MINOR, checksum,
+    VERSION_MAJOR, VERSION_MINOR, checksum, name_hash,
 )
 
 __all__ = ["FileWriter", "FileInfo", "ColumnSummary", "write_file", "name_hash", "TEMP_SUFFIX"]
@@ -27,11 +27,6 @@ __all__ = ["FileWriter", "FileInfo", "ColumnSummary", "write_file", "name_hash",
 TEMP_SUFFIX = ".ssf-tmp"
 DEFAULT_ROW_GROUP_ROWS = 65_536
 _VERSION = "0.1.0"
-
-
-def name_hash(name: str) -> int:
-    """The 64-bit hash under which a column name is indexed in the footer."""
-    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 @dataclass(slots=True)
@@ -96,17 +91,20 @@ class FileInfo:
 class FileWriter:
     """Stream Arrow record batches into one .ssf file.
 
-    The file is written under a temporary name beside ``path`` and renamed into place by
-    :meth:`close` after an fsync, so a crash never leaves a partial file at ``path``. Rows
-    are buffered into row groups of ``row_group_rows``.
+    The file is written through ``storage`` and published at ``path`` by :meth:`close`: on a
+    local disk it is written under a temporary name beside ``path`` and renamed into place
+    after an fsync, so a crash never leaves a partial file at ``path`` (for storages without
+    rename see :mod:`samplestore.storage.base`). Rows are buffered into row groups of
+    ``row_group_rows``.
 
     Args:
-        path: destination file path.
+        path: destination file path (in ``storage``'s namespace).
         schema: the features to store; data is validated against it.
         row_group_rows: rows per row group (the last one may be shorter).
         compression: ``"zstd"`` or ``"none"``.
         compression_level: zstd level.
         metadata: extra JSON-serialisable key/values kept in the footer.
+        storage: where the file is written; the local file system by default.
     """
 
     def __init__(
@@ -118,6 +116,7 @@ class FileWriter:
         compression: str = "zstd",
         compression_level: int = 3,
         metadata: Mapping[str, Any] | None = None,
+        storage: Storage | None = None,
     ) -> None:
         if not 1 <= row_group_rows <= MAX_ROW_GROUP_ROWS:
             raise ValueError(f"row_group_rows must be 1 to {MAX_ROW_GROUP_ROWS}, found {row_group_rows}")
@@ -127,9 +126,7 @@ class FileWriter:
         self._compressor = Compressor(compression, compression_level)
         self._metadata = dict(metadata or {})
         json.dumps(self._metadata)  # fail now, not at close, if it does not serialise
-        d, base = os.path.split(self.path)
-        self._tmp = os.path.join(d, f".{base}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
-        self._f = open(self._tmp, "wb")
+        self._out = (storage or LocalStorage()).open_write(self.path, temp_suffix=TEMP_SUFFIX)
         self._pos = 0
         self._write(HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR))
         self._pending: list[pa.Table] = []
@@ -163,7 +160,7 @@ class FileWriter:
         return self._pos
 
     def close(self) -> FileInfo:
-        """Flush, write the footer, fsync and rename into place; return the file's info."""
+        """Flush, write the footer and publish the file at ``path``; return the file's info."""
         self._check_open()
         try:
             if self._pending_rows:
@@ -171,11 +168,7 @@ class FileWriter:
             footer = self._footer()
             self._write(footer)
             self._write(TRAILER.pack(len(footer), checksum([footer]), VERSION_MAJOR, VERSION_MINOR, 0, MAGIC))
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-            os.replace(self._tmp, self.path)
-            _fsync_dir(os.path.dirname(self.path) or ".")
+            self._out.publish()
         except BaseException:
             self.abort()
             raise
@@ -183,15 +176,10 @@ class FileWriter:
         return FileInfo(self.path, sum(self._rg_rows), len(self._rg_rows), self._pos, self._summary, self.row_group_rows)
 
     def abort(self) -> None:
-        """Drop the file: close and remove the temporary file; nothing appears at ``path``."""
+        """Drop the file: nothing appears at ``path`` (on a local disk the temporary file is
+        closed and removed)."""
         self._closed = True
-        try:
-            self._f.close()
-        finally:
-            try:
-                os.unlink(self._tmp)
-            except FileNotFoundError:
-                pass
+        self._out.abort()
 
     def __enter__(self) -> "FileWriter":
         return self
@@ -210,7 +198,7 @@ class FileWriter:
             raise SampleStoreError(f"writer for {self.path!r} is closed")
 
     def _write(self, data: bytes | memoryview) -> None:
-        self._f.write(data)
+        self._out.write(data)
         self._pos += len(data)
 
     def _flush_row_group(self, nrows: int) -> None:
@@ -230,7 +218,7 @@ class FileWriter:
         specs = stream_specs(feat)
         heads, payloads = [], []
         for spec, values in zip(specs, streams):
-            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor)
+            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor, spec.encoding)
             heads.append(head.pack())
             payloads.append(stored)
         parts = [CHUNK_HEAD.pack(len(specs), 0, 0), *heads, *payloads]
@@ -273,20 +261,6 @@ class FileWriter:
             desc_blob,
             meta,
         ])
-
-
-def _fsync_dir(path: str) -> None:
-    """fsync a directory so a rename in it survives a power cut (no-op where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_file(path: str | os.PathLike[str], data: Any, schema: Schema, **options: Any) -> FileInfo:

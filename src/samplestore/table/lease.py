@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import threading
 import time
 import weakref
 from typing import Any
 
+from ..catalog.base import Catalog
 from ..errors import LeaseExpired, SampleStoreError
 
 __all__ = ["Lease", "owner_tag", "owner_is_dead", "pid_alive", "lease_is_live"]
@@ -59,7 +59,7 @@ class Lease:
     instead of failing later on a file GC removed.
     """
 
-    def __init__(self, catalog: Any, table: str, snapshot_id: int, ttl: float = 300.0, *,
+    def __init__(self, catalog: Catalog, table: str, snapshot_id: int, ttl: float = 300.0, *,
                  keep_later: bool = False, renew: bool = True) -> None:
         self.catalog, self.table, self.snapshot_id, self.ttl = catalog, table, snapshot_id, ttl
         self.owner_pid = os.getpid()
@@ -86,7 +86,7 @@ class Lease:
             asked_at = time.monotonic()
             try:
                 ok = lease.catalog.renew_lease(lease.lease_id, ttl)
-            except (SampleStoreError, sqlite3.Error, OSError):
+            except (SampleStoreError, OSError):
                 ok = None  # a missed heartbeat only shortens the lease; the next one may succeed
             if ok:
                 lease.renewed_at = asked_at
@@ -101,7 +101,7 @@ class Lease:
         if lease_id is not None and os.getpid() == owner_pid:
             try:
                 catalog.release_lease(lease_id)
-            except (SampleStoreError, sqlite3.Error, OSError):
+            except (SampleStoreError, OSError):
                 pass  # the lease lapses by itself after its ttl
 
     @property
@@ -151,7 +151,7 @@ def _detached(table: str, snapshot_id: int, ttl: float, lease_id: str | None = N
     return d
 
 
-def lease_is_live(catalog: Any, table: str, lease_id: str | None) -> bool:
+def lease_is_live(catalog: Catalog, table: str, lease_id: str | None) -> bool:
     """Whether the catalog still holds an unexpired lease ``lease_id`` on ``table``."""
     if lease_id is None:
         return False

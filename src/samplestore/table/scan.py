@@ -232,9 +232,9 @@ class Scan:
         """Choose the snapshot and read its schema. "The current snapshot" may expire between
         the two reads (a commit and an expiry in between): then the new current one is taken."""
         for _attempt in range(10):
-            sid = self.table._resolve_snapshot(snapshot, as_of)
+            sid = self.table.resolve_snapshot(snapshot, as_of)
             try:
-                self.schema = self.table._schema_at(sid)
+                self.schema = self.table.schema_at(sid)
             except SnapshotNotFound:
                 if not self._follows_current:
                     raise
@@ -251,7 +251,7 @@ class Scan:
         new current one; a scan of an explicit snapshot fails with SnapshotNotFound."""
         if self._lease is not None:  # held (a lapsed one is reported by check_lease)
             return
-        catalog, name = self.table._catalog, self.table.name
+        catalog, name = self.table.catalog, self.table.name
         for _attempt in range(10):
             if self.snapshot_id == 0:  # the empty table: no files to protect
                 return
@@ -301,11 +301,11 @@ class Scan:
             return self._plan
         prune_cols = [n for n in self._filter_cols
                       if isinstance(self.schema.field(n), Scalar) and self.schema.field(n).dtype in _PRUNE_TYPES]
-        files = self.table._catalog.files(self.table.name, self.snapshot_id, with_stats=prune_cols)
+        files = self.table.catalog.files(self.table.name, self.snapshot_id, with_stats=prune_cols)
         if self.filter is not None and files:
             arrow_schema = self.schema.to_arrow()
             files = _prune(arrow_schema, files, [_file_guarantee(self.schema, f, prune_cols) for f in files], self.filter)
-        dvs = self.table._catalog.deleted_positions(self.table.name, self.snapshot_id, [f.file_id for f in files])
+        dvs = self.table.catalog.deleted_positions(self.table.name, self.snapshot_id, [f.file_id for f in files])
         tasks = tuple(FileTask.of(self.table.dir, f, dvs.get(f.file_id)) for f in files)
         self._plan = ScanPlan(self.snapshot_id, self.out_schema, self.columns, tasks)
         return self._plan
@@ -337,7 +337,7 @@ class Scan:
         """Open a planned file; a missing one is a lapsed lease or damage, said as such."""
         self.check_lease()
         try:
-            return FileReader(task.path)
+            return FileReader(task.path, self.table.storage)
         except FileNotFoundError as exc:
             self.check_lease()  # GC removed it because the lease lapsed: say that
             raise CorruptFileError(f"data file of snapshot {self.snapshot_id} of table {self.table.name!r} is missing "
@@ -350,9 +350,7 @@ class Scan:
         present = [c for c in cols if reader.has_column(c)]
         batch = reader.read_row_group(rg, present)
         if len(present) != len(cols):
-            n = int(reader.row_group_rows[rg])
-            arrays = [batch.column(c) if c in present else schema.field(c).default_array(n) for c in cols]
-            batch = pa.RecordBatch.from_arrays(arrays, schema=schema.select(cols).to_arrow())
+            batch = schema.select(cols).fill_missing(batch)
         return batch
 
     def _keep(self, task: FileTask, start: int, batch: pa.RecordBatch | None, n: int,

@@ -82,7 +82,7 @@ def deleted_rows_by_file(table: Any, snapshot_id: int, files: list[DataFile]) ->
     ids = {f.file_id for f in files}
     # All of the table's deletes, then filtered: a list of thousands of file ids would not
     # fit in one SQL statement.
-    positions = table._catalog.deleted_positions(table.name, snapshot_id)
+    positions = table.catalog.deleted_positions(table.name, snapshot_id)
     return {fid: len(pos) for fid, pos in positions.items() if fid in ids}
 
 
@@ -99,9 +99,9 @@ def table_stats(table: Any, snapshot: int | None = None, by_partition: bool = Fa
     ``stored_rows``, ``files``, ``bytes``, ``columns`` (per column, over the stored rows)
     and, with ``by_partition``, the same per partition.
     """
-    sid = table._resolve_snapshot(snapshot, None)
-    schema = table._schema_at(sid)
-    files = table._catalog.files(table.name, sid, with_stats=schema.names)
+    sid = table.resolve_snapshot(snapshot, None)
+    schema = table.schema_at(sid)
+    files = table.catalog.files(table.name, sid, with_stats=schema.names)
     deleted = deleted_rows_by_file(table, sid, files)
     res: dict[str, Any] = {
         "table": table.name,

@@ -1,16 +1,17 @@
-"""A store: a root folder holding tables, with an embedded SQLite catalog inside it."""
+"""A store: a root folder holding tables, with an embedded SQLite catalog inside it; its data
+files, markers and folders are read and written through a :class:`~samplestore.storage.Storage`."""
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Any, Iterable, Mapping
 
 from ..catalog.base import validate_table_name
-from ..catalog.sqlite import SQLiteCatalog
+from ..catalog import Catalog, open_catalog
 from ..errors import TableExists
 from ..schema import Schema
+from ..storage import Storage, storage_for
 from .partition import check_partition_columns
 from .table import Table
 from .verify import table_folder_problem, write_table_marker
@@ -21,14 +22,26 @@ log = logging.getLogger("samplestore.store")
 
 
 class Store:
-    """Tables under one root. Use :func:`open_store`."""
+    """Tables under one root. Use :func:`open_store`.
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
+    Attributes:
+        root: the local folder of the catalog.
+        storage: where the tables' data files, markers and folders live (a
+            :class:`~samplestore.storage.LocalStorage` of ``root`` unless given).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False, storage: Any = None) -> None:
+        # Resolved first: a location no storage can serve is refused before a catalog is made.
+        self.storage: Storage = storage_for(root if storage is None else storage)
         self.root = os.path.abspath(os.fspath(root))
-        self.catalog = SQLiteCatalog(self.root, create=create)
+        self.catalog: Catalog = open_catalog(self.root, create=create)
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
+
+    def table_dir(self, name: str) -> str:
+        """The folder of table ``name`` in :attr:`storage`."""
+        return self.storage.join(self.storage.root, "tables", name)
 
     def create_table(self, name: str, schema: Schema, partition_by: Iterable[str] = (), *,
                      exist_ok: bool = False, properties: Mapping[str, Any] | None = None) -> Table:
@@ -47,11 +60,11 @@ class Store:
             if exist_ok:
                 return self.table(name)
             raise
-        table_dir = os.path.join(self.root, "tables", name)
-        os.makedirs(os.path.join(table_dir, "data"), exist_ok=True)
+        table_dir = self.table_dir(name)
+        self.storage.make_dirs(self.storage.join(table_dir, "data"))
         # Claim the folder for this catalog and this table: GC leaves alone what a marker
         # says belongs to another (an old table of the same name, another store's catalog).
-        write_table_marker(table_dir, self.catalog.catalog_id, name, meta.created_at)
+        write_table_marker(self.storage, table_dir, self.catalog.catalog_id, name, meta.created_at)
         return Table(self, name)
 
     def table(self, name: str) -> Table:
@@ -77,7 +90,7 @@ class Store:
         problem = table_folder_problem(Table(self, name)) if purge else None
         self.catalog.drop_table(name, force=force)
         if purge and problem is None:
-            shutil.rmtree(os.path.join(self.root, "tables", name), ignore_errors=True)
+            self.storage.delete_tree(self.table_dir(name))
         elif purge:
             log.warning("dropped table %s from the catalog but left its folder: %s", name, problem)
 
@@ -90,15 +103,20 @@ class Store:
         self.catalog.close()
 
 
-def open_store(root: str | os.PathLike[str], *, create: bool = False) -> Store:
+def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: Any = None) -> Store:
     """Open the store at ``root``.
 
     Args:
         create: make a new store (a folder with an embedded SQLite catalog) if there is none.
             Off by default, so that a mistyped path fails instead of making an empty store.
+        storage: where the tables' data files live, if not in ``root`` on the local disk: a
+            :class:`~samplestore.storage.Storage` (e.g. ``ArrowStorage(pyarrow_fs, "prefix")``)
+            or anything :func:`~samplestore.storage.storage_for` takes. The catalog stays in
+            ``root``. Every process opening the store must give the same storage.
 
     Raises:
         CatalogError: no store at ``root`` (and not ``create``), or its ``catalog.db`` is
             empty, damaged or not a samplestore catalog (never overwritten).
+        UnsupportedStorage: ``root`` or ``storage`` is a URI no storage backend serves.
     """
-    return Store(root, create=create)
+    return Store(root, create=create, storage=storage)

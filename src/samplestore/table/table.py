@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..catalog.base import DEFAULT_RETENTION_SECONDS, RETENTION_PROPERTY, RetentionPolicy, Snapshot, TableMeta, Tag
-from ..errors import CatalogError, SchemaError, SnapshotNotFound
+from ..catalog.base import DEFAULT_RETENTION_SECONDS, Catalog, RETENTION_PROPERTY, RetentionPolicy, Snapshot, TableMeta, Tag
+from ..errors import CatalogError, CommitConflict, SchemaError, SnapshotNotFound
 from ..schema import Feature, Schema
+from .maintenance import maintenance
 from .scan import DEFAULT_LEASE_SECONDS, Scan
 from .writer import DEFAULT_TARGET_FILE_BYTES, StreamingWriter
 
@@ -29,31 +29,45 @@ class Table:
         self.store = store
         self.name = name
         self._catalog = store.catalog
-        self.dir = os.path.join(store.root, "tables", name)
-        self.data_dir = os.path.join(self.dir, "data")
+        #: Where the table's data files and marker are read and written (the store's storage).
+        self.storage = store.storage
+        self.dir = store.table_dir(name)
+        self.data_dir = self.storage.join(self.dir, "data")
         self._catalog.load_table(name)  # raises TableNotFound listing the tables
 
     def __repr__(self) -> str:
         return f"Table({self.name!r}, root={self.store.root!r})"
 
     # -- metadata -------------------------------------------------------------------------
-    def _meta(self) -> TableMeta:
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog that records this table (the store's): what scans, writers, compaction
+        and datasets commit to and read snapshots, files, deletes and leases from."""
+        return self._catalog
+
+    def meta(self) -> TableMeta:
+        """The table's current definition (schema, partition columns, current snapshot,
+        creation time, properties), read from the catalog now.
+
+        Raises:
+            TableNotFound: the table was dropped meanwhile.
+        """
         return self._catalog.load_table(self.name)
 
     @property
     def schema(self) -> Schema:
         """The current schema."""
-        return self._meta().schema
+        return self.meta().schema
 
     @property
     def partition_by(self) -> tuple[str, ...]:
         """The partition columns."""
-        return self._meta().partition_by
+        return self.meta().partition_by
 
     @property
     def current_snapshot_id(self) -> int:
         """The id of the current snapshot (0 before the first commit)."""
-        return self._meta().current_snapshot
+        return self.meta().current_snapshot
 
     def snapshots(self) -> list[Snapshot]:
         """Every retained snapshot, oldest first."""
@@ -63,16 +77,23 @@ class Table:
         """One snapshot, by id or tag name (the current one if None); SnapshotNotFound lists
         what exists."""
         if isinstance(snapshot_id, str):
-            snapshot_id = self._resolve_snapshot(snapshot_id, None)
+            snapshot_id = self.resolve_snapshot(snapshot_id, None)
         sid = self.current_snapshot_id if snapshot_id is None else snapshot_id
         return self._catalog.snapshot(self.name, sid)
 
-    def _resolve_snapshot(self, snapshot: int | str | None, as_of: Any) -> int:
+    def resolve_snapshot(self, snapshot: int | str | None, as_of: Any) -> int:
         """The snapshot id that ``snapshot=`` / ``as_of=`` name: an id, a tag name, a time, or
         (neither) the current snapshot. Every reader (scans, ``files``, statistics, datasets,
         the CLI) resolves here, so a tag works wherever a snapshot id does.
 
+        Args:
+            snapshot: a snapshot id (0: the empty table), a tag name, a string of digits (an
+                id, as a command line gives it), or None.
+            as_of: a time (epoch seconds or ``datetime``): the last snapshot committed at or
+                before it.
+
         Raises:
+            ValueError: both ``snapshot`` and ``as_of`` were given.
             SnapshotNotFound: no retained snapshot of that id, no tag of that name (the message
                 lists the tags), or none committed at or before ``as_of``.
         """
@@ -93,7 +114,12 @@ class Table:
             return int(snapshot)
         return self.current_snapshot_id
 
-    def _schema_at(self, snapshot_id: int) -> Schema:
+    def schema_at(self, snapshot_id: int) -> Schema:
+        """The schema of snapshot ``snapshot_id`` (the current schema for 0, the empty table).
+
+        Raises:
+            SnapshotNotFound: the snapshot is not retained.
+        """
         if snapshot_id == 0:
             return self.schema
         return self._catalog.snapshot(self.name, snapshot_id).schema
@@ -117,7 +143,7 @@ class Table:
             SnapshotNotFound: the snapshot is not retained.
         """
         if snapshot is not None:
-            sid = self._resolve_snapshot(snapshot, None)
+            sid = self.resolve_snapshot(snapshot, None)
             if sid == 0:
                 recent = [s.snapshot_id for s in self.snapshots()][-10:]
                 raise CatalogError(f"snapshot 0 of table {self.name!r} is the empty table before any commit; there "
@@ -155,7 +181,7 @@ class Table:
     def retention(self) -> RetentionPolicy:
         """The table's retention policy: which snapshots expiry keeps when it is not told
         (see :meth:`set_retention`)."""
-        return RetentionPolicy.from_properties(self._meta().properties)
+        return RetentionPolicy.from_properties(self.meta().properties)
 
     def set_retention(self, retain_last: int | None = 1,
                       older_than: float | _dt.timedelta | None = DEFAULT_RETENTION_SECONDS) -> RetentionPolicy:
@@ -213,7 +239,7 @@ class Table:
 
     def add_features(self, features: Iterable[Feature]) -> Snapshot:
         """Add features (schema evolution) without rewriting files; older files read defaults."""
-        meta = self._meta()
+        meta = self.meta()
         new = meta.schema.add(features)
         return self._catalog.commit(self.name, "schema", schema=new,
                                     summary={"added_features": [f.name for f in new.features[len(meta.schema):]]})
@@ -225,8 +251,6 @@ class Table:
         bytes leave the disk when compaction rewrites the files that hold them and
         ``expire_snapshots`` + ``gc`` drop the old files. Returns None if nothing matched.
         """
-        from ..errors import CommitConflict
-
         for _attempt in range(5):
             with self.scan(columns=[], filter=filter) as scan:
                 positions: dict[int, list] = {}
@@ -248,34 +272,62 @@ class Table:
         raise CommitConflict(f"delete on table {self.name!r} kept losing races with compaction; try again")
 
     # -- lifecycle ------------------------------------------------------------------------
+    # The work is done by samplestore.compaction, a layer above this one, which registers it
+    # in .maintenance when imported (see there): table/ never imports compaction/.
     def compact(self, target_file_bytes: int | None = None, sort_by: Sequence[str] | None = None,
                 partitions: Iterable[Any] | None = None) -> Any:
-        """Merge small files per partition (optionally sorted by ``sort_by``), purging deleted
-        rows; see :func:`samplestore.compaction.compact`."""
-        from ..compaction import DEFAULT_TARGET_FILE_BYTES, compact
-        return compact(self, target_file_bytes or DEFAULT_TARGET_FILE_BYTES, sort_by=sort_by, partitions=partitions)
+        """Merge the small files of each partition into files near ``target_file_bytes``
+        (128 MiB by default), rewriting also every file with deleted rows so that their bytes
+        leave the disk (after :meth:`expire_snapshots` and :meth:`gc`).
+
+        Each merged group is one ``replace`` commit; readers and writers carry on meanwhile,
+        and a group that loses a race with a delete or another compaction is re-planned.
+
+        Args:
+            target_file_bytes: the size to aim at (default 128 MiB).
+            sort_by: columns to sort each rewritten file by (e.g. ``["user_id", "ts"]``), so
+                that a user's samples lie together.
+            partitions: only these partitions (dicts of partition column -> value).
+
+        Returns:
+            A :class:`samplestore.compaction.CompactionResult` (files in and out, commits,
+            conflicts).
+
+        Raises:
+            SchemaError: a ``sort_by`` name is not a column.
+
+        Runs :func:`samplestore.compaction.compact`.
+        """
+        ops = maintenance("Table.compact()")
+        return ops.compact(self, target_file_bytes or ops.default_target_file_bytes, sort_by=sort_by,
+                           partitions=partitions)
 
     def compaction_plan(self, target_file_bytes: int | None = None, partitions: Iterable[Any] | None = None) -> Any:
-        """What :meth:`compact` would do now (a :class:`~samplestore.compaction.CompactionPlan`)."""
-        from ..compaction import DEFAULT_TARGET_FILE_BYTES, plan_compaction
-        return plan_compaction(self, target_file_bytes or DEFAULT_TARGET_FILE_BYTES, partitions)
+        """What :meth:`compact` would do now, without doing it: a
+        :class:`samplestore.compaction.CompactionPlan` (the groups of files it would merge,
+        per partition). Runs :func:`samplestore.compaction.plan_compaction`."""
+        ops = maintenance("Table.compaction_plan()")
+        return ops.plan_compaction(self, target_file_bytes or ops.default_target_file_bytes, partitions)
 
     def expire_snapshots(self, older_than: float | _dt.timedelta | None = None,
                          retain_last: int | None = None) -> list[int]:
-        """Forget old snapshots; returns the ids expired.
+        """Forget old snapshots; returns the ids expired. Their files stay on disk until
+        :meth:`gc`.
 
         With no arguments the table's :attr:`retention` policy decides; explicit
-        ``retain_last`` / ``older_than`` win over it for this call (see
-        :func:`samplestore.compaction.expire_snapshots`). Tagged, leased and current
-        snapshots are always kept.
+        ``retain_last`` / ``older_than`` (seconds or a timedelta) win over it for this call
+        and replace it as a whole. Tagged, leased and current snapshots are always kept.
+        Runs :func:`samplestore.compaction.expire_snapshots`.
         """
-        from ..compaction import expire_snapshots
-        return expire_snapshots(self, older_than=older_than, retain_last=retain_last)
+        return maintenance("Table.expire_snapshots()").expire_snapshots(self, older_than=older_than,
+                                                                         retain_last=retain_last)
 
     def gc(self, grace_seconds: float = 3600.0) -> dict:
-        """Remove files no snapshot or reader needs, and old leftovers of dead writers."""
-        from ..compaction import gc_table
-        return gc_table(self, grace_seconds)
+        """Remove files no retained snapshot or live reader needs, and leftovers of dead
+        writers older than ``grace_seconds``; returns what was removed. Nothing is removed
+        from a folder that is not this catalog's table. Runs
+        :func:`samplestore.compaction.gc_table`."""
+        return maintenance("Table.gc()").gc(self, grace_seconds)
 
     # -- reading --------------------------------------------------------------------------
     def scan(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
@@ -295,10 +347,15 @@ class Table:
     def files(self, snapshot: int | str | None = None, with_stats: Iterable[str] | None = None) -> list:
         """The live data files of a snapshot, by id or tag name (with per-column statistics if
         asked)."""
-        sid = self._resolve_snapshot(snapshot, None)
+        sid = self.resolve_snapshot(snapshot, None)
         return self._catalog.files(self.name, sid, with_stats=with_stats)
 
-    def _check_columns(self, columns: Iterable[str]) -> None:
+    def check_columns(self, columns: Iterable[str]) -> None:
+        """Check that every name in ``columns`` is a column of the current schema.
+
+        Raises:
+            SchemaError: a name is not a column (the message lists the columns).
+        """
         schema = self.schema
         for c in columns:
             if c not in schema:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -13,13 +12,14 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from ..catalog.base import ColumnStats, DataFile
 from ..errors import CatalogError, LeaseExpired
 from ..format import FileInfo, FileWriter
+from ..storage import Storage
 from .partition import partition_path, split_by_partition
 
 if TYPE_CHECKING:
     from .table import Table
 
 __all__ = ["StreamingWriter", "DEFAULT_TARGET_FILE_BYTES", "TABLE_ROW_GROUP_ROWS", "data_file_name", "writer_lease_of",
-           "make_dirs_durable", "new_file_in"]
+           "new_file_in"]
 
 log = logging.getLogger("samplestore.writer")
 
@@ -45,41 +45,13 @@ def writer_lease_of(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def make_dirs_durable(path: str) -> None:
-    """Create the folder ``path`` and any missing parents, and make the new entries durable.
-
-    ``os.makedirs`` leaves a new folder's entry in its parent only in the page cache: after
-    a power cut the folder, and every file renamed into it, can be gone although the files
-    were fsynced and committed. So the parent of each folder created here is fsynced, at
-    every level created (``data/`` for a new ``data/ds=2026-11-01/``; ``data/`` and
-    ``data/a=1/`` for a new ``data/a=1/b=2/``). A folder that exists already costs one
-    ``stat`` and no fsync.
-
-    Raises:
-        OSError: a folder cannot be created, or a parent cannot be fsynced.
-    """
-    path = os.path.abspath(path)
-    created = []
-    folder = path
-    while not os.path.isdir(folder):
-        created.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    if not created:
-        return
-    os.makedirs(path, exist_ok=True)  # another process may be making the same folder
-    for folder in reversed(created):
-        _fsync_dir(os.path.dirname(folder))
-
-
 _T = TypeVar("_T")
 
 
-def new_file_in(folder: str, create: Callable[[], _T]) -> _T:
-    """Make ``folder`` (see :func:`make_dirs_durable`), then call ``create`` to make a new
-    file in it; returns what ``create`` returns.
+def new_file_in(storage: Storage, folder: str, create: Callable[[], _T]) -> _T:
+    """Make ``folder`` in ``storage`` (durably, see :meth:`Storage.make_dirs
+    <samplestore.storage.Storage.make_dirs>`), then call ``create`` to make a new file in it;
+    returns what ``create`` returns.
 
     GC removes partition folders it finds empty (with ``rmdir``, see
     :func:`~samplestore.table.verify.remove_empty_partition_folders`), so a folder may
@@ -90,27 +62,12 @@ def new_file_in(folder: str, create: Callable[[], _T]) -> _T:
         OSError: the folder cannot be made, or the file cannot be created (a second time).
     """
     try:
-        make_dirs_durable(folder)
+        storage.make_dirs(folder)
         return create()
     except FileNotFoundError:
         pass  # the folder (or a parent made above) went between makedirs and open: once more
-    make_dirs_durable(folder)
+    storage.make_dirs(folder)
     return create()
-
-
-def _fsync_dir(path: str) -> None:
-    """fsync a folder, so that entries made in it survive a power cut."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # folders cannot be opened on this platform (Windows): nothing to fsync
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # not supported by this file system
-            raise
-    finally:
-        os.close(fd)
 
 
 def data_file_from_info(info: FileInfo, table_dir: str, partition: dict[str, Any]) -> DataFile:
@@ -169,7 +126,7 @@ class StreamingWriter:
         self.writer_id = writer_id
         self.operation = operation
         self.compression_level = compression_level
-        meta = table._meta()
+        meta = table.meta()
         self.schema = meta.schema
         self.partition_by = meta.partition_by
         self._open: dict[str, tuple[FileWriter, dict[str, Any]]] = {}
@@ -184,7 +141,7 @@ class StreamingWriter:
         self._closed_by: str | None = None  # why a failure closed the writer
         self.snapshots: list[int] = []
         from .lease import Lease
-        self._lease = Lease(table._catalog, table.name, 0, ttl=lease_seconds)
+        self._lease = Lease(table.catalog, table.name, 0, ttl=lease_seconds)
 
     def write(self, data: Any, commit_token: Any = None) -> None:
         """Validate and write rows; ``commit_token`` marks the source position they reach.
@@ -247,10 +204,12 @@ class StreamingWriter:
                 and self._rows_since_commit > 0)
 
     def _new_file(self, key: str) -> FileWriter:
-        folder = os.path.join(self.table.data_dir, key) if key else self.table.data_dir
-        path = os.path.join(folder, data_file_name(self._lease.lease_id))
-        return new_file_in(folder, lambda: FileWriter(path, self.schema, row_group_rows=self.row_group_rows,
-                                                      compression_level=self.compression_level))
+        storage = self.table.storage
+        folder = storage.join(self.table.data_dir, key) if key else self.table.data_dir
+        path = storage.join(folder, data_file_name(self._lease.lease_id))
+        return new_file_in(storage, folder, lambda: FileWriter(path, self.schema, row_group_rows=self.row_group_rows,
+                                                               compression_level=self.compression_level,
+                                                               storage=storage))
 
     def _roll(self, key: str) -> None:
         w, values = self._open.pop(key)
@@ -258,7 +217,7 @@ class StreamingWriter:
         if info.num_rows:
             self._closed_files.append(data_file_from_info(info, self.table.dir, values))
         else:
-            os.unlink(info.path)
+            self.table.storage.delete(info.path)
 
     def commit(self, commit_token: Any = None) -> int | None:
         """Close the open files and commit everything written so far as one snapshot.
@@ -294,8 +253,8 @@ class StreamingWriter:
             if not files and token is None:
                 self._rows_since_commit = 0
                 return None
-            snap = self.table._catalog.commit(self.table.name, self.operation, add=files,
-                                              writer_id=self.writer_id, commit_token=token)
+            snap = self.table.catalog.commit(self.table.name, self.operation, add=files,
+                                             writer_id=self.writer_id, commit_token=token)
         except Exception as exc:
             if files:
                 self._doubtful.append((files[-1].path, token))
@@ -331,7 +290,7 @@ class StreamingWriter:
         rows. A commit is atomic, and every attempt holds all files closed before it, so an
         attempt landed if its last file is known to the catalog.
         """
-        known = {p for _fid, p, _removed in self.table._catalog.all_file_paths(self.table.name)}
+        known = {p for _fid, p, _removed in self.table.catalog.all_file_paths(self.table.name)}
         landed = [token for last, token in self._doubtful if last in known]
         if landed:
             log.warning("a failed commit by writer %r to table %r had committed after all; not committing its "
@@ -343,10 +302,7 @@ class StreamingWriter:
 
     def _delete(self, files: list[DataFile]) -> None:
         for f in files:
-            try:
-                os.unlink(os.path.join(self.table.dir, f.path))
-            except FileNotFoundError:
-                pass
+            self.table.storage.delete(self.table.storage.join(self.table.dir, f.path))
 
     def close(self) -> int | None:
         """Commit what is left and close; returns the last snapshot id committed (or None).

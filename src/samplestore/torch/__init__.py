@@ -1,8 +1,8 @@
 """Training input: shuffled KeyedJaggedTensor batches for PyTorch trainers.
 
 ``dataset`` (SampleDataset), ``sharding`` (epoch plans across ranks and workers),
-``window`` (shuffle windows and batch assembly), ``batch`` (Batch), ``prefetch``
-(DevicePrefetcher).
+``window`` (shuffle windows and batch assembly), ``kinds`` (how each feature kind is
+batched, registered by kind name), ``batch`` (Batch), ``prefetch`` (DevicePrefetcher).
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ class SparseFeatures:
         start = sum(per[:i])
         return self.values[start: start + per[i]], self.lengths[i * b:(i + 1) * b]
 
-    def _map(self, fn: Any) -> "SparseFeatures":
+    def map_tensors(self, fn: Any) -> "SparseFeatures":
+        """A copy with ``fn`` applied to every tensor (values, lengths, weights)."""
         return SparseFeatures(self.keys, fn(self.values), fn(self.lengths),
                               fn(self.weights) if self.weights is not None else None)
 
@@ -100,11 +101,13 @@ class Batch:
         a, b = self.dense_names[name]
         return self.dense[:, a:b]
 
-    def _map(self, fn: Any) -> "Batch":
+    def map_tensors(self, fn: Any) -> "Batch":
+        """A copy with ``fn`` applied to every tensor of the batch (what :meth:`to` and
+        :meth:`pin_memory` do); scalar extras that are lists stay as they are."""
         return replace(
             self,
             dense=fn(self.dense),
-            sparse=self.sparse._map(fn),
+            sparse=self.sparse.map_tensors(fn),
             labels=fn(self.labels),
             embeddings={k: fn(v) for k, v in self.embeddings.items()},
             extras={k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()},
@@ -112,11 +115,11 @@ class Batch:
 
     def pin_memory(self) -> "Batch":
         """A copy in page-locked memory (DataLoader's ``pin_memory=True`` calls this)."""
-        return self._map(lambda t: t.pin_memory())
+        return self.map_tensors(lambda t: t.pin_memory())
 
     def to(self, device: Any, non_blocking: bool = False) -> "Batch":
         """A copy on ``device`` (asynchronous from pinned memory with ``non_blocking=True``)."""
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
     def to_kjt(self) -> Any:
         """The sparse features as a ``torchrec.KeyedJaggedTensor`` (needs torchrec)."""

@@ -16,7 +16,10 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..catalog import Catalog, DataFile
 from ..errors import LeaseExpired, SampleStoreError, StateMismatch
+from ..table import FileTask, Table, open_store
+from ..table.lease import Lease, lease_is_live
 from .batch import Batch, SparseFeatures
 from .ring import SlotRing
 from .sharding import epoch_rng, plan_worker, rank_batch_sizes, split_windows
@@ -179,7 +182,7 @@ class SampleDataset(IterableDataset):
             round, since they could cut a partial one differently.
     """
 
-    def __init__(self, table: Any, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
+    def __init__(self, table: Table, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
                  seed: int = 0, shuffle_buffer_rows: int = DEFAULT_SHUFFLE_BUFFER_ROWS, drop_last: bool = False,
                  snapshot: int | None = None, filter: pc.Expression | None = None, rank: int | None = None,
                  world_size: int | None = None, follow: bool = False, poll_seconds: float = 1.0,
@@ -190,6 +193,7 @@ class SampleDataset(IterableDataset):
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
         self.table_name = table.name
         self.store_root = table.store.root
+        self.storage = table.storage  # workers reopen the store: with the same storage
         # The scan leases its snapshot before it plans the files, and hands the lease over.
         scan = table.scan(columns=features, filter=filter, snapshot=snapshot, lease_seconds=lease_seconds)
         plan = scan.plan()
@@ -217,8 +221,7 @@ class SampleDataset(IterableDataset):
             # Appends after the snapshot must stay as committed until a follower reads them.
             # Each iterating process (a DataLoader worker, or this one) holds its own lease and
             # moves it forward; this one bridges the time until they start, then lapses.
-            from ..table.lease import Lease
-            self._follow_lease = Lease(table._catalog, table.name, self.snapshot_id, ttl=lease_seconds,
+            self._follow_lease = Lease(table.catalog, table.name, self.snapshot_id, ttl=lease_seconds,
                                        keep_later=True, renew=False)
         # Made here, before a DataLoader forks workers, so they and this process share them.
         self._ring = _make_ring()
@@ -472,24 +475,22 @@ class SampleDataset(IterableDataset):
         if lease.owner_pid == os.getpid():
             lease.check()
             return
-        from ..table.lease import lease_is_live
         if not lease_is_live(self._catalog(), self.table_name, lease.lease_id):
             raise LeaseExpired(f"the lease pinning snapshot {lease.snapshot_id} of table {self.table_name!r} lapsed "
                                f"(the process that made the dataset stopped renewing it for {lease.ttl:g} s), so "
                                "garbage collection may have removed its files; make the dataset again")
 
-    def _catalog(self) -> Any:
+    def _catalog(self) -> Catalog:
         cat = getattr(self, "_catalog_here", None)
         if cat is None or getattr(self, "_catalog_pid", None) != os.getpid():
-            from ..table import open_store
-            cat = open_store(self.store_root, create=False).catalog
+            cat = open_store(self.store_root, create=False, storage=self.storage).catalog
             self._catalog_here, self._catalog_pid = cat, os.getpid()
         return cat
 
     def _readers(self) -> ReaderCache:
         cache = getattr(self, "_reader_cache", None)
         if cache is None or getattr(self, "_reader_pid", None) != os.getpid():
-            cache = ReaderCache()
+            cache = ReaderCache(storage=self.storage)
             self._reader_cache, self._reader_pid = cache, os.getpid()
         return cache
 
@@ -531,13 +532,11 @@ class SampleDataset(IterableDataset):
         return batch
 
     # -- online training ------------------------------------------------------------------
-    def _take_follow_lease(self, after: int) -> Any:
+    def _take_follow_lease(self, after: int) -> Lease:
         """This process's follower lease on the appends after ``after``, after checking that
         they are still all there, as committed: compaction leaves appends alone while a
         follower's lease covers them, but not while no lease did (the dataset was iterated
         long after it was made, or a stream resumed after a long stop)."""
-        from ..table.lease import Lease
-
         catalog = self._catalog()
         lease = Lease(catalog, self.table_name, after, ttl=self.lease_seconds, keep_later=True)
         replaced = catalog.appends_replaced_upto(self.table_name)
@@ -561,11 +560,8 @@ class SampleDataset(IterableDataset):
         computes the same rounds whenever it looks, and the batch numbering continues the
         DataLoader's round robin across rounds.
         """
-        from ..table import open_store
-        from ..table.lease import Lease
-
-        table = open_store(self.store_root, create=False).table(self.table_name)
-        catalog = table._catalog
+        table = open_store(self.store_root, create=False, storage=self.storage).table(self.table_name)
+        catalog = table.catalog
         after, offset = at
         round_rows = self.follow_round_rows or self.batch_size * world
         # A partial last round is safe only for a sole reader: readers that look at different
@@ -615,7 +611,7 @@ class SampleDataset(IterableDataset):
             lease.release()
 
 
-def _next_round(catalog: Any, table: str, after: int, round_rows: int, final: bool) -> tuple[int | None, list[Any]]:
+def _next_round(catalog: Catalog, table: str, after: int, round_rows: int, final: bool) -> tuple[int | None, list[Any]]:
     """The next follow round after snapshot ``after``: (its last snapshot, its appended files),
     or (None, []) when the appends committed so far do not complete one (with ``final``, any
     appends at all make one). Counted in rows as written, which never change, so every
@@ -636,11 +632,9 @@ def _next_round(catalog: Any, table: str, after: int, round_rows: int, final: bo
     return None, []
 
 
-def _round_tasks(table: Any, files: list[Any], upto: int) -> list[Any]:
+def _round_tasks(table: Table, files: list[DataFile], upto: int) -> list[FileTask]:
     """Read tasks for a round's files, with the rows deleted as of its last snapshot."""
-    from ..table.scan import FileTask
-
-    dvs = table._catalog.deleted_positions(table.name, upto, [f.file_id for f in files])
+    dvs = table.catalog.deleted_positions(table.name, upto, [f.file_id for f in files])
     return [FileTask.of(table.dir, f, dvs.get(f.file_id)) for f in files]
 
 

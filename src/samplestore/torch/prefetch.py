@@ -46,7 +46,7 @@ class DevicePrefetcher:
         while True:
             torch.cuda.current_stream(self.device).wait_stream(stream)
             current = nxt
-            current._map(lambda t: (t.record_stream(torch.cuda.current_stream(self.device)), t)[1])
+            current.map_tensors(lambda t: (t.record_stream(torch.cuda.current_stream(self.device)), t)[1])
             try:
                 nxt = copy(next(it))
             except StopIteration:

@@ -14,10 +14,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .. import _gather
+from . import _gather
 from ..format import FileReader
-from ..format.columns import ColumnData, _bf16_to_f32
-from ..schema import Dense, Embedding, Feature, Label, Scalar, Sequence as SequenceFeature, Sparse
+from ..format.columns import ColumnData, default_column
+from ..schema import Feature
+from ..storage import Storage
+from .kinds import SLOTS, Column, assembler_for
 
 __all__ = ["FeatureLayout", "ReaderCache", "Window", "load_window", "gather", "concat_parts"]
 
@@ -34,13 +36,10 @@ class FeatureLayout:
 
     @classmethod
     def of(cls, features: Sequence[Feature]) -> "FeatureLayout":
-        return cls(
-            tuple(f for f in features if isinstance(f, Dense)),
-            tuple(f for f in features if isinstance(f, (Sparse, SequenceFeature))),
-            tuple(f for f in features if isinstance(f, Label)),
-            tuple(f for f in features if isinstance(f, Embedding)),
-            tuple(f for f in features if isinstance(f, Scalar)),
-        )
+        """Group ``features`` by the batch slot their kind's assembler names (schema order kept)."""
+        slots = [assembler_for(f).slot for f in features]
+        return cls(*(tuple(f for f, s in zip(features, slots) if s == slot)
+                     for slot in SLOTS))
 
     @property
     def all(self) -> tuple[Feature, ...]:
@@ -48,20 +47,22 @@ class FeatureLayout:
 
     @property
     def weighted(self) -> bool:
-        return any(isinstance(f, Sparse) and f.weighted for f in self.sparse)
+        return any(getattr(f, "weighted", False) for f in self.sparse)
 
 
 class ReaderCache:
-    """Open file readers of one worker, least recently used closed first."""
+    """Open file readers of one worker, least recently used closed first; files are read
+    through ``storage`` (the local file system by default)."""
 
-    def __init__(self, capacity: int = 64) -> None:
+    def __init__(self, capacity: int = 64, storage: Storage | None = None) -> None:
         self.capacity = capacity
+        self.storage = storage
         self._open: OrderedDict[str, FileReader] = OrderedDict()
 
     def get(self, path: str) -> FileReader:
         r = self._open.get(path)
         if r is None:
-            r = FileReader(path)
+            r = FileReader(path, self.storage)
             self._open[path] = r
             while len(self._open) > self.capacity:
                 self._open.popitem(last=False)[1].close()
@@ -76,23 +77,6 @@ class ReaderCache:
 
 
 @dataclass
-class Column:
-    """One feature's rows in a window, kept as the decoded pieces (no copy into one buffer).
-
-    Vectors: ``pieces`` holds a byte view of each piece's ``[rows, dim]`` float32 rows.
-    Jagged features: ``offsets`` (int32, rows + 1 per piece) into ``pieces`` (byte views of
-    the piece's values) and ``second`` (weights / timestamps). Scalars: ``flat`` values of
-    the whole window (small), ``valid`` where the column has nulls.
-    """
-
-    pieces: list[np.ndarray]
-    offsets: list[np.ndarray] | None = None
-    second: list[np.ndarray] | None = None
-    flat: np.ndarray | None = None
-    valid: np.ndarray | None = None
-
-
-@dataclass
 class Window:
     """Decoded rows of a shuffle window: pieces of row groups, and where each piece starts."""
 
@@ -103,46 +87,6 @@ class Window:
     dropped: np.ndarray | None = None  # rows deleted after the window was planned (not delivered)
 
 
-_EMPTY_BYTES = np.empty(0, np.uint8)
-
-
-def _scalar_default(feat: Feature, n: int) -> np.ndarray:
-    if feat.dtype == "string":
-        return np.full(n, "", dtype=object)
-    if feat.dtype == "bool":
-        return np.zeros(n, bool)
-    return np.zeros(n, np.float64 if feat.dtype.startswith("float") else np.int64)
-
-
-def _scalar_piece(feat: Feature, cd: ColumnData | None, n_rg: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
-    if cd is None:  # feature added after this file was written: null
-        return _scalar_default(feat, hi - lo), np.zeros(hi - lo, bool)
-    valid = None
-    if cd.validity is not None:
-        valid = np.unpackbits(cd.validity, bitorder="little", count=n_rg)[lo:hi].astype(bool)
-    if feat.dtype == "string":
-        off, data = cd.offsets, cd.values.tobytes()
-        return np.array([data[off[i]:off[i + 1]].decode() for i in range(lo, hi)], dtype=object), valid
-    if feat.dtype == "bool":
-        return np.unpackbits(cd.values, bitorder="little", count=n_rg)[lo:hi].astype(bool), valid
-    return cd.values[lo:hi], valid
-
-
-def _vector_rows(feat: Feature, cd: ColumnData | None, n_rg: int, lo: int, hi: int) -> np.ndarray:
-    dim = getattr(feat, "dim", 1)
-    if cd is None:
-        fill = np.nan if isinstance(feat, Label) else 0.0
-        return np.full((hi - lo) * dim, fill, np.float32).view(np.uint8)
-    v = cd.values
-    if v.dtype == np.float16:
-        v = v.reshape(n_rg, dim)[lo:hi].astype(np.float32)
-    elif v.dtype == np.uint16:
-        v = _bf16_to_f32(v.reshape(n_rg, dim)[lo:hi])
-    else:
-        v = v.reshape(n_rg, dim)[lo:hi]
-    return np.ascontiguousarray(v).reshape(-1).view(np.uint8)
-
-
 def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
                 layout: FeatureLayout, readers: ReaderCache, live: dict[int, np.ndarray] | None = None) -> Window:
     """Decode the row groups of a window's pieces (unit, first row, end row); no copies of ids.
@@ -150,12 +94,10 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
     ``live`` maps a unit with deleted rows to its live rows (sorted); piece rows then count
     live rows only.
     """
-    cols: dict[str, Column] = {}
-    for f in layout.all:
-        jag = isinstance(f, (Sparse, SequenceFeature))
-        cols[f.name] = Column([], [] if jag else None, [] if jag else None)
-    scalars: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {f.name: [] for f in layout.extras}
+    assemblers = [(f, assembler_for(f)) for f in layout.all]
+    cols: dict[str, Column] = {f.name: a.new_column() for f, a in assemblers}
     names = [f.name for f in layout.all]
+    defaults: dict[tuple[str, int], ColumnData] = {}
     starts = [0]
     maps: list[np.ndarray | None] = []
     for unit, lo, hi in pieces.tolist():
@@ -171,32 +113,16 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
         rg = int(unit_rg[unit])
         raw = reader.read_raw(rg, [n for n in names if reader.has_column(n)])
         n_rg = int(reader.row_group_rows[rg])
-        for f in layout.all:
+        for f, a in assemblers:
             cd = raw.get(f.name)
-            c = cols[f.name]
-            if isinstance(f, (Sparse, SequenceFeature)):
+            if cd is None:  # feature added after this file was written: its default
+                cd = defaults.get((f.name, n_rg))
                 if cd is None:
-                    c.offsets.append(np.zeros(hi - lo + 1, np.int32))
-                    c.pieces.append(_EMPTY_BYTES)
-                    c.second.append(_EMPTY_BYTES)
-                else:
-                    c.offsets.append(cd.offsets[lo: hi + 1])
-                    c.pieces.append(cd.values.view(np.uint8))
-                    c.second.append(cd.second.view(np.uint8) if cd.second is not None else _EMPTY_BYTES)
-            elif isinstance(f, Scalar):
-                v, m = _scalar_piece(f, cd, n_rg, lo, hi)
-                if maps[-1] is not None:
-                    v, m = v[maps[-1]], (m[maps[-1]] if m is not None else None)
-                scalars[f.name].append((v, m))
-            else:
-                c.pieces.append(_vector_rows(f, cd, n_rg, lo, hi))
+                    cd = defaults[(f.name, n_rg)] = default_column(f, n_rg)
+            a.add_piece(f, cols[f.name], cd, n_rg, lo, hi, maps[-1])
         starts.append(starts[-1] + n_live)
-    for f in layout.extras:
-        parts = scalars[f.name]
-        c = cols[f.name]
-        c.flat = np.concatenate([v for v, _ in parts]) if parts else _scalar_default(f, 0)
-        if any(m is not None for _, m in parts):
-            c.valid = np.concatenate([m if m is not None else np.ones(len(v), bool) for v, m in parts])
+    for f, a in assemblers:
+        a.finish(f, cols[f.name])
     return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols,
                   maps if any(m is not None for m in maps) else None)
 
@@ -286,7 +212,7 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
         c = win.columns[f.name]
         _gather.gather_jagged_pieces(c.offsets, c.pieces, 8, piece, local, lengths[k * b:(k + 1) * b],
                                      values[pos: pos + t].view(np.uint8))
-        if weights is not None and isinstance(f, Sparse) and f.weighted:
+        if weights is not None and getattr(f, "weighted", False):
             _gather.gather_jagged_pieces(c.offsets, c.second, 4, piece, local, np.empty(b, np.int32),
                                          weights[pos: pos + t].view(np.uint8))
         pos += t

@@ -1,0 +1,86 @@
+"""Vector kinds: dense, label and embedding, one ``values`` stream of ``n * dim`` floats.
+
+Dense and label values are float32; an embedding's are float32, float16 or bfloat16 (the
+upper 16 bits of a float32, rounded to nearest even) by its ``storage``, and read back as
+float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ...schema import Feature
+from ..encodings import Hint
+from ..spec import DType
+from ._buffers import minmax, np_view
+from .base import ChunkStats, ColumnData, KindCodec, Streams, StreamSpec, register_kind
+
+__all__ = ["VectorKind", "f32_to_bf16", "bf16_to_f32"]
+
+_STORAGE_DTYPE = {"float32": DType.FLOAT32, "float16": DType.FLOAT16, "bfloat16": DType.BFLOAT16}
+
+
+def f32_to_bf16(v: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits, rounding to nearest even; NaN stays a quiet NaN."""
+    u = v.view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(v)
+    if nan.any():
+        rounded[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)
+    return rounded
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bits -> float32 (exact)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _dim(feat: Feature) -> int:
+    return getattr(feat, "dim", 1)
+
+
+def _storage(feat: Feature) -> str:
+    return getattr(feat, "storage", "float32")
+
+
+class VectorKind(KindCodec):
+    """``dim`` floats per row (a label is ``dim`` 1), no nulls; NaN counts as missing."""
+
+    def streams(self, feat: Feature) -> tuple[StreamSpec, ...]:
+        return (StreamSpec("values", _STORAGE_DTYPE[_storage(feat)], Hint.FLOAT),)
+
+    def encode(self, feat: Feature, arr: pa.Array) -> tuple[list[np.ndarray], ChunkStats]:
+        n = len(arr)
+        vals = arr.flatten() if pa.types.is_fixed_size_list(arr.type) else arr
+        v = np_view(vals, np.float32)
+        lo, hi = minmax(v, True)
+        nan = np.isnan(v)
+        dim = _dim(feat)
+        by_dim = nan.reshape(-1, dim).sum(axis=0) if dim > 1 and n else None
+        missing = int(nan.sum())
+        storage = _storage(feat)
+        if storage == "float16":
+            v = v.astype(np.float16)
+        elif storage == "bfloat16":
+            v = f32_to_bf16(np.ascontiguousarray(v))
+        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim)
+
+    def decode(self, feat: Feature, streams: Streams, n: int) -> ColumnData:
+        return ColumnData(streams.values("values", n * _dim(feat)))
+
+    def to_arrow(self, feat: Feature, col: ColumnData, n: int) -> pa.Array:
+        v = col.values
+        if v.dtype == np.float16:
+            v = v.astype(np.float32)
+        elif v.dtype == np.uint16:
+            v = bf16_to_f32(v)
+        flat = pa.Array.from_buffers(pa.float32(), len(v), [None, pa.py_buffer(v)])
+        if not pa.types.is_fixed_size_list(feat.arrow_type()):  # a label, or dense of dim 1
+            return flat
+        return pa.FixedSizeListArray.from_arrays(flat, _dim(feat))
+
+
+VECTOR = VectorKind()
+for _kind in ("dense", "label", "embedding"):
+    register_kind(_kind, VECTOR)

@@ -1,0 +1,184 @@
+"""Any ``pyarrow.fs.FileSystem`` as a storage: local, S3, GCS, ABFS, HDFS, in-memory.
+
+Where the file system renames atomically (local, HDFS, pyarrow's in-memory mock) a file is
+written under a temporary name and moved to its final name on publish; elsewhere it is
+written under its final, unique name and the output stream's close completes it (see
+:mod:`samplestore.storage.base` for what each gives after a crash). pyarrow's output streams
+do not fsync, so on a local disk this gives atomic visibility across a process crash but not
+durability across a power cut: use :class:`~samplestore.storage.local.LocalStorage` there.
+
+pyarrow has no "remove this folder if it is empty": ``delete_dir`` removes a folder with
+everything in it, and would take a file a writer made in it a moment before with it. So
+:meth:`ArrowStorage.remove_empty_dirs` removes nothing (object stores have no real folders;
+on a file system the empty folders stay).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+import uuid
+from typing import Any, Callable, Iterator
+
+import pyarrow.fs as pafs
+
+from .base import MISSING, REMOVED, UNSAFE, YOUNG, FileEntry, PendingFile, ReadableFile, Storage, clean_relative
+
+__all__ = ["ArrowStorage"]
+
+#: File systems (``type_name``) whose ``move`` of a file is an atomic rename.
+_RENAMING = frozenset({"local", "mock", "hdfs"})
+#: Output buffer: the format writer makes many small writes (chunk and stream heads).
+_BUFFER_BYTES = 1 << 20
+
+
+def _base_fs(fs: pafs.FileSystem) -> pafs.FileSystem:
+    while isinstance(fs, pafs.SubTreeFileSystem):
+        fs = fs.base_fs
+    return fs
+
+
+class _ArrowFile(ReadableFile):
+    """A pyarrow ``RandomAccessFile`` (``read_at`` is a ranged request on object stores)."""
+
+    def __init__(self, path: str, f: Any) -> None:
+        self.path = path
+        self._f = f
+        try:
+            self.size = f.size()
+        except BaseException:
+            f.close()
+            raise
+
+    def read_at(self, offset: int, nbytes: int) -> bytes:
+        nbytes = max(0, min(nbytes, self.size - offset))
+        return self._f.read_at(nbytes, offset) if nbytes else b""
+
+    def read_into(self, offset: int, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.read_at(offset, len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class _ArrowPendingFile(PendingFile):
+    """Written under a temporary name and moved on publish, or under the final name."""
+
+    def __init__(self, fs: pafs.FileSystem, path: str, temp_suffix: str, rename: bool) -> None:
+        self._fs = fs
+        self.path = path
+        if rename:
+            folder, base = posixpath.split(path)
+            self.temp_path = posixpath.join(folder, f".{base}.{uuid.uuid4().hex[:12]}{temp_suffix}")
+        else:
+            self.temp_path = path  # no rename: the final name is written, and completed by close
+        self._stream = fs.open_output_stream(self.temp_path, buffer_size=_BUFFER_BYTES)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._stream.write(data)
+
+    def _complete(self) -> None:
+        self._stream.close()  # on S3: completes the multipart upload
+        if self.temp_path != self.path:
+            self._fs.move(self.temp_path, self.path)
+
+    def _discard(self) -> None:
+        try:
+            self._stream.close()
+        except OSError:
+            pass  # the stream broke: whatever reached the store is deleted below
+        finally:
+            try:
+                self._fs.delete_file(self.temp_path)
+            except FileNotFoundError:
+                pass
+
+
+class ArrowStorage(Storage):
+    """A ``pyarrow.fs.FileSystem`` as a storage (see the module docs); paths are the file
+    system's (``/``-separated, ``bucket/key`` on S3).
+
+    Args:
+        fs: the file system, e.g. ``pyarrow.fs.SubTreeFileSystem(folder, LocalFileSystem())``
+            or ``pyarrow.fs.S3FileSystem(...)``.
+        root: the store's folder in ``fs`` (``""``: its top).
+        atomic_rename: publish by renaming a temporary file (True) or by writing the final
+            name (False); None decides by the file system (renames on local, HDFS and
+            in-memory file systems, not on object stores).
+    """
+
+    def __init__(self, fs: pafs.FileSystem, root: str = "", *, atomic_rename: bool | None = None) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/") if root not in ("", "/") else root
+        self.atomic_rename = (_base_fs(fs).type_name in _RENAMING) if atomic_rename is None else bool(atomic_rename)
+
+    def __repr__(self) -> str:
+        return f"ArrowStorage({self.fs.type_name}, {self.root!r}, atomic_rename={self.atomic_rename})"
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(*parts)
+
+    # -- reading / writing ------------------------------------------------------------------
+    def open_read(self, path: str) -> ReadableFile:
+        return _ArrowFile(path, self.fs.open_input_file(path))
+
+    def open_write(self, path: str, *, temp_suffix: str = ".tmp") -> PendingFile:
+        return _ArrowPendingFile(self.fs, path, temp_suffix, self.atomic_rename)
+
+    # -- listing ----------------------------------------------------------------------------
+    def _entry(self, i: pafs.FileInfo) -> FileEntry:
+        kind = {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(i.type, "other")
+        mtime = i.mtime.timestamp() if i.mtime is not None else time.time()
+        return FileEntry(i.path, int(i.size or 0), mtime, kind)
+
+    def list_files(self, top: str) -> Iterator[FileEntry]:
+        infos = self.fs.get_file_info(pafs.FileSelector(top, recursive=True, allow_not_found=True))
+        for i in infos:
+            if i.type == pafs.FileType.File:
+                yield self._entry(i)
+
+    def info(self, path: str) -> FileEntry | None:
+        i = self.fs.get_file_info(path)
+        return None if i.type == pafs.FileType.NotFound else self._entry(i)
+
+    # -- removing ---------------------------------------------------------------------------
+    def delete(self, path: str, *, missing_ok: bool = True) -> bool:
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+            return False
+        return True
+
+    def delete_under(self, base: str, rel: str, *, min_age: float | None = None) -> tuple[str, int]:
+        parts = clean_relative(rel, posixpath)
+        if parts is None:
+            return UNSAFE, 0
+        entry = self.info(posixpath.join(base, *parts))
+        if entry is None:
+            return MISSING, 0
+        if entry.kind != "file":
+            return UNSAFE, 0
+        if min_age is not None and time.time() - entry.mtime < min_age:
+            return YOUNG, 0
+        if not self.delete(entry.path):
+            return MISSING, 0
+        return REMOVED, entry.size
+
+    def delete_tree(self, path: str) -> None:
+        try:
+            self.fs.delete_dir(path)
+        except OSError:
+            pass  # gone already, or not ours to remove: left as it is
+
+    # -- folders ----------------------------------------------------------------------------
+    def make_dirs(self, path: str) -> None:
+        self.fs.create_dir(path, recursive=True)
+
+    def remove_empty_dirs(self, base: str, rel: str = "", *,
+                          match: Callable[[str], bool] | None = None) -> list[str]:
+        return []  # see the module docs: no non-recursive folder removal in pyarrow

@@ -1,0 +1,291 @@
+"""The storage interface: every byte of a store's data files, markers and folders goes through it.
+
+A :class:`Storage` is a small interface over ``pyarrow.fs.FileSystem`` semantics: open a file
+for ranged reads, write a file and *publish* it, list files with sizes and modification times,
+delete, and make or remove folders. Two backends implement it:
+
+- :class:`~samplestore.storage.local.LocalStorage` (the default), the local file system
+  through ``os`` calls, with the crash safety of a local disk;
+- :class:`~samplestore.storage.arrow.ArrowStorage`, any ``pyarrow.fs.FileSystem`` (local,
+  S3, GCS, ABFS, HDFS, in-memory).
+
+Paths are strings in the backend's own namespace: absolute OS paths for
+:class:`~samplestore.storage.local.LocalStorage`, ``/``-separated file-system paths (``bucket/key``
+on S3) for :class:`~samplestore.storage.arrow.ArrowStorage`; :meth:`Storage.join` builds them.
+
+What "publish" means
+--------------------
+
+A file is written through a :class:`PendingFile` from :meth:`Storage.open_write`, and only
+:meth:`PendingFile.publish` makes it complete at its final path; :meth:`PendingFile.abort`
+(or leaving its ``with`` block unpublished, by an exception or not) removes what was written.
+
+- **Where the backend renames atomically** (:class:`~samplestore.storage.local.LocalStorage`,
+  :class:`~samplestore.storage.arrow.ArrowStorage` over a local, in-memory or HDFS file system)
+  the bytes go to a temporary name beside the final one, ``.NAME.RANDOM<temp_suffix>``, which
+  keeps the final name (and so the writer-lease id a data file name carries, see
+  ``table/writer.py``) inside it; publish flushes, renames it to the final name and, on
+  :class:`~samplestore.storage.local.LocalStorage`, fsyncs the file before and its folder after
+  the rename. Crash safety: a process killed at any moment leaves either nothing or a complete
+  file at the final path (and at worst a temporary file, which GC recognises by its suffix);
+  with the fsyncs of :class:`~samplestore.storage.local.LocalStorage` that holds across a power
+  cut too.
+- **Where there is no atomic rename** (object stores: S3, GCS, ABFS) the bytes go straight to
+  the final name, which a writer makes unique (data file names carry a timestamp, the writer's
+  lease id and a random part); publish closes the output stream, which completes the object
+  (on S3, completes the multipart upload). A crashed writer can leave a partial object at the
+  final name. Nothing reads it, because a data file becomes visible to readers only through
+  the catalog commit that references it, made after publish returned; GC removes such an
+  unreferenced file as it removes any orphan, once its writer's lease has lapsed and the grace
+  period has passed. A small file written with :meth:`Storage.write_bytes` (a table marker) is
+  one request and so is either there whole or not at all.
+
+Symbolic links: :class:`~samplestore.storage.local.LocalStorage` never follows a link when it
+lists, removes a file under a folder (:meth:`Storage.delete_under`) or removes folders
+(:meth:`Storage.remove_empty_dirs`), and never leaves the folder it was given. Object stores
+have no links; ``pyarrow``'s local file system follows them, so an
+:class:`~samplestore.storage.arrow.ArrowStorage` over a local folder offers no such guard.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+__all__ = ["Storage", "ReadableFile", "PendingFile", "FileEntry", "REMOVED", "MISSING", "YOUNG", "UNSAFE"]
+
+#: Outcomes of :meth:`Storage.delete_under`.
+REMOVED, MISSING, YOUNG, UNSAFE = "removed", "missing", "young", "unsafe"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One entry of a storage: its path (in the storage's namespace), size in bytes, last
+    modification time (seconds since the epoch) and kind (``file``, ``dir``, ``link`` or
+    ``other``).
+
+    Where a backend does not know a file's modification time, ``mtime`` is the time it was
+    listed: rules that remove only files older than a grace period then never remove it.
+    """
+
+    path: str
+    size: int
+    mtime: float
+    kind: str = "file"
+
+
+class ReadableFile(ABC):
+    """A file open for ranged reads (a ``pread``; an HTTP range request on an object store).
+
+    Attributes:
+        path: the file's path, for error messages.
+        size: its size in bytes, taken when it was opened.
+    """
+
+    path: str
+    size: int
+
+    @abstractmethod
+    def read_at(self, offset: int, nbytes: int) -> bytes:
+        """Up to ``nbytes`` bytes from ``offset``; fewer only where the file ends first."""
+
+    @abstractmethod
+    def read_into(self, offset: int, buf: memoryview | bytearray | object) -> int:
+        """Fill the writable buffer ``buf`` from ``offset``; returns the bytes read (fewer than
+        ``len(buf)`` only where the file ends first)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the file (idempotent)."""
+
+    def __enter__(self) -> "ReadableFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PendingFile(ABC):
+    """A file being written: invisible, or incomplete, until :meth:`publish` (see the module
+    docs for what that means per backend).
+
+    Used as a context manager it is aborted on leaving the block unless it was published:
+    ``with storage.open_write(p) as f: f.write(b); f.publish()``.
+
+    Attributes:
+        path: the final path the file is published at.
+    """
+
+    path: str
+    _state = "open"  # then "published" or "aborted"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the file was published or aborted (file-object protocol: writers such as
+        ``pyarrow.parquet.ParquetWriter`` take a pending file as their sink)."""
+        return self._state != "open"
+
+    @abstractmethod
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``."""
+
+    def publish(self) -> None:
+        """Complete the file at :attr:`path`. On failure the file is aborted and the error
+        raised; calling it on a file no longer open raises ``ValueError``."""
+        if self._state != "open":
+            raise ValueError(f"{self.path!r} is {self._state}, it cannot be published")
+        try:
+            self._complete()
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "published"
+
+    def abort(self) -> None:
+        """Drop the file: nothing of it stays at :attr:`path` (idempotent; a no-op once
+        published)."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._discard()
+
+    @abstractmethod
+    def _complete(self) -> None:
+        """The backend's publish: make what was written the file at :attr:`path`."""
+
+    @abstractmethod
+    def _discard(self) -> None:
+        """The backend's abort: remove what was written."""
+
+    def __enter__(self) -> "PendingFile":
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.abort()  # a no-op when published
+
+
+class Storage(ABC):
+    """Where a store's data files, markers and folders live (see the module docs).
+
+    Attributes:
+        root: the store's folder in this storage's namespace; tables live under
+            ``join(root, "tables", NAME)``.
+    """
+
+    root: str
+
+    # -- paths ------------------------------------------------------------------------------
+    @abstractmethod
+    def join(self, *parts: str) -> str:
+        """Join path parts with this storage's separator."""
+
+    # -- reading ----------------------------------------------------------------------------
+    @abstractmethod
+    def open_read(self, path: str) -> ReadableFile:
+        """Open a file for ranged reads.
+
+        Raises:
+            FileNotFoundError: there is no file at ``path``.
+        """
+
+    def read_bytes(self, path: str) -> bytes:
+        """The whole content of a small file (a marker).
+
+        Raises:
+            FileNotFoundError: there is no file at ``path``.
+        """
+        with self.open_read(path) as f:
+            return f.read_at(0, f.size)
+
+    # -- writing ----------------------------------------------------------------------------
+    @abstractmethod
+    def open_write(self, path: str, *, temp_suffix: str = ".tmp") -> PendingFile:
+        """Start writing a new file that :meth:`PendingFile.publish` puts at ``path``.
+
+        Args:
+            temp_suffix: the suffix of the temporary name, where the backend writes under
+                one (garbage collection recognises data files' temporaries by theirs).
+
+        Raises:
+            FileNotFoundError: the folder of ``path`` does not exist (on backends with folders).
+        """
+
+    def write_bytes(self, path: str, data: bytes, *, temp_suffix: str = ".tmp") -> None:
+        """Write a small whole file (a marker) and publish it, replacing any file at ``path``."""
+        with self.open_write(path, temp_suffix=temp_suffix) as f:
+            f.write(data)
+            f.publish()
+
+    # -- listing ----------------------------------------------------------------------------
+    @abstractmethod
+    def list_files(self, top: str) -> Iterator[FileEntry]:
+        """Every regular file under the folder ``top``, at any depth, with its size and
+        modification time; nothing when ``top`` does not exist. Never enters a symbolic link."""
+
+    @abstractmethod
+    def info(self, path: str) -> FileEntry | None:
+        """What is at ``path`` (a link is reported as ``link``, not followed), or None."""
+
+    def exists(self, path: str) -> bool:
+        """Whether anything is at ``path``."""
+        return self.info(path) is not None
+
+    # -- removing ---------------------------------------------------------------------------
+    @abstractmethod
+    def delete(self, path: str, *, missing_ok: bool = True) -> bool:
+        """Delete the file at ``path``; returns whether there was one to delete.
+
+        This is the one "unlink if it exists" of samplestore: writers drop their own files
+        with it (an aborted or conflicting output, an empty rolled file).
+
+        Raises:
+            FileNotFoundError: nothing is at ``path`` and not ``missing_ok``.
+        """
+
+    @abstractmethod
+    def delete_under(self, base: str, rel: str, *, min_age: float | None = None) -> tuple[str, int]:
+        """Delete the regular file ``rel`` below the folder ``base``, guarded as garbage
+        collection needs: never outside ``base``, never through a symbolic link (where the
+        backend has links), never a file modified less than ``min_age`` seconds ago.
+
+        Returns:
+            (status, bytes freed), status one of :data:`REMOVED`, :data:`MISSING`,
+            :data:`YOUNG` (newer than ``min_age``) or :data:`UNSAFE` (``rel`` leaves
+            ``base``, goes through a link, or is not a regular file).
+        """
+
+    @abstractmethod
+    def delete_tree(self, path: str) -> None:
+        """Remove the folder ``path`` and everything in it, as far as possible (errors are
+        ignored: what stays is left for the owner to remove)."""
+
+    # -- folders ----------------------------------------------------------------------------
+    @abstractmethod
+    def make_dirs(self, path: str) -> None:
+        """Make the folder ``path`` and its missing parents (durably, where the backend can:
+        a file published in it must not vanish with its folder's entry after a power cut).
+        A no-op where it exists; on object stores folders are implicit."""
+
+    @abstractmethod
+    def remove_empty_dirs(self, base: str, rel: str = "", *,
+                          match: Callable[[str], bool] | None = None) -> list[str]:
+        """Remove the empty folders below ``base/rel`` whose names ``match`` accepts (all if
+        None), deepest first, so that a folder goes once its last sub-folder went;
+        ``base/rel`` itself stays. A folder in which a file is made meanwhile stays (the
+        removal fails on a folder that is not empty); nothing is entered through a link.
+
+        Returns:
+            The folders removed.
+        """
+
+
+def clean_relative(rel: str, pathmod: Any = os.path) -> list[str] | None:
+    """The parts of ``rel`` once normalised (``pathmod``: ``os.path`` or ``posixpath``), or
+    None when it is empty, absolute, the base itself, or climbs out with ``..``."""
+    norm = pathmod.normpath(rel) if rel else ""
+    parts = norm.split(pathmod.sep)
+    if not norm or pathmod.isabs(norm) or norm == pathmod.curdir or pathmod.pardir in parts:
+        return None
+    return parts
