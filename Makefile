@@ -45,9 +45,10 @@ demo: $(STAMP)
 	$(BIN)/samplestore demo --root demo-store
 	$(BIN)/samplestore verify demo-store
 
-# The figures quoted in the README: `samplestore bench` at full size (JSON, markdown, PNG).
+# The figures quoted in the README: `samplestore bench` at full size (JSON, markdown, PNG), with
+# Lance as a loader contender (pylance needs no torch of its own: the pinned one stays).
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[plot]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[plot,lance]'
 	$(BIN)/samplestore bench --out bench-out
 
 bench-pytest: $(STAMP)

@@ -5,6 +5,8 @@
 * :func:`sessions_schema` / :func:`sessions_like`: the same plus users with sessions over
   time, a behaviour-history sequence whose consecutive samples of one user overlap, a
   timestamp and a day partition column.
+* :func:`drifting_schema` / :func:`drifting_like`: Criteo-like samples in time order whose
+  click rule changes from one period to the next (which features matter drifts).
 
 Everything is vectorised numpy and deterministic by ``seed``.
 """
@@ -16,7 +18,8 @@ import pyarrow as pa
 
 from .schema import Dense, Label, Scalar, Schema, Sequence, Sparse
 
-__all__ = ["criteo_schema", "criteo_like", "sessions_schema", "sessions_like", "NUM_DENSE", "NUM_SPARSE"]
+__all__ = ["criteo_schema", "criteo_like", "sessions_schema", "sessions_like", "drifting_schema", "drifting_like",
+           "NUM_DENSE", "NUM_SPARSE"]
 
 NUM_DENSE = 13
 NUM_SPARSE = 26
@@ -55,22 +58,59 @@ def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
+def _features(rng: np.random.Generator, n: int, num_sparse: int, max_len: int) -> tuple[np.ndarray, dict[str, pa.Array], np.ndarray]:
+    """Dense log-counts, the ``dense`` and ``c0``.. columns, and the effect of each sparse
+    column's first id in every row (``[num_sparse, n]``: what a click rule can use)."""
+    counts = np.floor(rng.lognormal(1.0, 1.5, (n, NUM_DENSE)))
+    dense = np.log1p(counts).astype(np.float32)
+    vocabs = np.resize(_vocab_sizes(num_sparse), num_sparse)
+    columns: dict[str, pa.Array] = {"dense": pa.FixedSizeListArray.from_arrays(pa.array(dense.reshape(-1)), NUM_DENSE)}
+    first_effect = np.empty((num_sparse, n))
+    for i in range(num_sparse):
+        lengths, ids = _jagged_ids(rng, n, int(vocabs[i]), max_len, salt=i * 7919)
+        first = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=first[1:])
+        first_effect[i] = _id_effect(ids[first[:-1]], salt=i)
+        columns[f"c{i}"] = _list_array(lengths, ids)
+    return dense, columns, first_effect
+
+
 def criteo_like(n: int, seed: int = 0, num_sparse: int = NUM_SPARSE, max_len: int = 20) -> pa.Table:
     """``n`` Criteo-like samples as a ``pyarrow.Table`` in :func:`criteo_schema` form."""
     rng = np.random.default_rng(seed)
-    counts = np.floor(rng.lognormal(1.0, 1.5, (n, NUM_DENSE)))
-    dense = np.log1p(counts).astype(np.float32)
-    vocabs = _vocab_sizes(num_sparse)
-    vocabs = np.resize(vocabs, num_sparse)
+    dense, columns, first_effect = _features(rng, n, num_sparse, max_len)
     logit = (dense[:, :4] - 1.0) @ np.array([0.8, -0.6, 0.5, 0.4])
-    columns: dict[str, pa.Array] = {"dense": pa.FixedSizeListArray.from_arrays(pa.array(dense.reshape(-1)), NUM_DENSE)}
-    for i in range(num_sparse):
-        lengths, ids = _jagged_ids(rng, n, int(vocabs[i]), max_len, salt=i * 7919)
-        if i < 6:  # the first ids of a few columns carry signal
-            first = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(lengths, out=first[1:])
-            logit += 1.2 * _id_effect(ids[first[:-1]], salt=i)
-        columns[f"c{i}"] = _list_array(lengths, ids)
+    for i in range(min(6, num_sparse)):  # the first ids of a few columns carry signal
+        logit += 1.2 * first_effect[i]
+    p = 1.0 / (1.0 + np.exp(-(logit - 1.0)))
+    columns["click"] = pa.array((rng.random(n) < p).astype(np.float32))
+    return pa.table(columns)
+
+
+def drifting_schema(num_sparse: int = 8) -> Schema:
+    """The schema of :func:`drifting_like`: ``row_id``, ``period``, ``dense`` [13], ``c0``.., ``click``."""
+    return Schema([Scalar("row_id", "int64", nullable=False), Scalar("period", "int64", nullable=False),
+                   *criteo_schema(num_sparse).features])
+
+
+def drifting_like(n: int, seed: int = 0, periods: int = 4, num_sparse: int = 8, max_len: int = 20) -> pa.Table:
+    """``n`` samples in time order whose click rule drifts, in :func:`drifting_schema` form.
+
+    The rows are cut into ``periods`` equal consecutive periods (``period``; ``row_id`` is the
+    position). In period ``p`` the click depends on a different subset of the features:
+    three dense dimensions starting at ``3p`` and the first ids of sparse columns ``2p`` and
+    ``2p + 1`` (both modulo their counts). A model that sees the periods mixed learns every
+    rule; one fed long runs of a single period drifts towards the period it saw last.
+    """
+    rng = np.random.default_rng(seed)
+    dense, features, first_effect = _features(rng, n, num_sparse, max_len)
+    period = (np.arange(n) * periods // max(n, 1)).astype(np.int64)
+    columns = {"row_id": pa.array(np.arange(n, dtype=np.int64)), "period": pa.array(period), **features}
+    rows = np.arange(n)
+    dims = (3 * period[:, None] + np.arange(3)) % NUM_DENSE
+    logit = (dense[rows[:, None], dims] - 1.0) @ np.array([0.8, -0.6, 0.5])
+    for k in range(2):
+        logit += 1.5 * first_effect[(2 * period + k) % num_sparse, rows]
     p = 1.0 / (1.0 + np.exp(-(logit - 1.0)))
     columns["click"] = pa.array((rng.random(n) < p).astype(np.float32))
     return pa.table(columns)

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow.compute as pc
@@ -25,7 +25,7 @@ from torch import nn
 from . import datagen
 from .progress import Progress
 
-__all__ = ["DLRM", "auc", "run_demo", "cli_command"]
+__all__ = ["DLRM", "Trainer", "auc", "predict", "run_demo", "cli_command"]
 
 BUCKETS = 1 << 16
 
@@ -100,6 +100,54 @@ class DLRM(nn.Module):
         return self.top(torch.cat([x, inter], 1)).squeeze(1)
 
 
+class Trainer:
+    """One optimisation step per batch for :class:`DLRM`: SparseAdam on the embedding bags
+    (their gradients are sparse), Adam on the MLPs, binary cross-entropy on the first label."""
+
+    def __init__(self, model: DLRM, sparse_lr: float = 0.01, dense_lr: float = 0.003) -> None:
+        self.model = model
+        sparse_params = [p for n, p in model.named_parameters() if n.startswith("bags.")]
+        dense_params = [p for n, p in model.named_parameters() if not n.startswith("bags.")]
+        self.optimizers = [torch.optim.SparseAdam(sparse_params, lr=sparse_lr),
+                           torch.optim.Adam(dense_params, lr=dense_lr)]
+        self.loss_fn = nn.BCEWithLogitsLoss()
+
+    def step(self, batch: Any) -> float:
+        """Train on one batch; returns its mean loss."""
+        for opt in self.optimizers:
+            opt.zero_grad()
+        loss = self.loss_fn(self.model(batch), batch.labels[:, 0])
+        loss.backward()
+        for opt in self.optimizers:
+            opt.step()
+        return float(loss.detach().item())
+
+    def epoch(self, batches: Iterable[Any], on_batch: Callable[[float, int], None] | None = None) -> tuple[float, int]:
+        """Train on every batch of ``batches``; returns (mean loss per sample, samples).
+
+        ``on_batch(mean loss so far, rows of the batch)`` is called after each step.
+        """
+        self.model.train()
+        total, n = 0.0, 0
+        for batch in batches:
+            total += self.step(batch) * len(batch)
+            n += len(batch)
+            if on_batch is not None:
+                on_batch(total / n, len(batch))
+        return (total / n if n else float("nan")), n
+
+
+def predict(model: nn.Module, batches: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The model's logits on every batch, in evaluation mode: (labels, logits) as numpy."""
+    model.eval()
+    scores, labels = [], []
+    with torch.no_grad():
+        for batch in batches:
+            scores.append(model(batch).numpy())
+            labels.append(batch.labels[:, 0].numpy())
+    return np.concatenate(labels), np.concatenate(scores)
+
+
 def _stream(table: Any, data: Any, commits: int, say: Callable[[str], None]) -> None:
     rows = data.num_rows
     step = max(1, rows // commits)
@@ -144,40 +192,25 @@ def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, 
     say(f"training on {train.num_rows:,} samples ({', '.join(days_seen[:-1])}), holding out {held_out} "
         f"({test.num_rows:,} samples); {workers} DataLoader workers")
     model = DLRM([*[f"c{i}" for i in range(8)], "history"], num_dense=datagen.NUM_DENSE)
-    sparse_params = [p for n, p in model.named_parameters() if n.startswith("bags.")]
-    dense_params = [p for n, p in model.named_parameters() if not n.startswith("bags.")]
-    opt_sparse = torch.optim.SparseAdam(sparse_params, lr=0.01)
-    opt_dense = torch.optim.Adam(dense_params, lr=0.003)
-    loss_fn = nn.BCEWithLogitsLoss()
+    step = Trainer(model)
     losses, rates = [], []
     for epoch in range(epochs):
         train.set_epoch(epoch)
         loader = torch.utils.data.DataLoader(train, batch_size=None, num_workers=workers)
         bar = Progress(f"epoch {epoch}", total=train.num_rows, unit=" samples")
-        total, n, t0 = 0.0, 0, time.perf_counter()
-        model.train()
-        for batch in loader:
-            opt_sparse.zero_grad()
-            opt_dense.zero_grad()
-            loss = loss_fn(model(batch), batch.labels[:, 0])
-            loss.backward()
-            opt_sparse.step()
-            opt_dense.step()
-            total += loss.detach().item() * len(batch)
-            n += len(batch)
-            bar.extra = f"loss {total / n:.4f}"
-            bar.update(len(batch))
+        t0 = time.perf_counter()
+
+        def show(mean_loss: float, rows: int) -> None:
+            bar.extra = f"loss {mean_loss:.4f}"
+            bar.update(rows)
+
+        loss, n = step.epoch(loader, on_batch=show)
         bar.close()
-        losses.append(total / n)
+        losses.append(loss)
         rates.append(n / (time.perf_counter() - t0))
         say(f"epoch {epoch}: loss {losses[-1]:.4f}, {rates[-1]:,.0f} samples/s (loading + training)")
-    model.eval()
-    scores, labels = [], []
-    with torch.no_grad():
-        for batch in torch.utils.data.DataLoader(test, batch_size=None, num_workers=0):
-            scores.append(model(batch).numpy())
-            labels.append(batch.labels[:, 0].numpy())
-    held_auc = auc(np.concatenate(labels), np.concatenate(scores))
+    labels, scores = predict(model, torch.utils.data.DataLoader(test, batch_size=None, num_workers=0))
+    held_auc = auc(labels, scores)
     train.close()
     test.close()
     say(f"held-out AUC on {held_out}: {held_auc:.4f}")
