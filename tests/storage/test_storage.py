@@ -279,6 +279,21 @@ class TestLocalStorage(StorageConformance):
         assert (outside / "d=1" / "f").read_bytes() == b"not yours" and (outside / "e=1").is_dir()
 
 
+    def test_a_failure_after_the_rename_leaves_nothing_at_the_final_path(self, storage, top, monkeypatch):
+        import samplestore.storage.local as local
+
+        def broken_fsync_dir(path):
+            raise OSError(5, "Input/output error (the folder's fsync)")
+
+        p = storage.join(top, "f.bin")
+        monkeypatch.setattr(local, "fsync_dir", broken_fsync_dir)
+        with pytest.raises(OSError, match="fsync"):
+            with storage.open_write(p) as f:
+                f.write(b"x" * 10)
+                f.publish()
+        assert not storage.exists(p) and list(storage.list_files(top)) == []
+
+
 class TestArrowStorageOverALocalFolder(StorageConformance):
     removes_empty_dirs = False
 

@@ -80,6 +80,7 @@ class _LocalPendingFile(PendingFile):
     def __init__(self, path: str, temp_suffix: str) -> None:
         self.path = path
         self.temp_path = temp_name(path, temp_suffix)
+        self._renamed = False
         self._f: IO[bytes] = open(self.temp_path, "xb")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -90,13 +91,16 @@ class _LocalPendingFile(PendingFile):
         os.fsync(self._f.fileno())
         self._f.close()
         os.replace(self.temp_path, self.path)
+        self._renamed = True
         fsync_dir(os.path.dirname(self.path) or ".")
 
     def _discard(self) -> None:
         try:
             self._f.close()
         finally:
-            _unlink(self.temp_path)
+            # A failure after the rename (the folder's fsync) must not leave the file behind
+            # either: the name is this writer's own, unique, and no commit references it yet.
+            _unlink(self.path if self._renamed else self.temp_path)
 
 
 def _unlink(path: str, dir_fd: int | None = None) -> bool:
