@@ -27,11 +27,14 @@ def _no_catalog_from_the_environment(monkeypatch):
     monkeypatch.delenv("SAMPLESTORE_CATALOG", raising=False)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
 def catalog_backend(request, monkeypatch):
-    """Run a test once per catalog backend. With "postgres", SAMPLESTORE_CATALOG names a new
+    """The catalog backend of a test's stores: "sqlite" unless the test is parametrised
+    over it (``helpers.BOTH_CATALOGS``). With "postgres", SAMPLESTORE_CATALOG names a new
     schema on the session's server, so every store the test opens, and every process it
-    starts, keeps its catalog there (the data stay under the store's root)."""
-    if request.param == "postgres":
+    starts, keeps its catalog there (the data stay under the store's root). A fixture making
+    a store depends on this one, so the variable is set before the store is opened."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgres":
         monkeypatch.setenv("SAMPLESTORE_CATALOG", request.getfixturevalue("pg_server").uri())
-    return request.param
+    return name
