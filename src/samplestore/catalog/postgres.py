@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import os
 import re
 import threading
@@ -33,7 +34,7 @@ import uuid
 import weakref
 from contextlib import suppress
 from typing import Any, Callable, Iterable, Mapping, TypeVar
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 import psycopg
@@ -192,10 +193,13 @@ class _Held:
 
 
 def _stat_text(v: Any) -> str | None:
-    """A statistic as stored: JSON of an int, float or str (other numbers as float)."""
+    """A statistic as stored: JSON of an int, float or str (numpy integers stay exact ints,
+    other numbers become floats)."""
     if v is None:
         return None
-    return json.dumps(v if isinstance(v, (int, float, str)) else float(v))
+    if not isinstance(v, (int, float, str)):
+        v = int(v) if isinstance(v, numbers.Integral) else float(v)
+    return json.dumps(v)
 
 
 def _stat_value(text: str | None) -> Any:
@@ -974,21 +978,20 @@ def _parse_uri(uri: str) -> tuple[str, str, str, str]:
         libpq.append(("connect_timeout", "10"))  # an unreachable host fails in seconds, not minutes
     if not any(k == "application_name" for k, _ in libpq):
         libpq.append(("application_name", "samplestore"))
-    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(libpq), ""))
+    # Joined by hand: urlunsplit drops the "//" of an empty host (a Unix socket given as ?host=).
+    conninfo = f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(libpq)}"
     try:
         info = conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
         raise CatalogError(f"not a valid PostgreSQL URI ({exc}); expected postgresql://user@host:port/db"
                            f"[?schema=NAME]") from exc
     # What is shown: the URI less its password (in the netloc or the query), with the schema.
-    netloc = parts.hostname or ""
-    if ":" in netloc:  # an IPv6 address
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    if parts.username:
-        netloc = f"{quote(parts.username, safe='')}@{netloc}"
+    # The netloc is split by hand: libpq allows several hosts (h1:5432,h2:5432), urlsplit not.
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{hosts}"
     shown = [(k, v) for k, v in params if k not in _SECRET_PARAMS and k != "schema"] + [("schema", schema)]
-    location = urlunsplit((parts.scheme, netloc, parts.path, urlencode(shown), ""))
+    location = f"{parts.scheme}://{netloc}{parts.path}?{urlencode(shown)}"
     server = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
     return conninfo, schema, location, server
