@@ -192,7 +192,8 @@ class SQLiteCatalog(Catalog):
                 given = os.fspath(root)
                 raise CatalogError(
                     f"no samplestore store at {given!r} (no {CATALOG_FILE} there); to create one, use "
-                    f"open_store({given!r}, create=True) or `samplestore init {given}`")
+                    f"open_store({given!r}, create=True) or `samplestore init {given}`; a store whose catalog is "
+                    f"elsewhere (PostgreSQL) opens with catalog=URI, --catalog URI or SAMPLESTORE_CATALOG")
             self._create_database()
         try:
             self._open_existing()
