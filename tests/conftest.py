@@ -11,12 +11,9 @@ import pytest
 def pg_server():
     """A private PostgreSQL server on 127.0.0.1 for this test session (or xdist worker),
     from the binaries of the ``pgserver`` package; stopped and removed at the end."""
-    from pg import PgServer, PgUnavailable
+    from pg import start_or_skip
 
-    try:
-        server = PgServer()
-    except PgUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server could be started on this machine: {exc}")
+    server = start_or_skip()
     yield server
     server.close()
 

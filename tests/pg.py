@@ -92,3 +92,13 @@ class PgServer:
             except PgUnavailable:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_or_skip() -> PgServer:
+    """A new server, or the test is skipped saying why none could start on this machine."""
+    import pytest
+
+    try:
+        return PgServer()
+    except PgUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server could be started on this machine: {exc}")

@@ -34,12 +34,9 @@ def row_ids(table) -> list[int]:
 @pytest.fixture
 def private_pg():
     """A server of this test's own, which it may stop and start."""
-    from pg import PgServer, PgUnavailable
+    from pg import start_or_skip
 
-    try:
-        server = PgServer()
-    except PgUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server could be started on this machine: {exc}")
+    server = start_or_skip()
     yield server
     server.close()
 

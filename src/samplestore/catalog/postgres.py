@@ -23,7 +23,6 @@ libpq reads them) are never stored in the catalog nor shown.
 
 from __future__ import annotations
 
-import functools
 import json
 import numbers
 import os
@@ -33,7 +32,7 @@ import time
 import uuid
 import weakref
 from contextlib import suppress
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
@@ -42,8 +41,9 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from ..errors import CatalogError, CommitConflict, SnapshotNotFound, TableExists, TableNotFound
+from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
+from . import common
 from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, Tag, validate_table_name, validate_tag_name
 
 __all__ = ["PostgresCatalog", "DEFAULT_SCHEMA", "SCHEMES"]
@@ -150,7 +150,6 @@ _DDL = (
 )""",
 )
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 # -- connections across fork ------------------------------------------------------------------
 # Every open connection of this process. A forked child (a DataLoader worker) shares their
@@ -206,18 +205,8 @@ def _stat_value(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _translated(fn: _F) -> _F:
-    """Raise every psycopg error of a catalog method as a :class:`CatalogError` naming the
-    catalog (without credentials), so callers and the CLI see one exception tree."""
-
-    @functools.wraps(fn)
-    def wrapper(self: "PostgresCatalog", *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except psycopg.Error as exc:
-            raise self._error(exc, fn.__name__) from exc
-
-    return wrapper  # type: ignore[return-value]
+# Every psycopg error of a method is raised as a CatalogError naming the catalog (no password).
+_translated = common.translated(psycopg.Error)
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -299,15 +288,8 @@ class PostgresCatalog(Catalog):
             rows = dict(c.execute("SELECT key, value FROM meta WHERE key IN ('schema_version', 'catalog_id')").fetchall())
         except (pgerrors.UndefinedColumn, pgerrors.DatatypeMismatch) as exc:
             raise self._refuse(f"its 'meta' table is not samplestore's ({exc})") from exc
-        version = rows.get("schema_version")
-        if version is None:
-            raise self._refuse("its 'meta' table holds no schema_version")
-        if version not in _KNOWN_VERSIONS:
-            if version.isdigit() and int(version) > int(_SCHEMA_VERSION):
-                raise CatalogError(
-                    f"the catalog at {self.location} has schema_version {version}, written by a newer samplestore; "
-                    f"this one reads versions {list(_KNOWN_VERSIONS)}. Upgrade samplestore to open this store")
-            raise self._refuse(f"an unknown schema_version {version!r}")
+        common.check_version(rows.get("schema_version"), _KNOWN_VERSIONS, _SCHEMA_VERSION, f"at {self.location}",
+                             self._refuse)
         if "catalog_id" not in rows:
             raise self._refuse("its 'meta' table holds no catalog_id")
         self._catalog_id = rows["catalog_id"]
@@ -449,9 +431,8 @@ class PostgresCatalog(Catalog):
 
     @staticmethod
     def _retained_ids(c: psycopg.Connection, name: str) -> list:
-        ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = %s ORDER BY snapshot_id",
-                                       (name,))]
-        return ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+        return common.shown_ids([r[0] for r in c.execute(
+            "SELECT snapshot_id FROM snapshots WHERE table_name = %s ORDER BY snapshot_id", (name,))])
 
     # -- tables --------------------------------------------------------------------------
     @_translated
@@ -483,13 +464,7 @@ class PostgresCatalog(Catalog):
                                 f"AND snapshot_id != 0 AND expires_at > {_NOW} ORDER BY snapshot_id, owner",
                                 (name,)).fetchall()
             if readers and not force:
-                shown = "; ".join(f"{owner or '(no owner recorded)'} on snapshot {sid}" for owner, sid, _ in readers[:10])
-                more = f" and {len(readers) - 10} more" if len(readers) > 10 else ""
-                wait = max(r[2] for r in readers)
-                raise CatalogError(
-                    f"table {name!r} in the catalog {self.location} is being read: {len(readers)} live reader "
-                    f"lease(s): {shown}{more}. Stop those readers (their leases lapse within {wait:.0f} s after "
-                    f"they stop renewing), or drop with force=True to pull the table from under them")
+                raise common.readers_refusal(name, f"the catalog {self.location}", readers)
             c.execute("DELETE FROM column_stats WHERE file_id IN (SELECT file_id FROM files WHERE table_name = %s)",
                       (name,))
             for table in ("deletes", "leases", "commit_tokens", "tags", "files", "snapshots"):
@@ -502,19 +477,12 @@ class PostgresCatalog(Catalog):
     def set_table_properties(self, name: str, properties: Mapping[str, Any], *,
                              remove: Iterable[str] = ()) -> TableMeta:
         """Set some properties of a table and remove others, under the table's row lock."""
-        updates = dict(properties)
-        try:
-            json.dumps(updates)
-        except (TypeError, ValueError) as exc:
-            raise CatalogError(f"properties of table {name!r} must be JSON values; found {updates!r} ({exc})") from exc
-        gone = list(remove)
+        updates, gone = dict(properties), list(remove)
+        common.changed_properties(name, "{}", updates, ())  # not JSON: refused before the transaction
 
         def work(c: psycopg.Connection) -> TableMeta:
             row = self._require(c, name, "FOR UPDATE")
-            props = json.loads(row[3])
-            props.update(updates)
-            for key in gone:
-                props.pop(key, None)
+            props = common.changed_properties(name, row[3], updates, gone)
             c.execute("UPDATE tables SET properties = %s WHERE name = %s", (json.dumps(props), name))
             return TableMeta(row[0], Schema.from_json(row[1]), tuple(json.loads(row[2])), row[5], row[4], props)
 
@@ -656,16 +624,7 @@ class PostgresCatalog(Catalog):
             return pinned, since, rows
 
         pinned, since, rows = self._run(work, snapshot=True)
-        pins = np.array(sorted(pinned), dtype=np.int64)
-        out = []
-        for fid, path, added, removed in rows:
-            if since is not None and removed > since:
-                continue
-            # Live in snapshot s iff added <= s < removed.
-            lo = np.searchsorted(pins, added, side="left")
-            if lo >= len(pins) or pins[lo] >= removed:
-                out.append((fid, path))
-        return out
+        return common.unreferenced(rows, pinned, since)
 
     @_translated
     def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
@@ -699,14 +658,7 @@ class PostgresCatalog(Catalog):
                 return {}
             q += " AND file_id = ANY(%s)"
             args.append(ids)
-        rows = self._run(lambda c: c.execute(q, args).fetchall(), tx=False)
-        out: dict[int, list[np.ndarray]] = {}
-        for fid, blob in rows:
-            if len(blob) % 8:
-                raise CatalogError(f"catalog {self.location}: the deleted positions of file {fid} are {len(blob)} "
-                                   f"bytes, not a whole number of int64; the catalog is damaged")
-            out.setdefault(fid, []).append(np.frombuffer(bytes(blob), dtype="<i8"))
-        return {k: (v[0] if len(v) == 1 else np.unique(np.concatenate(v))) for k, v in out.items()}
+        return common.merge_positions(self._run(lambda c: c.execute(q, args).fetchall(), tx=False), self.location)
 
     # -- leases --------------------------------------------------------------------------
     @_translated
@@ -720,10 +672,7 @@ class PostgresCatalog(Catalog):
             # FOR SHARE: readers lease at once, but never while a commit or expiry holds the row.
             row = self._require(c, name, "FOR SHARE")
             if snapshot_id != 0 and not keep_later and not self._retained(c, name, snapshot_id):
-                raise SnapshotNotFound(
-                    f"cannot lease snapshot {snapshot_id} of table {name!r}: it is not retained (expired, or never "
-                    f"committed); retained snapshots: {self._retained_ids(c, name)}. Plan again on the current "
-                    f"snapshot {row[5]}")
+                raise common.not_retained(name, snapshot_id, self._retained_ids(c, name), row[5])
             c.execute(f"INSERT INTO leases (lease_id, table_name, snapshot_id, expires_at, owner, keep_later) "
                       f"VALUES (%s, %s, %s, {_NOW} + %s, %s, %s)",
                       (lease, name, snapshot_id, float(ttl), owner, bool(keep_later)))
@@ -791,9 +740,8 @@ class PostgresCatalog(Catalog):
 
     # -- tags ----------------------------------------------------------------------------
     def _missing_tag(self, c: psycopg.Connection, name: str, tag: str) -> SnapshotNotFound:
-        names = [r[0] for r in c.execute("SELECT name FROM tags WHERE table_name = %s ORDER BY name", (name,))]
-        shown = names if len(names) <= 30 else names[:30] + [f"... ({len(names)} in all)"]
-        return SnapshotNotFound(f"table {name!r} has no tag {tag!r}; tags: {shown}")
+        return common.missing_tag(name, tag, [r[0] for r in c.execute(
+            "SELECT name FROM tags WHERE table_name = %s ORDER BY name", (name,))])
 
     @_translated
     def create_tag(self, name: str, tag: str, snapshot_id: int, *, replace: bool = False) -> Tag:
@@ -804,14 +752,10 @@ class PostgresCatalog(Catalog):
         def work(c: psycopg.Connection) -> Tag:
             row = self._require(c, name, "FOR UPDATE")
             if not self._retained(c, name, snapshot_id):
-                raise SnapshotNotFound(
-                    f"cannot tag snapshot {snapshot_id} of table {name!r} as {tag!r}: it is not retained (expired, or "
-                    f"never committed); retained snapshots: {self._retained_ids(c, name)} (current: {row[5]})")
+                raise common.not_retained(name, snapshot_id, self._retained_ids(c, name), row[5], tag=tag)
             old = c.execute("SELECT snapshot_id FROM tags WHERE table_name = %s AND name = %s", (name, tag)).fetchone()
             if old is not None and not replace:
-                raise CatalogError(
-                    f"table {name!r} has a tag {tag!r} already (on snapshot {old[0]}); choose another name, drop it "
-                    f"first (table.untag / `samplestore tag ROOT {name} --delete {tag}`) or move it with replace=True")
+                raise common.tag_taken(name, tag, old[0])
             made = c.execute(f"INSERT INTO tags (table_name, name, snapshot_id, created_at) VALUES (%s, %s, %s, {_NOW}) "
                              "ON CONFLICT (table_name, name) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id, "
                              "created_at = EXCLUDED.created_at RETURNING created_at",
@@ -868,7 +812,6 @@ class PostgresCatalog(Catalog):
         row lock; the writer's commit token, if any, is recorded in the same transaction."""
         add, remove = list(add), sorted(set(int(i) for i in remove))
         positions = {int(k): np.unique(np.asarray(v, dtype="<i8")) for k, v in (deletes or {}).items() if len(v)}
-        extra = dict(summary or {})
 
         def work(c: psycopg.Connection) -> Snapshot:
             row = self._require(c, name, "FOR UPDATE")
@@ -879,18 +822,13 @@ class PostgresCatalog(Catalog):
                 late = c.execute("SELECT DISTINCT file_id FROM deletes WHERE file_id = ANY(%s) AND snapshot_id > %s "
                                  "ORDER BY file_id", (guarded, int(planned_at))).fetchall()
                 if late:
-                    raise CommitConflict(
-                        f"{operation} on table {name!r} lost a race: rows of file(s) {[r[0] for r in late][:10]} were "
-                        f"deleted after snapshot {planned_at}, when this commit was planned; re-plan and retry")
+                    raise common.late_deletes(operation, name, [r[0] for r in late], planned_at)
             removed_rows = 0
             if remove:
                 live = c.execute("SELECT file_id, num_rows FROM files WHERE table_name = %s AND removed_snapshot IS NULL "
                                  "AND file_id = ANY(%s)", (name, remove)).fetchall()
                 if len(live) != len(remove):
-                    gone = sorted(set(remove) - {r[0] for r in live})
-                    raise CommitConflict(
-                        f"{operation} on table {name!r} lost a race: file(s) {gone[:10]} were removed by a commit "
-                        f"after this one was planned (snapshot {parent} is current); re-plan and retry")
+                    raise common.removed_since(operation, name, sorted(set(remove) - {r[0] for r in live}), parent)
                 # Rows of these files already deleted were subtracted from the totals by their delete.
                 removed_rows = sum(r[1] for r in live) - c.execute(
                     "SELECT COALESCE(SUM(count), 0)::bigint FROM deletes WHERE file_id = ANY(%s)", (remove,)).fetchone()[0]
@@ -923,22 +861,15 @@ class PostgresCatalog(Catalog):
                     "SELECT file_id FROM files WHERE table_name = %s AND removed_snapshot IS NULL "
                     "AND file_id = ANY(%s)", (name, list(positions)))}
                 if len(live_ids) != len(positions):
-                    raise CommitConflict(f"delete on table {name!r} lost a race: file(s) "
-                                         f"{sorted(set(positions) - live_ids)[:10]} were replaced; re-plan and retry")
+                    raise common.replaced_since(name, sorted(set(positions) - live_ids))
                 c.cursor().executemany("INSERT INTO deletes VALUES (%s, %s, %s, %s, %s)", [
                     (name, fid, new_id, arr.tobytes(), len(arr)) for fid, arr in positions.items()])
                 deleted_rows = sum(len(arr) for arr in positions.values())
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = %s AND snapshot_id = %s",
                              (name, parent)).fetchone()
-            prev_totals = json.loads(prev[0]) if prev else {"total_rows": 0, "total_files": 0}
-            full = {
-                "added_files": len(add), "added_rows": added_rows,
-                "removed_files": len(remove), "removed_rows": removed_rows,
-                "total_files": prev_totals.get("total_files", 0) + len(add) - len(remove),
-                "deleted_rows": deleted_rows,
-                "total_rows": prev_totals.get("total_rows", 0) + added_rows - removed_rows - deleted_rows,
-                **extra,
-            }
+            full = common.commit_summary(prev[0] if prev else None, added_files=len(add), added_rows=added_rows,
+                                         removed_files=len(remove), removed_rows=removed_rows,
+                                         deleted_rows=deleted_rows, extra=summary)
             schema_json = schema.to_json() if schema is not None else row[1]
             now = c.execute(f"INSERT INTO snapshots VALUES (%s, %s, %s, {_NOW}, %s, %s, %s, %s, %s) RETURNING created_at",
                             (name, new_id, parent if parent else None, operation, json.dumps(full), schema_json,
