@@ -51,6 +51,8 @@ def test_an_outage_fails_with_catalog_error_and_the_same_objects_resume(tmp_path
     planned = SampleDataset(t, batch_size=4, shuffle=False)  # a reader that planned before the outage
     w = t.writer(commit_every_rows=None, writer_id="job", lease_seconds=120)
     w.write(batch(10, 10), commit_token=0)
+    idle = open_catalog(uri)  # a handle that makes no call while the server is down
+    assert idle.table_names() == ["t"]
 
     private_pg.stop()
     # A writer's commit and a new reader fail with CatalogError saying what is wrong and where.
@@ -71,6 +73,7 @@ def test_an_outage_fails_with_catalog_error_and_the_same_objects_resume(tmp_path
 
     private_pg.start()
     # The same objects work again (a broken connection is replaced), nothing lost or doubled.
+    assert idle.table_names() == ["t"]  # its session died with the server: the first call reconnects
     assert w.commit() is not None
     w.write(batch(20, 10), commit_token=1)
     w.close()
@@ -80,6 +83,7 @@ def test_an_outage_fails_with_catalog_error_and_the_same_objects_resume(tmp_path
     r = cli("info", root, "t", "--catalog", uri, "--json")
     assert r.returncode == 0, r.stderr
     planned.close()
+    idle.close()
 
 
 def test_the_location_and_messages_never_show_the_password(tmp_path, pg_server):
