@@ -120,6 +120,9 @@ def committed_batches(table, index: int) -> np.ndarray:
 
 @pytest.mark.slow
 @BOTH_CATALOGS
+# Both catalogs' soaks on one xdist worker, one after the other (`--dist loadgroup`): two at
+# once on a 2-core machine slow each past its time bound.
+@pytest.mark.xdist_group("soak")
 def test_soak_killed_writer_daemon_slow_scan_and_dataset(tmp_path, catalog_backend):
     started = time.monotonic()
     rng = np.random.default_rng(SEED)
