@@ -3,3 +3,35 @@ import sys
 
 # Make tests/helpers.py importable as `helpers` from every test package.
 sys.path.insert(0, os.path.dirname(__file__))
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL server on 127.0.0.1 for this test session (or xdist worker),
+    from the binaries of the ``pgserver`` package; stopped and removed at the end."""
+    from pg import start_or_skip
+
+    server = start_or_skip()
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_catalog_from_the_environment(monkeypatch):
+    # A developer's SAMPLESTORE_CATALOG must not point the tests' stores at a real catalog.
+    monkeypatch.delenv("SAMPLESTORE_CATALOG", raising=False)
+
+
+@pytest.fixture
+def catalog_backend(request, monkeypatch):
+    """The catalog backend of a test's stores: "sqlite" unless the test is parametrised
+    over it (``helpers.BOTH_CATALOGS``). With "postgres", SAMPLESTORE_CATALOG names a new
+    schema on the session's server, so every store the test opens, and every process it
+    starts, keeps its catalog there (the data stay under the store's root). A fixture making
+    a store depends on this one, so the variable is set before the store is opened."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgres":
+        monkeypatch.setenv("SAMPLESTORE_CATALOG", request.getfixturevalue("pg_server").uri())
+    return name

@@ -7,9 +7,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from samplestore.format import read_file, write_file
 from samplestore.schema import Schema
+
+
+#: Run a test once with each catalog backend (the ``catalog_backend`` fixture of conftest.py):
+#: the embedded SQLite catalog and a PostgreSQL catalog on the session's private server.
+BOTH_CATALOGS = pytest.mark.parametrize("catalog_backend", ["sqlite", "postgres"], indirect=True)
 
 
 def leaves(arr: pa.Array) -> list[np.ndarray]:

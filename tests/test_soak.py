@@ -22,6 +22,7 @@ import samplestore as ss
 HERE = os.path.dirname(__file__)
 WORKER = os.path.join(HERE, "soak_workers.py")
 sys.path.insert(0, HERE)
+from helpers import BOTH_CATALOGS  # noqa: E402
 from soak_workers import BATCH, SCHEMA, WRITER_BASE, row_base  # noqa: E402
 
 WRITERS = 3
@@ -118,7 +119,11 @@ def committed_batches(table, index: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_soak_killed_writer_daemon_slow_scan_and_dataset(tmp_path):
+@BOTH_CATALOGS
+# Both catalogs' soaks on one xdist worker, one after the other (`--dist loadgroup`): two at
+# once on a 2-core machine slow each past its time bound.
+@pytest.mark.xdist_group("soak")
+def test_soak_killed_writer_daemon_slow_scan_and_dataset(tmp_path, catalog_backend):
     started = time.monotonic()
     rng = np.random.default_rng(SEED)
     root = str(tmp_path / "soak")

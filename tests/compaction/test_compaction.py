@@ -18,6 +18,7 @@ HERE = os.path.dirname(__file__)
 WORKER = os.path.join(HERE, "compaction_workers.py")
 sys.path.insert(0, HERE)
 from compaction_workers import SCHEMA, rows  # noqa: E402
+from helpers import BOTH_CATALOGS  # noqa: E402
 
 
 def env():
@@ -40,13 +41,14 @@ def on_disk_row_ids(table) -> np.ndarray:
 
 
 @pytest.fixture
-def table(tmp_path):
+def table(tmp_path, catalog_backend):
     t = ss.open_store(tmp_path / "s", create=True).create_table("t", SCHEMA, partition_by=["ds"])
     for k in range(30):
         t.append(rows(k * 100, 100))
     return t
 
 
+@BOTH_CATALOGS
 def test_compaction_merges_small_files_and_keeps_every_row(table):
     assert len(table.files()) == 60
     plan = table.compaction_plan()
@@ -67,6 +69,7 @@ def test_sort_by_clusters_rows(table):
         assert np.all(np.diff(col) > 0)
 
 
+@BOTH_CATALOGS
 def test_appends_during_compaction_are_kept(table, monkeypatch):
     from samplestore.compaction import compactor
     real = compactor._rewrite
@@ -84,6 +87,7 @@ def test_appends_during_compaction_are_kept(table, monkeypatch):
     assert np.array_equal(ids(table), np.concatenate([np.arange(3000), np.arange(10_000, 10_000 + 50 * len(calls))]))
 
 
+@BOTH_CATALOGS
 def test_delete_racing_compaction_is_not_undone(table, monkeypatch):
     from samplestore.compaction import compactor
     real = compactor._rewrite
@@ -103,6 +107,7 @@ def test_delete_racing_compaction_is_not_undone(table, monkeypatch):
     assert len(table.files()) == 2
 
 
+@BOTH_CATALOGS
 def test_erasure_of_a_user(table):
     gone = [7, 8, 1234, 2999]
     snap = table.delete(pc.field("row_id").isin(gone))
@@ -127,6 +132,7 @@ def test_erasure_of_a_user(table):
 
 
 @pytest.mark.slow
+@BOTH_CATALOGS
 def test_live_lease_keeps_files_and_dead_reader_lease_lapses(table):
     ds = SampleDataset(table, batch_size=500, lease_seconds=30)
     table.compact()

@@ -30,9 +30,16 @@ def _sqlite_location(tmp_path) -> str:
     return str(tmp_path / "store")
 
 
-#: backend name -> a function of pytest's ``tmp_path`` giving a fresh location for it. A
-#: backend needing a server (PostgreSQL) adds an entry whose function starts or reuses one.
-BACKENDS = {"sqlite": _sqlite_location}
+def _postgres_locations(request):
+    # The session's server (tests/conftest.py, pg_server): each location is a new schema on it.
+    server = request.getfixturevalue("pg_server")
+    return lambda tmp_path: server.uri()
+
+
+#: backend name -> a function of the test's ``request`` returning the backend's function of a
+#: folder (pytest's ``tmp_path``) that gives a fresh location. A backend needing a server
+#: (PostgreSQL) gets it from a fixture there.
+BACKENDS = {"sqlite": lambda request: _sqlite_location, "postgres": _postgres_locations}
 
 
 def _file(path: str, rows: int = 10, ds: str = "a") -> DataFile:
@@ -85,7 +92,7 @@ def unexercised(declared: frozenset, proxy: RecordingCatalog) -> list[str]:
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
     """Each backend's function making a fresh location (of a folder, e.g. pytest's tmp_path)."""
-    return BACKENDS[request.param]
+    return BACKENDS[request.param](request)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from samplestore.table.verify import verify_table
 
 WORKER = os.path.join(os.path.dirname(__file__), "table_workers.py")
 sys.path.insert(0, os.path.dirname(__file__))
+from helpers import BOTH_CATALOGS  # noqa: E402
 from table_workers import BATCH, SCHEMA  # noqa: E402
 
 
@@ -22,7 +23,8 @@ def _env():
 
 
 @pytest.mark.slow
-def test_four_processes_fifty_appends_each(tmp_path):
+@BOTH_CATALOGS
+def test_four_processes_fifty_appends_each(tmp_path, catalog_backend):
     root = str(tmp_path / "store")
     ss.open_store(root, create=True).create_table("t", SCHEMA)
     procs = [subprocess.Popen([sys.executable, WORKER, "append", root, str(p), "50"], env=_env()) for p in range(4)]
@@ -37,7 +39,8 @@ def test_four_processes_fifty_appends_each(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_of_a_streaming_writer_at_random_moments(tmp_path):
+@BOTH_CATALOGS
+def test_sigkill_of_a_streaming_writer_at_random_moments(tmp_path, catalog_backend):
     root = str(tmp_path / "store")
     ss.open_store(root, create=True).create_table("t", SCHEMA)
     rng = np.random.default_rng(7)

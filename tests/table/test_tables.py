@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from helpers import assert_same_data
+from helpers import BOTH_CATALOGS, assert_same_data
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -37,10 +37,11 @@ def ids_of(table: ss.Table, **scan) -> list[int]:
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, catalog_backend):
     return ss.open_store(tmp_path / "store", create=True)
 
 
+@BOTH_CATALOGS
 def test_append_partitions_and_time_travel(store):
     t = store.create_table("events", SCHEMA, partition_by=["ds"])
     s1 = t.append(rows(0, 100))
@@ -58,6 +59,7 @@ def test_append_partitions_and_time_travel(store):
     assert sorted(os.listdir(t.data_dir)) == ["ds=2026-11-01", "ds=2026-11-02", "ds=2026-11-03"]
 
 
+@BOTH_CATALOGS
 def test_scan_contents_match_input(store):
     t = store.create_table("events", SCHEMA, partition_by=["ds"])
     data = rows(0, 300)
@@ -69,6 +71,7 @@ def test_scan_contents_match_input(store):
     assert isinstance(reader, pa.RecordBatchReader) and reader.schema.names == ["y", "row_id"]
 
 
+@BOTH_CATALOGS
 def test_partition_pruning_and_exact_filtering(store):
     t = store.create_table("events", SCHEMA, partition_by=["ds"])
     t.append(rows(0, 300))
@@ -85,6 +88,7 @@ def test_partition_pruning_and_exact_filtering(store):
     assert t.scan(filter=pc.field("ds").is_valid() & (pc.field("ds") == "2026-11-01")).count() == 100
 
 
+@BOTH_CATALOGS
 def test_statistics_prune_files_and_row_groups(store):
     t = store.create_table("events", SCHEMA)
     for k in range(5):
@@ -99,6 +103,7 @@ def test_statistics_prune_files_and_row_groups(store):
     assert ids_of(t, filter=f) == list(range(4500, 5000))
 
 
+@BOTH_CATALOGS
 def test_bad_append_commits_nothing_and_leaves_no_file(store):
     t = store.create_table("events", SCHEMA, partition_by=["ds"])
     t.append(rows(0, 10))
@@ -110,6 +115,7 @@ def test_bad_append_commits_nothing_and_leaves_no_file(store):
     assert leftover_files(t) == ([], [])
 
 
+@BOTH_CATALOGS
 def test_schema_evolution_reads_defaults_for_old_files(store):
     t = store.create_table("events", SCHEMA)
     t.append(rows(0, 10))
@@ -125,6 +131,7 @@ def test_schema_evolution_reads_defaults_for_old_files(store):
     assert t.scan(snapshot=1).to_arrow().column_names == SCHEMA.names
 
 
+@BOTH_CATALOGS
 def test_streaming_writer_rolls_commits_and_resumes_without_duplicates(store):
     t = store.create_table("stream", SCHEMA, partition_by=["ds"])
     batch = 40
@@ -170,6 +177,7 @@ def test_unknown_table_lists_tables(store):
         store.table("b")
 
 
+@BOTH_CATALOGS
 def test_drop_table_removes_files(store):
     t = store.create_table("a", SCHEMA)
     t.append(rows(0, 10))

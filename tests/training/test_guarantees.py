@@ -9,7 +9,7 @@ import torch
 import samplestore as ss
 from samplestore.torch import SampleDataset
 
-from helpers import purge, purge_after_next_listing
+from helpers import BOTH_CATALOGS, purge, purge_after_next_listing
 
 from .test_dataset import SCHEMA, make_rows
 
@@ -23,7 +23,7 @@ def loader(ds, workers=0, **kw):
 
 
 @pytest.fixture
-def table(tmp_path):
+def table(tmp_path, catalog_backend):
     t = ss.open_store(tmp_path / "g", create=True).create_table("t", SCHEMA, partition_by=["ds"])
     for k, n in enumerate([1500, 700, 1300]):
         t.append(make_rows(sum([1500, 700, 1300][:k]), n), row_group_rows=250)
@@ -129,6 +129,7 @@ def test_a_state_from_another_dataset_is_refused(table, tmp_path):
 
 # -- leases under the daemon ----------------------------------------------------------------
 @pytest.mark.parametrize("workers", [0, 2])
+@BOTH_CATALOGS
 def test_an_epoch_survives_compaction_expiry_and_gc(table, workers):
     ds = SampleDataset(table, batch_size=128, shuffle_buffer_rows=512)
     seen = []
@@ -148,6 +149,7 @@ def test_a_dataset_leases_its_snapshot_before_it_plans(table, monkeypatch):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
+@BOTH_CATALOGS
 def test_a_lapsed_dataset_lease_stops_iteration_with_lease_expired(table, workers, monkeypatch):
     monkeypatch.setattr(type(table.store.catalog), "renew_lease", lambda self, lease_id, ttl: False)
     ds = SampleDataset(table, batch_size=128, shuffle_buffer_rows=512, lease_seconds=0.2)
@@ -165,7 +167,7 @@ def follow_ds(t, rank=None, world=None, **kw):
 
 
 @pytest.fixture
-def stream(tmp_path):
+def stream(tmp_path, catalog_backend):
     t = ss.open_store(tmp_path / "f", create=True).create_table("t", SCHEMA)
     t.append(make_rows(0, 1000))
     return t
@@ -203,6 +205,7 @@ def test_follow_skips_rows_deleted_before_they_are_read(stream):
     assert np.array_equal(np.sort(got), np.arange(1250))
 
 
+@BOTH_CATALOGS
 def test_follow_resumes_exactly(stream):
     ds = follow_ds(stream, seed=4)
     expected = grow(stream)
@@ -216,6 +219,7 @@ def test_follow_resumes_exactly(stream):
     assert np.array_equal(np.sort(row_ids(full)), expected)
 
 
+@BOTH_CATALOGS
 def test_follow_holds_a_lease_on_appends_it_has_not_read(stream):
     ds = follow_ds(stream)
     stream.append(make_rows(1000, 300))

@@ -18,6 +18,7 @@ import re
 from typing import Callable
 
 from ..errors import CatalogError
+from ..extras import require_extra
 from .base import Catalog
 
 __all__ = ["open_catalog", "register_backend", "backend_schemes", "LOCAL"]
@@ -72,3 +73,17 @@ def open_catalog(location: str | os.PathLike[str], *, create: bool = False) -> C
         raise CatalogError(f"no catalog backend for {scheme}:// locations (in {text!r}); catalogs open from a local "
                            f"folder or from {known or 'no URI scheme yet'}")
     return opener(text, create)
+
+
+def _open_postgres(location: str, create: bool) -> Catalog:
+    """Open a PostgreSQL catalog, importing its driver (an extra) only now."""
+    require_extra("psycopg", "a PostgreSQL catalog (postgresql://...)", extra="postgres",
+                  instead="without it, a store keeps its catalog in an SQLite file in its root folder")
+    from .postgres import PostgresCatalog
+
+    return PostgresCatalog(location, create=create)
+
+
+# PostgreSQL (many hosts): psycopg is imported on the first open, so `import samplestore` never needs it.
+for _scheme in ("postgresql", "postgres"):
+    register_backend(_scheme, _open_postgres)

@@ -14,7 +14,6 @@ with :class:`CatalogError` and left as it is; a new catalog is made only when as
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pathlib
@@ -24,12 +23,13 @@ import uuid
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from ..errors import CatalogError, CommitConflict, SnapshotNotFound, TableExists, TableNotFound
+from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
+from . import common
 from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, Tag, validate_table_name, validate_tag_name
 from .registry import LOCAL, register_backend
 
@@ -135,7 +135,6 @@ _DDL = (
 )""",
 )
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 # Catalog files (device, inode) this process has connected to, and the lock that orders the
 # header check before the first connection (see SQLiteCatalog._open_existing).
@@ -152,18 +151,8 @@ def _new_header_lock_in_child() -> None:
 os.register_at_fork(after_in_child=_new_header_lock_in_child)
 
 
-def _translated(fn: _F) -> _F:
-    """Raise every ``sqlite3`` error of a catalog method as a :class:`CatalogError` naming
-    the database, so callers (and the CLI) see one exception tree and an actionable message."""
-
-    @functools.wraps(fn)
-    def wrapper(self: "SQLiteCatalog", *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise self._error(exc, fn.__name__) from exc
-
-    return wrapper  # type: ignore[return-value]
+# Every sqlite3 error of a method is raised as a CatalogError naming the database.
+_translated = common.translated(sqlite3.Error)
 
 
 class SQLiteCatalog(Catalog):
@@ -192,7 +181,8 @@ class SQLiteCatalog(Catalog):
                 given = os.fspath(root)
                 raise CatalogError(
                     f"no samplestore store at {given!r} (no {CATALOG_FILE} there); to create one, use "
-                    f"open_store({given!r}, create=True) or `samplestore init {given}`")
+                    f"open_store({given!r}, create=True) or `samplestore init {given}`; a store whose catalog is "
+                    f"elsewhere (PostgreSQL) opens with catalog=URI, --catalog URI or SAMPLESTORE_CATALOG")
             self._create_database()
         try:
             self._open_existing()
@@ -317,16 +307,8 @@ class SQLiteCatalog(Catalog):
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.OperationalError as exc:  # a 'meta' table of another program
             raise self._refuse(f"its 'meta' table is not samplestore's ({exc})") from exc
-        if row is None:
-            raise self._refuse("its 'meta' table holds no schema_version")
-        version = str(row[0])
-        if version not in _KNOWN_VERSIONS:
-            if version.isdigit() and int(version) > int(_SCHEMA_VERSION):
-                raise CatalogError(
-                    f"the catalog {self.path!r} has schema_version {version}, written by a newer samplestore; this "
-                    f"one reads versions {list(_KNOWN_VERSIONS)}. Upgrade samplestore to open this store")
-            raise self._refuse(f"an unknown schema_version {version!r}")
-        return version
+        return common.check_version(None if row is None else str(row[0]), _KNOWN_VERSIONS, _SCHEMA_VERSION,
+                                    repr(self.path), self._refuse)
 
     # Columns added to version-1 catalogs after the first were made: (table, column, definition).
     _ADDED_COLUMNS = (
@@ -489,17 +471,12 @@ class SQLiteCatalog(Catalog):
         """
         with self._tx() as c:
             self._require(c, name)
-            readers = c.execute("SELECT owner, snapshot_id, expires_at FROM leases WHERE table_name = ? "
+            now = time.time()
+            readers = c.execute("SELECT owner, snapshot_id, expires_at - ? FROM leases WHERE table_name = ? "
                                 "AND snapshot_id != 0 AND expires_at > ? ORDER BY snapshot_id, owner",
-                                (name, time.time())).fetchall()
+                                (now, name, now)).fetchall()
             if readers and not force:
-                shown = "; ".join(f"{owner or '(no owner recorded)'} on snapshot {sid}" for owner, sid, _ in readers[:10])
-                more = f" and {len(readers) - 10} more" if len(readers) > 10 else ""
-                wait = max(0.0, max(r[2] for r in readers) - time.time())
-                raise CatalogError(
-                    f"table {name!r} in {self.root!r} is being read: {len(readers)} live reader lease(s): {shown}{more}. "
-                    f"Stop those readers (their leases lapse within {wait:.0f} s after they stop renewing), "
-                    f"or drop with force=True to pull the table from under them")
+                raise common.readers_refusal(name, repr(self.root), readers)
             c.execute("DELETE FROM column_stats WHERE file_id IN (SELECT file_id FROM files WHERE table_name = ?)", (name,))
             c.execute("DELETE FROM deletes WHERE table_name = ?", (name,))
             c.execute("DELETE FROM leases WHERE table_name = ?", (name,))
@@ -514,18 +491,11 @@ class SQLiteCatalog(Catalog):
                              remove: Iterable[str] = ()) -> TableMeta:
         """Set some properties of a table and remove others, in one transaction (read, change
         and write under the write lock, so two processes setting different keys lose neither)."""
-        updates = dict(properties)
-        try:
-            json.dumps(updates)
-        except (TypeError, ValueError) as exc:
-            raise CatalogError(f"properties of table {name!r} must be JSON values; found {updates!r} ({exc})") from exc
-        gone = list(remove)
+        updates, gone = dict(properties), list(remove)
+        common.changed_properties(name, "{}", updates, ())  # not JSON: refused before the transaction
         with self._tx() as c:
             row = self._require(c, name)
-            props = json.loads(row[3])
-            props.update(updates)
-            for key in gone:
-                props.pop(key, None)
+            props = common.changed_properties(name, row[3], updates, gone)
             c.execute("UPDATE tables SET properties = ? WHERE name = ?", (json.dumps(props), name))
         return TableMeta(row[0], Schema.from_json(row[1]), tuple(json.loads(row[2])), row[5], row[4], props)
 
@@ -542,9 +512,8 @@ class SQLiteCatalog(Catalog):
     @staticmethod
     def _retained_ids(c: sqlite3.Connection, name: str) -> list:
         """The table's retained snapshot ids for an error message (long lists elided)."""
-        ids = [r[0] for r in c.execute("SELECT snapshot_id FROM snapshots WHERE table_name = ? ORDER BY snapshot_id",
-                                       (name,))]
-        return ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+        return common.shown_ids([r[0] for r in c.execute(
+            "SELECT snapshot_id FROM snapshots WHERE table_name = ? ORDER BY snapshot_id", (name,))])
 
     def _require(self, c: sqlite3.Connection, name: str) -> tuple:
         row = c.execute("SELECT name, schema_json, partition_by, properties, created_at, current_snapshot "
@@ -661,10 +630,7 @@ class SQLiteCatalog(Catalog):
                 return {}
             q += f" AND file_id IN ({','.join('?' * len(ids))})"
             args += ids
-        out: dict[int, list[np.ndarray]] = {}
-        for fid, blob in c.execute(q, args):
-            out.setdefault(fid, []).append(np.frombuffer(blob, dtype="<i8"))
-        return {k: (v[0] if len(v) == 1 else np.unique(np.concatenate(v))) for k, v in out.items()}
+        return common.merge_positions(c.execute(q, args), repr(self.path))
 
     # -- lifecycle -----------------------------------------------------------------------
     @_translated
@@ -679,10 +645,7 @@ class SQLiteCatalog(Catalog):
             # A follower's lease keeps files by the snapshot number alone (everything removed
             # after it); it needs no retained snapshot row.
             if snapshot_id != 0 and not keep_later and not self._retained(c, name, snapshot_id):
-                raise SnapshotNotFound(
-                    f"cannot lease snapshot {snapshot_id} of table {name!r}: it is not retained (expired, or never "
-                    f"committed); retained snapshots: {self._retained_ids(c, name)}. Plan again on the current "
-                    f"snapshot {row[5]}")
+                raise common.not_retained(name, snapshot_id, self._retained_ids(c, name), row[5])
             c.execute("INSERT INTO leases (lease_id, table_name, snapshot_id, expires_at, owner, keep_later) "
                       "VALUES (?, ?, ?, ?, ?, ?)", (lease, name, snapshot_id, time.time() + ttl, owner, int(keep_later)))
         return lease
@@ -751,23 +714,18 @@ class SQLiteCatalog(Catalog):
         with self._tx() as c:
             row = self._require(c, name)
             if not self._retained(c, name, snapshot_id):
-                raise SnapshotNotFound(
-                    f"cannot tag snapshot {snapshot_id} of table {name!r} as {tag!r}: it is not retained (expired, or "
-                    f"never committed); retained snapshots: {self._retained_ids(c, name)} (current: {row[5]})")
+                raise common.not_retained(name, snapshot_id, self._retained_ids(c, name), row[5], tag=tag)
             old = c.execute("SELECT snapshot_id FROM tags WHERE table_name = ? AND name = ?", (name, tag)).fetchone()
             if old is not None and not replace:
-                raise CatalogError(
-                    f"table {name!r} has a tag {tag!r} already (on snapshot {old[0]}); choose another name, drop it "
-                    f"first (table.untag / `samplestore tag ROOT {name} --delete {tag}`) or move it with replace=True")
+                raise common.tag_taken(name, tag, old[0])
             now = time.time()
             c.execute("INSERT OR REPLACE INTO tags (table_name, name, snapshot_id, created_at) VALUES (?, ?, ?, ?)",
                       (name, tag, snapshot_id, now))
         return Tag(tag, snapshot_id, now)
 
     def _missing_tag(self, c: sqlite3.Connection, name: str, tag: str) -> SnapshotNotFound:
-        names = [r[0] for r in c.execute("SELECT name FROM tags WHERE table_name = ? ORDER BY name", (name,))]
-        shown = names if len(names) <= 30 else names[:30] + [f"... ({len(names)} in all)"]
-        return SnapshotNotFound(f"table {name!r} has no tag {tag!r}; tags: {shown}")
+        return common.missing_tag(name, tag, [r[0] for r in c.execute(
+            "SELECT name FROM tags WHERE table_name = ? ORDER BY name", (name,))])
 
     @_translated
     def drop_tag(self, name: str, tag: str) -> Tag:
@@ -813,16 +771,7 @@ class SQLiteCatalog(Catalog):
                               "AND keep_later != 0", (name, now)).fetchone()[0]
             rows = c.execute("SELECT file_id, path, added_snapshot, removed_snapshot FROM files WHERE table_name = ? "
                              "AND removed_snapshot IS NOT NULL", (name,)).fetchall()
-        pins = np.array(sorted(pinned), dtype=np.int64)
-        out = []
-        for fid, path, added, removed in rows:
-            if since is not None and removed > since:
-                continue
-            # Live in snapshot s iff added <= s < removed.
-            lo = np.searchsorted(pins, added, side="left")
-            if lo >= len(pins) or pins[lo] >= removed:
-                out.append((fid, path))
-        return out
+        return common.unreferenced(rows, pinned, since)
 
     @_translated
     def forget_files(self, name: str, file_ids: Iterable[int]) -> None:
@@ -866,18 +815,13 @@ class SQLiteCatalog(Catalog):
                 late = c.execute(f"SELECT DISTINCT file_id FROM deletes WHERE file_id IN ({marks}) AND snapshot_id > ?",
                                  (*guarded, planned_at)).fetchall()
                 if late:
-                    raise CommitConflict(
-                        f"{operation} on table {name!r} lost a race: rows of file(s) {[r[0] for r in late][:10]} were "
-                        f"deleted after snapshot {planned_at}, when this commit was planned; re-plan and retry")
+                    raise common.late_deletes(operation, name, [r[0] for r in late], planned_at)
             if remove:
                 marks = ",".join("?" * len(remove))
                 live = c.execute(f"SELECT file_id, num_rows FROM files WHERE table_name = ? AND removed_snapshot IS NULL "
                                  f"AND file_id IN ({marks})", (name, *remove)).fetchall()
                 if len(live) != len(remove):
-                    gone = sorted(set(remove) - {r[0] for r in live})
-                    raise CommitConflict(
-                        f"{operation} on table {name!r} lost a race: file(s) {gone[:10]} were removed by a commit "
-                        f"after this one was planned (snapshot {parent} is current); re-plan and retry")
+                    raise common.removed_since(operation, name, sorted(set(remove) - {r[0] for r in live}), parent)
                 removed_rows = sum(r[1] for r in live)
                 # Rows of these files already deleted were subtracted from the totals by their delete.
                 removed_rows -= c.execute(f"SELECT COALESCE(SUM(count), 0) FROM deletes WHERE file_id IN ({marks})",
@@ -905,22 +849,15 @@ class SQLiteCatalog(Catalog):
                 live = {r[0] for r in c.execute(f"SELECT file_id FROM files WHERE table_name = ? AND removed_snapshot IS NULL "
                                                 f"AND file_id IN ({marks})", (name, *deletes))}
                 if len(live) != len(deletes):
-                    raise CommitConflict(f"delete on table {name!r} lost a race: file(s) "
-                                         f"{sorted(set(deletes) - live)[:10]} were replaced; re-plan and retry")
+                    raise common.replaced_since(name, sorted(set(deletes) - live))
                 for fid, pos in deletes.items():
                     arr = np.unique(np.asarray(pos, dtype="<i8"))
                     deleted_rows += len(arr)
                     c.execute("INSERT INTO deletes VALUES (?, ?, ?, ?, ?)", (name, fid, new_id, arr.tobytes(), len(arr)))
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = ? AND snapshot_id = ?", (name, parent)).fetchone()
-            prev_totals = json.loads(prev[0]) if prev else {"total_rows": 0, "total_files": 0}
-            full = {
-                "added_files": len(add), "added_rows": added_rows,
-                "removed_files": len(remove), "removed_rows": removed_rows,
-                "total_files": prev_totals.get("total_files", 0) + len(add) - len(remove),
-                "deleted_rows": deleted_rows,
-                "total_rows": prev_totals.get("total_rows", 0) + added_rows - removed_rows - deleted_rows,
-                **dict(summary or {}),
-            }
+            full = common.commit_summary(prev[0] if prev else None, added_files=len(add), added_rows=added_rows,
+                                         removed_files=len(remove), removed_rows=removed_rows,
+                                         deleted_rows=deleted_rows, extra=summary)
             schema_json = schema.to_json() if schema is not None else row[1]
             now = time.time()
             c.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

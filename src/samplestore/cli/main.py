@@ -9,6 +9,7 @@ stderr, so that a program reading stdout always gets one JSON document.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import datetime as _dt
 import json
 import os
@@ -37,12 +38,17 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=default, allow_nan=True)
 
 
+# The --catalog of the command being run (every command that opens a store takes it).
+_CATALOG: contextvars.ContextVar[str | None] = contextvars.ContextVar("catalog", default=None)
+
+
 def _store(root: str, create: bool = False) -> Any:
-    """The store at ``root``; only ``init`` and ``ingest --create`` make one (a CatalogError
-    saying how to make one otherwise, so that a mistyped path makes no empty store)."""
+    """The store at ``root``, with the catalog ``--catalog`` names (else $SAMPLESTORE_CATALOG,
+    else the SQLite file in ``root``); only ``init`` and ``ingest --create`` make one (a
+    CatalogError saying how to make one otherwise, so that a mistyped path makes no empty store)."""
     from ..table import open_store
 
-    return open_store(root, create=create)
+    return open_store(root, create=create, catalog=_CATALOG.get())
 
 
 # ------------------------------------------------------------------------------ commands
@@ -631,6 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, fn: Any, help: str, table: str | None = "required") -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.add_argument("root", help="the store's root directory")
+        sp.add_argument("--catalog", metavar="URI",
+                        help="the store's catalog, if not the SQLite file in ROOT: postgresql://user@host:port/db"
+                             "[?schema=NAME] for one many hosts share (default: $SAMPLESTORE_CATALOG; give the "
+                             "password in PGPASSWORD or ~/.pgpass, not here)")
         if table == "required":
             sp.add_argument("table", help="table name")
         elif table == "optional":
@@ -791,6 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
             return 2
         return _error(str(exc), True)
+    token = _CATALOG.set(getattr(args, "catalog", None))
     try:
         return int(args.fn(args) or 0)
     except SampleStoreError as exc:
@@ -805,3 +816,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # A file or folder that is missing, not writable, full...: the message says which.
         return _error(str(exc), as_json)
+    finally:
+        _CATALOG.reset(token)

@@ -1,5 +1,6 @@
-"""A store: a root folder holding tables, with an embedded SQLite catalog inside it; its data
-files, markers and folders are read and written through a :class:`~samplestore.storage.Storage`."""
+"""A store: a root folder holding tables, with an embedded SQLite catalog inside it (or a
+catalog elsewhere, e.g. PostgreSQL, that the store names); its data files, markers and folders
+are read and written through a :class:`~samplestore.storage.Storage`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from .partition import check_partition_columns
 from .table import Table
 from .verify import table_folder_problem, write_table_marker
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "open_store", "CATALOG_ENV"]
+
+#: The environment variable naming the catalog of stores opened without ``catalog=``.
+CATALOG_ENV = "SAMPLESTORE_CATALOG"
 
 log = logging.getLogger("samplestore.store")
 
@@ -25,19 +29,26 @@ class Store:
     """Tables under one root. Use :func:`open_store`.
 
     Attributes:
-        root: the local folder of the catalog.
+        root: the store's local folder (of the embedded catalog, unless ``catalog_uri``).
         storage: where the tables' data files, markers and folders live (a
             :class:`~samplestore.storage.LocalStorage` of ``root`` unless given).
+        catalog_uri: the catalog's location when it is not the embedded one in ``root``
+            (e.g. ``postgresql://...``), as given: processes reopening the store use it.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = False, storage: Any = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False, storage: Any = None,
+                 catalog: str | None = None) -> None:
         # Resolved first: a location no storage can serve is refused before a catalog is made.
         self.storage: Storage = storage_for(root if storage is None else storage)
         self.root = os.path.abspath(os.fspath(root))
-        self.catalog: Catalog = open_catalog(self.root, create=create)
+        self.catalog_uri: str | None = catalog if catalog is not None else (os.environ.get(CATALOG_ENV) or None)
+        self.catalog: Catalog = open_catalog(self.root if self.catalog_uri is None else self.catalog_uri,
+                                             create=create)
 
     def __repr__(self) -> str:
-        return f"Store({self.root!r})"
+        if self.catalog_uri is None:
+            return f"Store({self.root!r})"
+        return f"Store({self.root!r}, catalog={self.catalog.location!r})"  # the location shows no password
 
     def table_dir(self, name: str) -> str:
         """The folder of table ``name`` in :attr:`storage`."""
@@ -103,20 +114,28 @@ class Store:
         self.catalog.close()
 
 
-def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: Any = None) -> Store:
+def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: Any = None,
+               catalog: str | None = None) -> Store:
     """Open the store at ``root``.
 
     Args:
-        create: make a new store (a folder with an embedded SQLite catalog) if there is none.
-            Off by default, so that a mistyped path fails instead of making an empty store.
+        create: make a new store (a folder with an embedded SQLite catalog, or the catalog
+            ``catalog`` names) if there is none. Off by default, so that a mistyped path fails
+            instead of making an empty store.
         storage: where the tables' data files live, if not in ``root`` on the local disk: a
             :class:`~samplestore.storage.Storage` (e.g. ``ArrowStorage(pyarrow_fs, "prefix")``)
             or anything :func:`~samplestore.storage.storage_for` takes. The catalog stays in
             ``root``. Every process opening the store must give the same storage.
+        catalog: where the catalog lives if not in ``root``: a URI of a registered backend,
+            e.g. ``postgresql://user@host:5432/db?schema=NAME`` for a catalog many hosts share
+            (one store per PostgreSQL schema, ``samplestore`` by default). Default: the
+            environment variable ``SAMPLESTORE_CATALOG``, else the SQLite file in ``root``.
+            Every process opening the store must give the same catalog.
 
     Raises:
         CatalogError: no store at ``root`` (and not ``create``), or its ``catalog.db`` is
-            empty, damaged or not a samplestore catalog (never overwritten).
+            empty, damaged or not a samplestore catalog (never overwritten); a catalog
+            server is unreachable or holds something else.
         UnsupportedStorage: ``root`` or ``storage`` is a URI no storage backend serves.
     """
-    return Store(root, create=create, storage=storage)
+    return Store(root, create=create, storage=storage, catalog=catalog)

@@ -195,7 +195,8 @@ class SampleDataset(IterableDataset):
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
         self.table_name = table.name
         self.store_root = table.store.root
-        self.storage = table.storage  # workers reopen the store: with the same storage
+        self.storage = table.storage  # workers reopen the store: with the same storage and catalog
+        self.catalog_uri = table.store.catalog_uri
         # The scan leases its snapshot before it plans the files, and hands the lease over.
         scan = table.scan(columns=features, filter=filter, snapshot=snapshot, lease_seconds=lease_seconds)
         plan = scan.plan()
@@ -485,7 +486,7 @@ class SampleDataset(IterableDataset):
     def _catalog(self) -> Catalog:
         cat = getattr(self, "_catalog_here", None)
         if cat is None or getattr(self, "_catalog_pid", None) != os.getpid():
-            cat = open_store(self.store_root, create=False, storage=self.storage).catalog
+            cat = open_store(self.store_root, create=False, storage=self.storage, catalog=self.catalog_uri).catalog
             self._catalog_here, self._catalog_pid = cat, os.getpid()
         return cat
 
@@ -562,7 +563,8 @@ class SampleDataset(IterableDataset):
         computes the same rounds whenever it looks, and the batch numbering continues the
         DataLoader's round robin across rounds.
         """
-        table = open_store(self.store_root, create=False, storage=self.storage).table(self.table_name)
+        table = open_store(self.store_root, create=False, storage=self.storage,
+                           catalog=self.catalog_uri).table(self.table_name)
         catalog = table.catalog
         after, offset = at
         round_rows = self.follow_round_rows or self.batch_size * world

@@ -1,0 +1,185 @@
+"""What every catalog backend computes and says alike, whatever database holds the rows.
+
+The backends differ in how they store, lock and read; these functions are the part of the
+protocol that is the same on all of them (which removed files no snapshot needs, a commit's
+summary, deleted positions merged across snapshots) and the messages of the errors the
+interface defines, so that SQLite and PostgreSQL catalogs answer in the same words.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+import numpy as np
+
+from ..errors import CatalogError, CommitConflict, SnapshotNotFound
+
+__all__ = ["translated", "check_version", "changed_properties", "unreferenced", "commit_summary", "merge_positions", "shown_ids", "readers_refusal", "missing_tag",
+           "tag_taken", "not_retained", "late_deletes", "removed_since", "replaced_since"]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def translated(driver_error: type[BaseException]) -> Callable[[_F], _F]:
+    """A decorator raising every ``driver_error`` of a backend's method as the
+    :class:`CatalogError` its ``self._error(exc, doing)`` makes (naming the catalog), so
+    callers and the CLI see one exception tree and an actionable message."""
+
+    def decorate(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(self, *args, **kwargs)
+            except driver_error as exc:
+                raise self._error(exc, fn.__name__) from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def check_version(version: str | None, known: Sequence[str], current: str, where: str,
+                  refuse: Callable[[str], CatalogError]) -> str:
+    """``version`` if this samplestore reads it; else the error to raise: "upgrade" for a
+    newer one, ``refuse(...)`` for none or an unknown one."""
+    if version is None:
+        raise refuse("its 'meta' table holds no schema_version")
+    if version not in known:
+        if version.isdigit() and int(version) > int(current):
+            raise CatalogError(
+                f"the catalog {where} has schema_version {version}, written by a newer samplestore; this "
+                f"one reads versions {list(known)}. Upgrade samplestore to open this store")
+        raise refuse(f"an unknown schema_version {version!r}")
+    return version
+
+
+def changed_properties(name: str, stored: str, updates: Mapping[str, Any], remove: Iterable[str]) -> dict[str, Any]:
+    """A table's properties (``stored``, JSON) with ``updates`` set and ``remove`` dropped.
+
+    Raises:
+        CatalogError: an update is not a JSON value.
+    """
+    try:
+        json.dumps(dict(updates))
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"properties of table {name!r} must be JSON values; found {dict(updates)!r} ({exc})") from exc
+    props = json.loads(stored)
+    props.update(updates)
+    for key in remove:
+        props.pop(key, None)
+    return props
+
+
+def unreferenced(rows: Iterable[tuple[int, str, int, int]], pinned: Iterable[int],
+                 since: int | None) -> list[tuple[int, str]]:
+    """(file id, path) of the removed files no pinned snapshot reads.
+
+    Args:
+        rows: (file id, path, added snapshot, removed snapshot) of the removed files.
+        pinned: retained snapshots and those live leases pin.
+        since: the lowest snapshot of live keep-later leases (a follower keeps every file
+            removed after it), or None.
+    """
+    pins = np.array(sorted(set(pinned)), dtype=np.int64)
+    out = []
+    for fid, path, added, removed in rows:
+        if since is not None and removed > since:
+            continue
+        # Live in snapshot s iff added <= s < removed.
+        lo = np.searchsorted(pins, added, side="left")
+        if lo >= len(pins) or pins[lo] >= removed:
+            out.append((fid, path))
+    return out
+
+
+def commit_summary(previous: str | None, *, added_files: int, added_rows: int, removed_files: int, removed_rows: int,
+                   deleted_rows: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A snapshot's summary: what the commit changed, the running totals from the parent's
+    summary (``previous``, its JSON; None before the first commit), then the caller's keys."""
+    prev = json.loads(previous) if previous else {"total_rows": 0, "total_files": 0}
+    return {
+        "added_files": added_files, "added_rows": added_rows,
+        "removed_files": removed_files, "removed_rows": removed_rows,
+        "total_files": prev.get("total_files", 0) + added_files - removed_files,
+        "deleted_rows": deleted_rows,
+        "total_rows": prev.get("total_rows", 0) + added_rows - removed_rows - deleted_rows,
+        **dict(extra or {}),
+    }
+
+
+def merge_positions(rows: Iterable[tuple[int, Any]], where: str) -> dict[int, np.ndarray]:
+    """Deleted positions per file from (file id, raw little-endian int64 bytes) rows, merged
+    across snapshots into sorted, distinct arrays.
+
+    Raises:
+        CatalogError: a blob is not a whole number of int64 (``where`` names the catalog).
+    """
+    out: dict[int, list[np.ndarray]] = {}
+    for fid, blob in rows:
+        blob = bytes(blob)
+        if len(blob) % 8:
+            raise CatalogError(f"catalog {where}: the deleted positions of file {fid} are {len(blob)} bytes, not a "
+                               f"whole number of int64; the catalog is damaged")
+        out.setdefault(fid, []).append(np.frombuffer(blob, dtype="<i8"))
+    return {k: (v[0] if len(v) == 1 else np.unique(np.concatenate(v))) for k, v in out.items()}
+
+
+def shown_ids(ids: Sequence[int]) -> list:
+    """Snapshot ids for a message (a long list elided)."""
+    ids = list(ids)
+    return ids if len(ids) <= 20 else ids[:5] + ["..."] + ids[-10:]
+
+
+def readers_refusal(name: str, where: str, readers: Sequence[tuple[str, int, float]]) -> CatalogError:
+    """Why a table being read is not dropped: (owner, snapshot, seconds left) of each reader."""
+    shown = "; ".join(f"{owner or '(no owner recorded)'} on snapshot {sid}" for owner, sid, _ in readers[:10])
+    more = f" and {len(readers) - 10} more" if len(readers) > 10 else ""
+    wait = max(0.0, max(r[2] for r in readers))
+    return CatalogError(
+        f"table {name!r} in {where} is being read: {len(readers)} live reader lease(s): {shown}{more}. "
+        f"Stop those readers (their leases lapse within {wait:.0f} s after they stop renewing), "
+        f"or drop with force=True to pull the table from under them")
+
+
+def missing_tag(name: str, tag: str, names: Sequence[str]) -> SnapshotNotFound:
+    """No such tag: the message lists the table's tags."""
+    shown = list(names) if len(names) <= 30 else list(names[:30]) + [f"... ({len(names)} in all)"]
+    return SnapshotNotFound(f"table {name!r} has no tag {tag!r}; tags: {shown}")
+
+
+def tag_taken(name: str, tag: str, snapshot_id: int) -> CatalogError:
+    return CatalogError(
+        f"table {name!r} has a tag {tag!r} already (on snapshot {snapshot_id}); choose another name, drop it "
+        f"first (table.untag / `samplestore tag ROOT {name} --delete {tag}`) or move it with replace=True")
+
+
+def not_retained(name: str, snapshot_id: int, retained: Sequence, current: int, tag: str | None = None
+                 ) -> SnapshotNotFound:
+    """A snapshot to lease (or, with ``tag``, to tag) is not retained."""
+    if tag is not None:
+        return SnapshotNotFound(
+            f"cannot tag snapshot {snapshot_id} of table {name!r} as {tag!r}: it is not retained (expired, or "
+            f"never committed); retained snapshots: {retained} (current: {current})")
+    return SnapshotNotFound(
+        f"cannot lease snapshot {snapshot_id} of table {name!r}: it is not retained (expired, or never "
+        f"committed); retained snapshots: {retained}. Plan again on the current snapshot {current}")
+
+
+def late_deletes(operation: str, name: str, file_ids: Sequence[int], planned_at: int) -> CommitConflict:
+    return CommitConflict(
+        f"{operation} on table {name!r} lost a race: rows of file(s) {list(file_ids)[:10]} were "
+        f"deleted after snapshot {planned_at}, when this commit was planned; re-plan and retry")
+
+
+def removed_since(operation: str, name: str, gone: Sequence[int], parent: int) -> CommitConflict:
+    return CommitConflict(
+        f"{operation} on table {name!r} lost a race: file(s) {list(gone)[:10]} were removed by a commit "
+        f"after this one was planned (snapshot {parent} is current); re-plan and retry")
+
+
+def replaced_since(name: str, gone: Sequence[int]) -> CommitConflict:
+    return CommitConflict(f"delete on table {name!r} lost a race: file(s) {list(gone)[:10]} were replaced; "
+                          f"re-plan and retry")
