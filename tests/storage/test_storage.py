@@ -339,7 +339,14 @@ def test_storage_for(tmp_path):
     assert storage_for(f"file://{tmp_path}").root == str(tmp_path)
     arrow = storage_for(pafs.LocalFileSystem())
     assert isinstance(arrow, ArrowStorage) and arrow.atomic_rename
-    with pytest.raises(ss.UnsupportedStorage, match="'s3'"):
-        storage_for("s3://bucket/samples")
-    with pytest.raises(ss.UnsupportedStorage):
+    with pytest.raises(ss.UnsupportedStorage, match="cannot open the store location 'nosuch://bucket/samples'"):
+        storage_for("nosuch://bucket/samples")
+    with pytest.raises(ss.UnsupportedStorage, match=r"'s3://\*\*\*@bucket/x'") as err:
+        storage_for("s3://KEY:SECRET@bucket/x", {"region": "us-east-1"})
+    assert "SECRET" not in str(err.value)  # credentials are never shown
+    with pytest.raises(ss.UnsupportedStorage, match="not to the local path"):
+        storage_for(tmp_path, {"region": "us-east-1"})
+    # A remote root needs a catalog elsewhere; nothing is made on the local disk.
+    with pytest.raises(ss.CatalogError, match="pass catalog="):
         ss.open_store("s3://bucket/samples", create=True)
+    assert not os.path.exists("s3:")
