@@ -76,6 +76,7 @@ class FileReader:
     """
 
     _file = None
+    _whole: bytes | None = None
 
     def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None) -> None:
         self.path = os.fspath(path)
@@ -103,6 +104,11 @@ class FileReader:
     def _pread_into(self, offset: int, size: int) -> memoryview:
         # Into Arrow's pool (see encodings.empty): plain streams are returned as views of it.
         buf = empty(size, np.uint8)
+        if self._whole is not None:
+            if offset + size > len(self._whole):
+                raise self._corrupt(f"expected {size} bytes at offset {offset}, the file has {len(self._whole)}")
+            buf[:] = np.frombuffer(self._whole, np.uint8, size, offset)
+            return memoryview(buf)
         got = self._file.read_into(offset, buf)
         if got != size:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {got} (file truncated?)")
@@ -119,6 +125,7 @@ class FileReader:
         tail = self._pread(size - tail_len, tail_len)
         if tail_len == size:
             self._check_header(tail[:HEADER.size])
+            self._whole = tail  # a small file came whole: its chunks are served from memory
         elif not self._remote:
             self._check_header(self._pread(0, HEADER.size))  # a local pread costs no round trip
         # else: the header is checked with the first chunk fetch reaching it, or by verify()
