@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import os
 import sys
@@ -571,6 +572,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     from ..bench.report import run_all
 
     which = ["format", "loader", "compaction", "catalog"] if a.which == "all" else [a.which]
+    if a.which == "all" and importlib.util.find_spec("moto") is not None:
+        which.append("remote")  # needs the S3 server of the test extra
     t0 = time.perf_counter()
     doc = run_all(a.out, which, a.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
     with open(os.path.join(a.out, "bench.md")) as f:
@@ -744,8 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--json", action="store_true", help=JSON_HELP)
     bench_help = "run the benchmarks against Parquet baselines; write JSON, markdown, PNG"
     b = sub.add_parser("bench", help=bench_help, description=bench_help)
-    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction", "catalog"],
-                   help="which benchmark to run (default all)")
+    b.add_argument("which", nargs="?", default="all",
+                   choices=["all", "format", "loader", "compaction", "catalog", "remote"],
+                   help="which benchmark to run (default all; remote: over a local S3 server, needs the test extra)")
     b.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
     b.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
     b.set_defaults(fn=_cmd_bench)

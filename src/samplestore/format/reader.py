@@ -33,12 +33,14 @@ from .spec import (
     MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR, name_hash,
 )
 
-__all__ = ["FileReader", "RowGroupBytes", "read_file", "ColumnData", "tail_bytes"]
+__all__ = ["FileReader", "RowGroupBytes", "read_file", "ColumnData", "tail_bytes", "footer_bytes_estimate"]
 
 #: The smallest speculative tail read: the footer of a file of a few hundred columns fits.
 TAIL_BYTES = 64 << 10
 #: The largest speculative tail read (a footer grows with columns x row groups, so with size).
 MAX_TAIL_BYTES = 4 << 20
+#: The largest footer hint followed (a hint is a guess; a larger footer costs a second request).
+MAX_HINT_BYTES = 64 << 20
 #: The largest single ranged request coalescing makes (bounds the memory of one request).
 MAX_COALESCED_BYTES = 64 << 20
 
@@ -48,6 +50,16 @@ def tail_bytes(file_size: int) -> int:
     the file up to ``MAX_TAIL_BYTES`` (a wide file's footer grows with it; reading 0.4% more
     costs no extra round trip), never more than the file."""
     return min(file_size, max(TAIL_BYTES, min(file_size >> 8, MAX_TAIL_BYTES)))
+
+
+def footer_bytes_estimate(num_columns: int, num_row_groups: int) -> int:
+    """About how many bytes the footer of a file with these dimensions takes (the index is
+    exact, column descriptors are guessed at 64 bytes each): a catalog that knows a file's
+    columns and row groups passes it as ``FileReader(footer_hint=)``, so that opening a
+    very wide file still costs one request."""
+    c, r = max(0, num_columns), max(0, num_row_groups)
+    return (FOOTER_HEAD.size + 8 * r + c * (8 + 4 + 64) + 8 * (c + 2)
+            + c * r * (CHUNK_ENTRY.itemsize + STATS_ENTRY.itemsize) + 1024)
 
 
 class RowGroupBytes:
@@ -68,6 +80,8 @@ class FileReader:
     Args:
         path: the file to open (in ``storage``'s namespace).
         storage: where the file lives; the local file system by default.
+        footer_hint: on a remote storage, the footer size expected
+            (:func:`footer_bytes_estimate`): the speculative tail read covers it.
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
@@ -78,9 +92,11 @@ class FileReader:
     _file = None
     _whole: bytes | None = None
 
-    def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None, *,
+                 footer_hint: int | None = None) -> None:
         self.path = os.fspath(path)
         storage = storage or LocalStorage()
+        self._footer_hint = min(int(footer_hint), MAX_HINT_BYTES) if footer_hint and storage.remote else 0
         self._gap = max(0, int(storage.coalesce_gap))
         self._remote = bool(storage.remote)
         self._header_checked = False
@@ -121,7 +137,7 @@ class FileReader:
         if size < min_size:
             raise self._corrupt(f"file is {size} bytes, shorter than the smallest .ssf file ({min_size} bytes)")
         # One request for trailer, footer and index (and the header, in a small file).
-        tail_len = tail_bytes(size)
+        tail_len = min(size, max(tail_bytes(size), self._footer_hint + TRAILER.size))
         tail = self._pread(size - tail_len, tail_len)
         if tail_len == size:
             self._check_header(tail[:HEADER.size])
@@ -350,6 +366,17 @@ class FileReader:
             return self._decode_chunk(feat, buf, n)
         except DecodeError as exc:
             raise self._corrupt(f"chunk does not decode: {exc}", rg, feat.name) from exc
+
+    def chunk_bytes(self, columns: Sequence[str], row_groups: Sequence[int] | None = None) -> int:
+        """Stored bytes of the chunks of ``columns`` (those the file has) in ``row_groups``
+        (all if None): what a projected read must fetch at the least."""
+        rgs = np.arange(self.num_row_groups) if row_groups is None else np.asarray(
+            [self._check_rg(r) for r in row_groups], np.int64)
+        total = 0
+        for c in columns:
+            if self.has_column(c):
+                total += int(self._chunks["length"][self._ordinal(c) * self.num_row_groups + rgs].sum())
+        return total
 
     def fetch(self, row_group: int, columns: Sequence[str]) -> RowGroupBytes:
         """Fetch the stored chunks of ``columns`` (those the file has) of one row group,

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from ..catalog.base import DataFile
 from ..errors import CorruptFileError, MissingDependency, SchemaError, SnapshotNotFound
-from ..format import FileReader
+from ..format import FileReader, footer_bytes_estimate
 from ..schema import Scalar, Schema
 from .lease import Lease
 from .partition import partition_expression
@@ -337,7 +337,9 @@ class Scan:
         """Open a planned file; a missing one is a lapsed lease or damage, said as such."""
         self.check_lease()
         try:
-            return FileReader(task.path, self.table.storage)
+            # The footer grows with columns x row groups: sized so that opening takes one request.
+            hint = footer_bytes_estimate(len(self.schema), len(task.row_groups))
+            return FileReader(task.path, self.table.storage, footer_hint=hint)
         except FileNotFoundError as exc:
             self.check_lease()  # GC removed it because the lease lapsed: say that
             raise CorruptFileError(f"data file of snapshot {self.snapshot_id} of table {self.table.name!r} is missing "
