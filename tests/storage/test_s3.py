@@ -139,3 +139,27 @@ def test_footer_in_one_request_and_chunks_coalesced(s3_server, tmp_path):
     assert cost(["f1", "f2", "f3"]) == (1, chunk["f1"] + chunk["f2"] + chunk["f3"])
     assert cost(["f0", "f5"]) == (2, chunk["f0"] + chunk["f5"])
     r.close()
+
+
+def test_a_read_cache_serves_the_second_epoch_without_a_request(s3_uri, tmp_path):
+    uri, options = s3_uri
+    store = ss.open_store(uri, create=True, catalog=tmp_path / "catalog", storage_options=options,
+                          read_cache=tmp_path / "cache", read_cache_bytes=64 << 20)
+    t = store.create_table("t", SCHEMA)
+    for k in range(3):
+        t.append(rows(k * 500, 500), row_group_rows=128)
+    ds = SampleDataset(t, batch_size=100, seed=3)
+    stats = store.storage.stats
+    stats.reset()
+    first = np.sort(np.concatenate([b.extras["row_id"].numpy() for b in ds]))
+    assert stats.opens == 3 and stats.requests > 0
+    stats.reset()
+    ds.set_epoch(1)
+    second = np.sort(np.concatenate([b.extras["row_id"].numpy() for b in ds]))
+    ds.close()
+    assert stats.snapshot() == {"opens": 0, "requests": 0, "bytes_read": 0}  # all from the local cache
+    assert np.array_equal(first, np.arange(1500)) and np.array_equal(second, first)
+    assert len(os.listdir(tmp_path / "cache")) > 3
+    # Size-bounded: least recently used entries go.
+    store.storage.max_bytes = 4096
+    assert store.storage.evict() <= 4096

@@ -70,7 +70,6 @@ def run_remote_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 5_000
 
         options = dict(_OPTIONS, endpoint_override=f"127.0.0.1:{port}")
         pafs.S3FileSystem(**options, allow_bucket_creation=True).create_dir("bench")
-        os.makedirs(workdir, exist_ok=True)
         remote = ss.open_store("s3://bench/samples", create=True, catalog=os.path.join(workdir, "catalog"),
                                storage_options=options)
         local = ss.open_store(os.path.join(workdir, "local"), create=True)

@@ -2,7 +2,8 @@
 
 :class:`Storage` (``base.py``) is the interface; :class:`LocalStorage` (``local.py``) the
 default, the local file system; :class:`ArrowStorage` (``arrow.py``) any
-``pyarrow.fs.FileSystem``. :func:`storage_for` picks one for a store location.
+``pyarrow.fs.FileSystem``; :class:`CachedStorage` (``cache.py``) a size-bounded local cache of
+the ranges read from another. :func:`storage_for` picks one for a store location.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 from ..errors import UnsupportedStorage
 from .arrow import ArrowStorage
+from .cache import CachedStorage
 from .base import MISSING, REMOVED, UNSAFE, YOUNG, FileEntry, IOStats, PendingFile, ReadableFile, Storage
 from .local import LocalStorage
 
-__all__ = ["Storage", "ReadableFile", "PendingFile", "FileEntry", "IOStats", "LocalStorage", "ArrowStorage",
+__all__ = ["Storage", "ReadableFile", "PendingFile", "FileEntry", "IOStats", "LocalStorage", "ArrowStorage", "CachedStorage",
            "storage_for", "is_remote_uri", "redact", "REMOVED", "MISSING", "YOUNG", "UNSAFE"]
 
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

@@ -13,7 +13,7 @@ from ..catalog.base import validate_table_name
 from ..catalog import Catalog, open_catalog
 from ..errors import CatalogError, TableExists
 from ..schema import Schema
-from ..storage import Storage, is_remote_uri, redact, storage_for
+from ..storage import CachedStorage, Storage, is_remote_uri, redact, storage_for
 from .partition import check_partition_columns
 from .table import Table
 from .verify import table_folder_problem, write_table_marker
@@ -36,7 +36,8 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = False, storage: Any = None,
-                 catalog: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None) -> None:
+                 catalog: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
+                 read_cache: str | os.PathLike[str] | None = None, read_cache_bytes: int = 16 << 30) -> None:
         remote = is_remote_uri(root)
         text = root if remote else os.fspath(root)
         if not remote and str(text).startswith("file://"):
@@ -50,6 +51,8 @@ class Store:
                                "SAMPLESTORE_CATALOG")
         # Resolved first: a location no storage can serve is refused before a catalog is made.
         self.storage: Storage = storage_for(text if storage is None else storage, storage_options)
+        if read_cache is not None:
+            self.storage = CachedStorage(self.storage, read_cache, read_cache_bytes)
         self.root = redact(str(text)) if remote else os.path.abspath(text)
         location = self.root if catalog is None else os.fspath(catalog)
         self.catalog_location = location if is_remote_uri(location) else os.path.abspath(location)
@@ -123,7 +126,8 @@ class Store:
 
 
 def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: Any = None,
-               catalog: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None) -> Store:
+               catalog: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
+               read_cache: str | os.PathLike[str] | None = None, read_cache_bytes: int = 16 << 30) -> Store:
     """Open the store at ``root``.
 
     Args:
@@ -138,6 +142,10 @@ def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: A
             else ``root`` itself for a local root. Required for a remote root.
         storage_options: keyword arguments of the remote file system (for ``s3://``:
             ``endpoint_override``, ``region``, ``scheme``... of ``pyarrow.fs.S3FileSystem``).
+        read_cache: a local folder caching the byte ranges read (at most ``read_cache_bytes``,
+            least recently used out first), for training several epochs over an object
+            store: a later epoch reads from it. Off by default
+            (:class:`~samplestore.storage.CachedStorage`).
         storage: where the tables' data files live, if not in ``root`` on the local disk: a
             :class:`~samplestore.storage.Storage` (e.g. ``ArrowStorage(pyarrow_fs, "prefix")``)
             or anything :func:`~samplestore.storage.storage_for` takes. The catalog stays in
@@ -149,4 +157,5 @@ def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: A
         CatalogError: ``root`` is remote and no ``catalog`` is given.
         UnsupportedStorage: ``root`` or ``storage`` is a URI no storage backend serves.
     """
-    return Store(root, create=create, storage=storage, catalog=catalog, storage_options=storage_options)
+    return Store(root, create=create, storage=storage, catalog=catalog, storage_options=storage_options,
+                 read_cache=read_cache, read_cache_bytes=read_cache_bytes)
