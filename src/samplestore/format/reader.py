@@ -456,12 +456,14 @@ class FileReader:
             fetched = self._fetch_ordinals(rg, ords)
         return {name: self._read_chunk(o, rg, fetched) for name, o in zip(columns, ords)}
 
-    def read_row_group(self, row_group: int, columns: Sequence[str] | None = None) -> pa.RecordBatch:
-        """Read one row group as an Arrow record batch."""
+    def read_row_group(self, row_group: int, columns: Sequence[str] | None = None, *,
+                       fetched: RowGroupBytes | None = None) -> pa.RecordBatch:
+        """Read one row group as an Arrow record batch (from ``fetched``, :meth:`fetch`, where given)."""
         rg = self._check_rg(row_group)
         ords = self._ordinals(columns)
         n = int(self.row_group_rows[rg])
-        fetched = self._fetch_ordinals(rg, ords)
+        if fetched is None or fetched.row_group != rg or any(o not in fetched.chunks for o in ords):
+            fetched = self._fetch_ordinals(rg, ords)
         arrays = [to_arrow(self._feature(o), self._read_chunk(o, rg, fetched), n) for o in ords]
         return pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema(ords))
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -20,7 +22,7 @@ import pyarrow.compute as pc
 
 from ..catalog.base import DataFile
 from ..errors import CorruptFileError, MissingDependency, SchemaError, SnapshotNotFound
-from ..format import FileReader, footer_bytes_estimate
+from ..format import FileReader, RowGroupBytes, footer_bytes_estimate
 from ..schema import Scalar, Schema
 from .lease import Lease
 from .partition import partition_expression
@@ -37,6 +39,10 @@ _PRUNE_TYPES = ("int32", "int64", "timestamp")
 #: How long a reader's lease on its snapshot lasts without a renewal (its heartbeat renews it
 #: every third of that while the reader lives).
 DEFAULT_LEASE_SECONDS = 300.0
+
+
+#: On a remote storage, how many files a scan opens and row groups it fetches ahead.
+REMOTE_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,11 +352,12 @@ class Scan:
                                    "although the snapshot is leased (removed outside samplestore?)",
                                    path=task.path) from exc
 
-    def _read(self, reader: FileReader, rg: int, cols: Sequence[str], schema: Schema) -> pa.RecordBatch:
-        """Columns ``cols`` of a row group; features added after the file was written read as
-        their defaults."""
+    def _read(self, reader: FileReader, rg: int, cols: Sequence[str], schema: Schema,
+              fetched: RowGroupBytes | None = None) -> pa.RecordBatch:
+        """Columns ``cols`` of a row group (from ``fetched`` where prefetched); features added
+        after the file was written read as their defaults."""
         present = [c for c in cols if reader.has_column(c)]
-        batch = reader.read_row_group(rg, present)
+        batch = reader.read_row_group(rg, present, fetched=fetched)
         if len(present) != len(cols):
             batch = schema.select(cols).fill_missing(batch)
         return batch
@@ -431,16 +438,30 @@ class Scan:
         read_cols = self._read_columns()
         read_schema = self.schema.select(read_cols)
         out_arrow = self.out_schema.to_arrow()
+        tasks = [(t, pm) for t in plan.tasks if (pm := self._partition_match(t)) is not False]
+        # On a remote storage requests are round trips: the next files are opened and the
+        # next row groups fetched in the background, a bounded number ahead (REMOTE_IN_FLIGHT).
+        pool = ThreadPoolExecutor(REMOTE_IN_FLIGHT) if self.table.storage.remote and tasks else None
+        opening: deque[Future] = deque()
         try:
-            for task in plan.tasks:
-                pm = self._partition_match(task)
-                if pm is False:
-                    continue
-                reader = self._open(task)
+            for i, (task, pm) in enumerate(tasks):
+                if pool is None:
+                    reader = self._open(task)
+                else:
+                    while len(opening) < REMOTE_IN_FLIGHT and i + len(opening) < len(tasks):
+                        opening.append(pool.submit(self._open, tasks[i + len(opening)][0]))
+                    reader = opening.popleft().result()
+                fetching: deque[Future] = deque()
                 try:
-                    for rg in self._row_groups(reader, task):
+                    rgs = self._row_groups(reader, task)
+                    present = [c for c in read_cols if reader.has_column(c)]
+                    for k, rg in enumerate(rgs):
                         self.check_lease()
-                        batch = self._read(reader, rg, read_cols, read_schema)
+                        if pool is not None:
+                            while len(fetching) < REMOTE_IN_FLIGHT and k + len(fetching) < len(rgs):
+                                fetching.append(pool.submit(reader.fetch, rgs[k + len(fetching)], present))
+                        batch = self._read(reader, rg, read_cols, read_schema,
+                                           fetching.popleft().result() if fetching else None)
                         keep = self._keep(task, int(reader.row_group_starts[rg]), batch, batch.num_rows, pm)
                         if keep is not None:
                             if not keep.any():
@@ -450,8 +471,16 @@ class Scan:
                             batch = batch.select(list(self.columns))
                         yield batch.cast(out_arrow) if batch.schema != out_arrow else batch
                 finally:
+                    for f in fetching:  # abandoned: let a running fetch end before the file closes
+                        if not f.cancel():
+                            f.exception()
                     reader.close()
         finally:
+            if pool is not None:
+                for f in opening:  # opened ahead, never read: closed
+                    if not f.cancel() and f.exception() is None:
+                        f.result().close()
+                pool.shutdown(wait=True)
             # The read is over (or abandoned): the snapshot need not stay pinned for it.
             self.close()
 
