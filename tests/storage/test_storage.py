@@ -12,7 +12,7 @@ import pytest
 
 import samplestore as ss
 from samplestore.storage import (
-    MISSING, REMOVED, UNSAFE, YOUNG, ArrowStorage, LocalStorage, PendingFile, Storage, storage_for,
+    MISSING, REMOVED, UNSAFE, YOUNG, ArrowStorage, LocalStorage, PendingFile, Storage, redact, storage_for,
 )
 from samplestore.table.writer import data_file_name, writer_lease_of
 
@@ -344,6 +344,7 @@ def test_storage_for(tmp_path):
     with pytest.raises(ss.UnsupportedStorage, match=r"'s3://\*\*\*@bucket/x'") as err:
         storage_for("s3://KEY:SECRET@bucket/x", {"region": "us-east-1"})
     assert "SECRET" not in str(err.value)  # credentials are never shown
+    assert redact("s3://b/p?region=x&secret_key=SECRET&access_key=KEY") == "s3://b/p?region=x&secret_key=***&access_key=***"
     with pytest.raises(ss.UnsupportedStorage, match="not to the local path"):
         storage_for(tmp_path, {"region": "us-east-1"})
     # A remote root needs a catalog elsewhere; nothing is made on the local disk.

@@ -24,6 +24,8 @@ __all__ = ["Storage", "ReadableFile", "PendingFile", "FileEntry", "IOStats", "Lo
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # user:secret@ in a URI (pyarrow accepts s3://KEY:SECRET@bucket/...): never shown in a message.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+# ...and credentials in its query string (?access_key=...&secret_key=...).
+_SECRET_PARAMS = re.compile(r"([?&](?:access_key|secret_key|session_token|sas_token|account_key)=)[^&]*", re.I)
 
 #: Schemes whose file system samplestore builds itself when ``storage_options`` are given
 #: (the options are that class's keyword arguments); without options any URI
@@ -32,8 +34,9 @@ _FILESYSTEMS = {"s3": "S3FileSystem", "gs": "GcsFileSystem", "gcs": "GcsFileSyst
 
 
 def redact(uri: str) -> str:
-    """``uri`` with any ``user:secret@`` part removed, for messages and logs."""
-    return _USERINFO.sub(r"\1***@", uri)
+    """``uri`` with any ``user:secret@`` part and secret query parameters masked, for
+    messages and logs."""
+    return _SECRET_PARAMS.sub(r"\1***", _USERINFO.sub(r"\1***@", uri))
 
 
 def is_remote_uri(target: Any) -> bool:
