@@ -90,7 +90,8 @@ class FileReader:
     """
 
     _file = None
-    _whole: bytes | None = None
+    _tail: bytes = b""  # the file's last bytes, read on opening (at most TAIL_BYTES are kept)
+    _tail_start = 0
 
     def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None, *,
                  footer_hint: int | None = None) -> None:
@@ -120,13 +121,18 @@ class FileReader:
     def _pread_into(self, offset: int, size: int) -> memoryview:
         # Into Arrow's pool (see encodings.empty): plain streams are returned as views of it.
         buf = empty(size, np.uint8)
-        if self._whole is not None:
-            if offset + size > len(self._whole):
-                raise self._corrupt(f"expected {size} bytes at offset {offset}, the file has {len(self._whole)}")
-            buf[:] = np.frombuffer(self._whole, np.uint8, size, offset)
-            return memoryview(buf)
-        got = self._file.read_into(offset, buf)
-        if got != size:
+        # What the tail read on opening holds already is not fetched again.
+        head = min(size, max(0, self._tail_start - offset)) if self._tail else size
+        if head < size:
+            start = offset + head - self._tail_start
+            if start + size - head > len(self._tail):
+                raise self._corrupt(f"expected {size} bytes at offset {offset}, the file has "
+                                    f"{self._tail_start + len(self._tail)}")
+            buf[head:] = np.frombuffer(self._tail, np.uint8, size - head, start)
+            if not head:
+                return memoryview(buf)
+        got = self._file.read_into(offset, buf[:head] if head < size else buf)
+        if got != head:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {got} (file truncated?)")
         return memoryview(buf)
 
@@ -141,7 +147,6 @@ class FileReader:
         tail = self._pread(size - tail_len, tail_len)
         if tail_len == size:
             self._check_header(tail[:HEADER.size])
-            self._whole = tail  # a small file came whole: its chunks are served from memory
         elif not self._remote:
             self._check_header(self._pread(0, HEADER.size))  # a local pread costs no round trip
         # else: the header is checked with the first chunk fetch reaching it, or by verify()
@@ -163,6 +168,8 @@ class FileReader:
             footer = self._pread(data_end, flen - have) + tail[:have]
         if self._checksum(footer) != fcrc:
             raise self._corrupt("footer checksum mismatch (file damaged)")
+        if tail_len <= TAIL_BYTES:  # kept: chunks near the end (all of a small file) come from memory
+            self._tail, self._tail_start = tail, size - tail_len
         c, r, rows, rg_rows, desc_len, meta_len = FOOTER_HEAD.unpack_from(footer, 0)
         pad = 4 if c % 2 else 0
         sizes = [FOOTER_HEAD.size, 8 * r, 8 * c, 4 * c + pad, 8 * (c + 1),
@@ -402,7 +409,7 @@ class FileReader:
         while i < len(spans):
             # Grow a request while the next chunk is within the gap and the request stays bounded.
             start = spans[i][0]
-            if not self._header_checked and start - HEADER.size <= self._gap:
+            if not self._header_checked and start - HEADER.size <= min(self._gap, 4096):
                 start = 0  # the header is a few bytes away: check it on the way
             end, j = spans[i][0] + spans[i][1], i + 1
             while (j < len(spans) and spans[j][0] - end <= self._gap

@@ -68,6 +68,9 @@ class ReaderCache:
         self.in_flight = max(1, in_flight if in_flight is not None else (8 if remote else 1))
         self._open: OrderedDict[str, FileReader] = OrderedDict()
         self._lock = threading.Lock()  # the prefetch opens files from several threads
+        # The last row group of the previous window, fetched: a row group split between two
+        # windows is fetched once (one row group of compressed bytes kept, no more).
+        self.carried: tuple[tuple[str, int], RowGroupBytes] | None = None
 
     def get(self, path: str) -> FileReader:
         with self._lock:
@@ -158,13 +161,20 @@ def _fetch_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarra
     # Every file of the window stays open until it is decoded: none is closed under a fetch.
     readers.capacity = max(readers.capacity, len(files))
 
+    key = lambda u: (paths[unit_file[u]], int(unit_rg[u]))  # noqa: E731
+    carried = readers.carried
+
     def fetch(unit: int) -> RowGroupBytes:
+        if carried is not None and carried[0] == key(unit):
+            return carried[1]
         reader = readers.get(paths[unit_file[unit]])
         return reader.fetch(int(unit_rg[unit]), [n for n in names if reader.has_column(n)])
 
     with ThreadPoolExecutor(max_workers=min(readers.in_flight, len(units))) as pool:
         list(pool.map(lambda f: readers.get(paths[f]), files))  # open each file once (HEAD + tail)
-        return dict(zip(units, pool.map(fetch, units)))
+        fetched = dict(zip(units, pool.map(fetch, units)))
+    readers.carried = (key(units[-1]), fetched[units[-1]])
+    return fetched
 
 
 class _Arena:
