@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pytest
 
 import samplestore as ss

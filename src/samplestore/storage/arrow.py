@@ -59,18 +59,12 @@ class _ArrowFile(ReadableFile):
             raise
 
     def read_at(self, offset: int, nbytes: int) -> bytes:
-        nbytes = max(0, min(nbytes, self.size - offset))
+        nbytes = self.available(offset, nbytes)
         if not nbytes:
             return b""
         data = self._f.read_at(nbytes, offset)
         self._stats.count_read(len(data))
         return data
-
-    def read_into(self, offset: int, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        data = self.read_at(offset, len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._f.close()

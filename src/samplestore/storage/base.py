@@ -138,10 +138,17 @@ class ReadableFile(ABC):
     def read_at(self, offset: int, nbytes: int) -> bytes:
         """Up to ``nbytes`` bytes from ``offset``; fewer only where the file ends first."""
 
-    @abstractmethod
     def read_into(self, offset: int, buf: memoryview | bytearray | object) -> int:
         """Fill the writable buffer ``buf`` from ``offset``; returns the bytes read (fewer than
-        ``len(buf)`` only where the file ends first)."""
+        ``len(buf)`` only where the file ends first). By default a :meth:`read_at` and a copy."""
+        view = memoryview(buf).cast("B")  # type: ignore[arg-type]
+        data = self.read_at(offset, len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def available(self, offset: int, nbytes: int) -> int:
+        """How many of ``nbytes`` bytes from ``offset`` the file holds."""
+        return max(0, min(nbytes, self.size - offset))
 
     @abstractmethod
     def close(self) -> None:

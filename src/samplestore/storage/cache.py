@@ -45,7 +45,7 @@ class _CachedFile(ReadableFile):
             return self._remote
 
     def read_at(self, offset: int, nbytes: int) -> bytes:
-        nbytes = max(0, min(nbytes, self.size - offset))
+        nbytes = self.available(offset, nbytes)
         if not nbytes:
             return b""
         name = _key(self.path, self.size, offset, nbytes)
@@ -54,12 +54,6 @@ class _CachedFile(ReadableFile):
             data = self._remote_file().read_at(offset, nbytes)
             self._cache.put(name, data)
         return data
-
-    def read_into(self, offset: int, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        data = self.read_at(offset, len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         with self._lock:
