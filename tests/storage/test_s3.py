@@ -99,6 +99,10 @@ def test_a_writer_killed_mid_upload_leaves_no_object_and_gc_removes_its_orphan(s
     orphan, dying = line[0], line[1]
     listed = {e.path for e in t.storage.list_files(t.data_dir)}
     assert dying not in listed  # an unfinished multipart upload is no object at all
+    boto3 = pytest.importorskip("boto3")  # installed with moto: shows the upload was cut mid-way
+    bucket, key = dying.split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=f"http://{s3_server.endpoint}", region_name="us-east-1")
+    assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == [key]
     assert orphan in listed  # published, never committed: not visible to readers
     assert sorted(t.scan(columns=["row_id"]).to_arrow().column("row_id").to_pylist()) == list(range(20))
     assert t.gc(grace_seconds=3600)["leftovers_removed"] == 0  # younger than the grace period
@@ -164,3 +168,19 @@ def test_a_read_cache_serves_the_second_epoch_without_a_request(s3_uri, tmp_path
     # Size-bounded: least recently used entries go.
     store.storage.max_bytes = 4096
     assert store.storage.evict() <= 4096
+
+
+def test_a_scan_reads_ahead_and_can_be_abandoned(s3_store):
+    t = s3_store.create_table("t", SCHEMA)
+    for k in range(5):
+        t.append(rows(k * 300, 300), row_group_rows=64)
+    stats = s3_store.storage.stats
+    stats.reset()
+    got = t.scan(columns=["row_id", "ids"]).to_arrow()
+    assert sorted(got.column("row_id").to_pylist()) == list(range(1500))
+    # One open and one tail read per file (each file is small: read whole), nothing else.
+    assert stats.snapshot()["opens"] == 5 and stats.requests == 5
+    batches = t.scan(columns=["row_id"]).to_batches()
+    assert batches.read_next_batch().num_rows == 64
+    batches.close()  # files opened and row groups fetched ahead are closed with it
+    assert t.count() == 1500
