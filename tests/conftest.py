@@ -35,3 +35,18 @@ def catalog_backend(request, monkeypatch):
     if name == "postgres":
         monkeypatch.setenv("SAMPLESTORE_CATALOG", request.getfixturevalue("pg_server").uri())
     return name
+
+from s3server import start_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-API server (moto) on 127.0.0.1, for this test process."""
+    yield from start_server()
+
+
+@pytest.fixture
+def s3_uri(s3_server):
+    """``s3://BUCKET/samples`` in a fresh bucket, and its storage options."""
+    return f"s3://{s3_server.new_bucket()}/samples", s3_server.options
+

@@ -166,3 +166,20 @@ def test_only_init_and_ingest_create_make_a_store(tmp_path, capsys):
     code, _, err = run(capsys, "ingest", tmp_path / "typo2", "t", tmp_path / "in.parquet", "--quiet")
     assert code == 2 and "samplestore init" in err
     assert not (tmp_path / "typo").exists() and not (tmp_path / "typo2").exists()
+
+
+def test_the_cli_takes_s3_uris(tmp_path, capsys, monkeypatch, s3_server):
+    """ROOT is any URI: the endpoint in its query string, the catalog from SAMPLESTORE_CATALOG."""
+    root = f"s3://{s3_server.new_bucket()}/cli?endpoint_override={s3_server.endpoint}&scheme=http&region=us-east-1"
+    data = tmp_path / "in.parquet"
+    pq.write_table(datagen.criteo_like(300, seed=0), data)
+    code, out, err = run(capsys, "init", root)
+    assert code == 2 and "pass catalog=" in err and "Traceback" not in err  # a remote root needs a catalog
+    monkeypatch.setenv("SAMPLESTORE_CATALOG", str(tmp_path / "catalog"))
+    assert run(capsys, "init", root)[0] == 0
+    code, out, err = run(capsys, "ingest", root, "criteo", data, "--create")
+    assert code == 0, err
+    code, out, err = run(capsys, "info", root, "criteo", "--json")
+    assert code == 0, err
+    assert json.loads(out)["rows"] == 300
+    assert not os.path.exists("s3:")

@@ -19,6 +19,9 @@ WORKER = os.path.join(HERE, "compaction_workers.py")
 sys.path.insert(0, HERE)
 from compaction_workers import SCHEMA, rows  # noqa: E402
 from helpers import BOTH_CATALOGS  # noqa: E402
+from s3server import make_store  # noqa: E402
+
+from samplestore.table.verify import TABLE_MARKER  # noqa: E402
 
 
 def env():
@@ -30,25 +33,31 @@ def ids(table, **kw) -> np.ndarray:
 
 
 def on_disk_row_ids(table) -> np.ndarray:
-    """Decode every .ssf file under the table folder (live or not) and return all row ids."""
+    """Decode every file under the store's tables folder (every object of the store's prefix
+    on S3; live or not) and return all row ids; anything but a data file must be a marker."""
     out = []
-    for d, _, names in os.walk(table.dir):
-        for n in names:
-            if n.endswith(".ssf"):
-                with FileReader(os.path.join(d, n)) as r:
-                    out.append(r.read(["row_id"]).column("row_id").to_numpy())
+    storage = table.storage
+    for entry in storage.list_files(storage.join(storage.root, "tables")):
+        if os.path.basename(entry.path) == TABLE_MARKER:
+            continue
+        with FileReader(entry.path, table.storage) as r:  # anything else must be a readable data file
+            out.append(r.read(["row_id"]).column("row_id").to_numpy())
     return np.concatenate(out) if out else np.empty(0, np.int64)
 
 
 @pytest.fixture
-def table(tmp_path, catalog_backend):
-    t = ss.open_store(tmp_path / "s", create=True).create_table("t", SCHEMA, partition_by=["ds"])
+def table(tmp_path, request, catalog_backend):
+    # On the local disk, or on the S3 server where a test asks: parametrize("table", ["s3"], indirect=True);
+    # its catalog SQLite, or PostgreSQL where a test asks (BOTH_CATALOGS).
+    store = make_store(getattr(request, "param", "local"), tmp_path, request, "s")
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
     for k in range(30):
         t.append(rows(k * 100, 100))
     return t
 
 
 @BOTH_CATALOGS
+@pytest.mark.parametrize("table", ["local", "s3"], indirect=True)
 def test_compaction_merges_small_files_and_keeps_every_row(table):
     assert len(table.files()) == 60
     plan = table.compaction_plan()
@@ -108,6 +117,7 @@ def test_delete_racing_compaction_is_not_undone(table, monkeypatch):
 
 
 @BOTH_CATALOGS
+@pytest.mark.parametrize("table", ["local", "s3"], indirect=True)
 def test_erasure_of_a_user(table):
     gone = [7, 8, 1234, 2999]
     snap = table.delete(pc.field("row_id").isin(gone))
@@ -119,7 +129,7 @@ def test_erasure_of_a_user(table):
     assert len(seen) == 2996 and not set(gone) & set(seen)
     ds.close()
     holders = {f.path for f in table.files() if set(gone) & set(
-        FileReader(os.path.join(table.dir, f.path)).read(["row_id"]).column("row_id").to_pylist())}
+        FileReader(table.storage.join(table.dir, f.path), table.storage).read(["row_id"]).column("row_id").to_pylist())}
     assert holders  # still on disk until compaction + expiry + gc
     table.compact()
     table.expire_snapshots(retain_last=1)
@@ -128,7 +138,7 @@ def test_erasure_of_a_user(table):
     assert not set(gone) & set(on_disk)
     assert len(on_disk) == 2996 and len(np.unique(on_disk)) == 2996
     for p in holders:
-        assert not os.path.exists(os.path.join(table.dir, p))
+        assert not table.storage.exists(table.storage.join(table.dir, p))
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 import samplestore as ss
 from samplestore.storage import (
-    MISSING, REMOVED, UNSAFE, YOUNG, ArrowStorage, LocalStorage, PendingFile, Storage, storage_for,
+    MISSING, REMOVED, UNSAFE, YOUNG, ArrowStorage, LocalStorage, PendingFile, Storage, redact, storage_for,
 )
 from samplestore.table.writer import data_file_name, writer_lease_of
 
@@ -354,7 +354,15 @@ def test_storage_for(tmp_path):
     assert storage_for(f"file://{tmp_path}").root == str(tmp_path)
     arrow = storage_for(pafs.LocalFileSystem())
     assert isinstance(arrow, ArrowStorage) and arrow.atomic_rename
-    with pytest.raises(ss.UnsupportedStorage, match="'s3'"):
-        storage_for("s3://bucket/samples")
-    with pytest.raises(ss.UnsupportedStorage):
+    with pytest.raises(ss.UnsupportedStorage, match="cannot open the store location 'nosuch://bucket/samples'"):
+        storage_for("nosuch://bucket/samples")
+    with pytest.raises(ss.UnsupportedStorage, match=r"'s3://\*\*\*@bucket/x'") as err:
+        storage_for("s3://KEY:SECRET@bucket/x", {"region": "us-east-1"})
+    assert "SECRET" not in str(err.value)  # credentials are never shown
+    assert redact("s3://b/p?region=x&secret_key=SECRET&access_key=KEY") == "s3://b/p?region=x&secret_key=***&access_key=***"
+    with pytest.raises(ss.UnsupportedStorage, match="not to the local path"):
+        storage_for(tmp_path, {"region": "us-east-1"})
+    # A remote root needs a catalog elsewhere; nothing is made on the local disk.
+    with pytest.raises(ss.CatalogError, match="pass catalog="):
         ss.open_store("s3://bucket/samples", create=True)
+    assert not os.path.exists("s3:")

@@ -109,7 +109,7 @@ def test_the_environment_and_the_cli_name_the_catalog(tmp_path, pg_server, monke
     assert not os.path.exists(os.path.join(root, "catalog.db"))  # the catalog is in PostgreSQL only
     monkeypatch.setenv("SAMPLESTORE_CATALOG", uri)
     store = ss.open_store(root)
-    assert store.catalog_uri == uri and store.catalog.location == uri
+    assert store.catalog_location == uri and store.catalog.location == uri
     store.create_table("t", SCHEMA).append(batch(0, 5))
     r = cli("info", root, "t", "--json")  # the variable reaches the CLI too
     assert r.returncode == 0 and '"rows": 5' in r.stdout, (r.stdout, r.stderr)

@@ -10,6 +10,7 @@ from helpers import BOTH_CATALOGS, assert_same_data
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from s3server import make_store
 
 import samplestore as ss
 from samplestore import datagen
@@ -36,9 +37,9 @@ def ids_of(table: ss.Table, **scan) -> list[int]:
     return sorted(table.scan(columns=["row_id"], **scan).to_arrow().column("row_id").to_pylist())
 
 
-@pytest.fixture
-def store(tmp_path, catalog_backend):
-    return ss.open_store(tmp_path / "store", create=True)
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path, catalog_backend):
+    return make_store(request.param, tmp_path, request)
 
 
 @BOTH_CATALOGS
@@ -56,7 +57,8 @@ def test_append_partitions_and_time_travel(store):
     with pytest.raises(ss.SnapshotNotFound, match=r"snapshots: \[1, 2, 3\]"):
         t.scan(snapshot=7)
     # Files live in hive-style partition folders.
-    assert sorted(os.listdir(t.data_dir)) == ["ds=2026-11-01", "ds=2026-11-02", "ds=2026-11-03"]
+    folders = {os.path.relpath(e.path, t.data_dir).split("/")[0] for e in t.storage.list_files(t.data_dir)}
+    assert sorted(folders) == ["ds=2026-11-01", "ds=2026-11-02", "ds=2026-11-03"]
 
 
 @BOTH_CATALOGS
@@ -98,7 +100,7 @@ def test_statistics_prune_files_and_row_groups(store):
     scan = t.scan(filter=f)
     from samplestore.format import FileReader
     task = scan.plan().tasks[0]
-    with FileReader(task.path) as r:
+    with FileReader(task.path, t.storage) as r:
         assert scan._row_groups(r, task) == [5, 6, 7, 8, 9]
     assert ids_of(t, filter=f) == list(range(4500, 5000))
 

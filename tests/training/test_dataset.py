@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from s3server import make_store
 
 import samplestore as ss
 from samplestore.torch import Batch, DevicePrefetcher, SampleDataset
@@ -49,8 +50,10 @@ def make_rows(start: int, n: int) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    t = ss.open_store(tmp_path_factory.mktemp("ds"), create=True).create_table("t", SCHEMA, partition_by=["ds"])
+def table(tmp_path_factory, request):
+    # On the local disk, or on the S3 server where a test asks: parametrize("table", ["s3"], indirect=True).
+    store = make_store(getattr(request, "param", "local"), tmp_path_factory.mktemp("ds"), request)
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
     # Several appends and small row groups: many units, uneven sizes, a remainder.
     for k, n in enumerate([3000, 1234, 2500, 777]):
         t.append(make_rows(sum([3000, 1234, 2500, 777][:k]), n), row_group_rows=500)
@@ -64,7 +67,8 @@ def row_ids(batches) -> np.ndarray:
     return np.concatenate([b.extras["row_id"].numpy() for b in batches]) if batches else np.empty(0, np.int64)
 
 
-@pytest.mark.parametrize("workers", [0, 1, 2])
+@pytest.mark.parametrize("table", ["local", "s3"], indirect=True)
+@pytest.mark.parametrize("workers", [0, 2])
 def test_every_row_exactly_once_per_epoch(table, workers):
     ds = SampleDataset(table, batch_size=256, seed=1)
     batches = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers))
@@ -181,6 +185,7 @@ def test_stateful_dataloader_from_torchdata(table):
 CONTENT_FEATURES = ["row_id", "dense", "a", "w", "hist", "emb", "click", "like"]
 
 
+@pytest.mark.parametrize("table", ["local", "s3"], indirect=True)
 def test_batch_contents_equal_the_scan(table):
     scan = table.scan().to_arrow().sort_by("row_id")
     ds = SampleDataset(table, features=CONTENT_FEATURES, batch_size=333)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ..storage import Storage
 from .columns import ColumnData
-from .reader import FileReader, read_file
+from .reader import FileReader, RowGroupBytes, footer_bytes_estimate, read_file
 from .spec import VERSION_MAJOR
 from .writer import DEFAULT_ROW_GROUP_ROWS, TEMP_SUFFIX, FileInfo, FileWriter, write_file
 
 __all__ = [
     "FileReader",
+    "RowGroupBytes",
+    "footer_bytes_estimate",
     "FileWriter",
     "FileInfo",
     "ColumnData",

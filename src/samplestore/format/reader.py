@@ -1,8 +1,12 @@
 """Read .ssf files: metadata, any columns of any row groups, into Arrow or raw numpy buffers.
 
 Files are read through a :class:`~samplestore.storage.Storage` (``pread`` on a local disk,
-ranged requests on an object store). Opening a file reads the trailer and footer (two
-ranged reads) and checks the footer's checksum; the footer's sections are fixed-size arrays
+ranged requests on an object store), and reads are built for latency: opening a file reads
+its tail speculatively (:func:`tail_bytes`: 64 KiB, or 1/256 of a large file, which holds
+trailer, footer and index in one request; a second request only when the footer is larger)
+and checks the footer's checksum; the chunks a reader needs from one row group are fetched
+in as few ranged requests as their gaps allow (:attr:`Storage.coalesce_gap
+<samplestore.storage.Storage.coalesce_gap>`; :meth:`FileReader.fetch`). The footer's sections are fixed-size arrays
 viewed with ``numpy.frombuffer``, and a column is found by binary search over sorted name
 hashes, so reading k of N columns costs O(k) Python work. Every chunk is checked against its checksum before it is decoded, and every
 size is checked against what the footer and the schema imply: damage raises
@@ -29,7 +33,45 @@ from .spec import (
     MAX_ROW_GROUP_ROWS, STATS_FLOAT, STATS_HAS_MINMAX, STREAM_HEAD, TRAILER, VERSION_MAJOR, name_hash,
 )
 
-__all__ = ["FileReader", "read_file", "ColumnData"]
+__all__ = ["FileReader", "RowGroupBytes", "read_file", "ColumnData", "tail_bytes", "footer_bytes_estimate"]
+
+#: The smallest speculative tail read: the footer of a file of a few hundred columns fits.
+TAIL_BYTES = 64 << 10
+#: The largest speculative tail read (a footer grows with columns x row groups, so with size).
+MAX_TAIL_BYTES = 4 << 20
+#: The largest footer hint followed (a hint is a guess; a larger footer costs a second request).
+MAX_HINT_BYTES = 64 << 20
+#: The largest single ranged request coalescing makes (bounds the memory of one request).
+MAX_COALESCED_BYTES = 64 << 20
+
+
+def tail_bytes(file_size: int) -> int:
+    """How much of a file's end opening it reads in one request: ``TAIL_BYTES``, or 1/256 of
+    the file up to ``MAX_TAIL_BYTES`` (a wide file's footer grows with it; reading 0.4% more
+    costs no extra round trip), never more than the file."""
+    return min(file_size, max(TAIL_BYTES, min(file_size >> 8, MAX_TAIL_BYTES)))
+
+
+def footer_bytes_estimate(num_columns: int, num_row_groups: int) -> int:
+    """About how many bytes the footer of a file with these dimensions takes (the index is
+    exact, column descriptors are guessed at 64 bytes each): a catalog that knows a file's
+    columns and row groups passes it as ``FileReader(footer_hint=)``, so that opening a
+    very wide file still costs one request."""
+    c, r = max(0, num_columns), max(0, num_row_groups)
+    return (FOOTER_HEAD.size + 8 * r + c * (8 + 4 + 64) + 8 * (c + 2)
+            + c * r * (CHUNK_ENTRY.itemsize + STATS_ENTRY.itemsize) + 1024)
+
+
+class RowGroupBytes:
+    """The stored chunks of some columns of one row group, fetched and checksummed, ready to
+    decode (:meth:`FileReader.fetch`): what a prefetch keeps in flight, in compressed bytes."""
+
+    __slots__ = ("row_group", "chunks", "nbytes")
+
+    def __init__(self, row_group: int, chunks: dict[int, memoryview], nbytes: int) -> None:
+        self.row_group = row_group
+        self.chunks = chunks  # column ordinal -> its chunk's bytes
+        self.nbytes = nbytes  # bytes fetched (gaps included)
 
 
 class FileReader:
@@ -38,6 +80,8 @@ class FileReader:
     Args:
         path: the file to open (in ``storage``'s namespace).
         storage: where the file lives; the local file system by default.
+        footer_hint: on a remote storage, the footer size expected
+            (:func:`footer_bytes_estimate`): the speculative tail read covers it.
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
@@ -46,10 +90,18 @@ class FileReader:
     """
 
     _file = None
+    _tail: bytes = b""  # the file's last bytes, read on opening (at most TAIL_BYTES are kept)
+    _tail_start = 0
 
-    def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], storage: Storage | None = None, *,
+                 footer_hint: int | None = None) -> None:
         self.path = os.fspath(path)
-        self._file = (storage or LocalStorage()).open_read(self.path)
+        storage = storage or LocalStorage()
+        self._footer_hint = min(int(footer_hint), MAX_HINT_BYTES) if footer_hint and storage.remote else 0
+        self._gap = max(0, int(storage.coalesce_gap))
+        self._remote = bool(storage.remote)
+        self._header_checked = False
+        self._file = storage.open_read(self.path)
         try:
             self._open()
         except BaseException:
@@ -69,8 +121,18 @@ class FileReader:
     def _pread_into(self, offset: int, size: int) -> memoryview:
         # Into Arrow's pool (see encodings.empty): plain streams are returned as views of it.
         buf = empty(size, np.uint8)
-        got = self._file.read_into(offset, buf)
-        if got != size:
+        # What the tail read on opening holds already is not fetched again.
+        head = min(size, max(0, self._tail_start - offset)) if self._tail else size
+        if head < size:
+            start = offset + head - self._tail_start
+            if start + size - head > len(self._tail):
+                raise self._corrupt(f"expected {size} bytes at offset {offset}, the file has "
+                                    f"{self._tail_start + len(self._tail)}")
+            buf[head:] = np.frombuffer(self._tail, np.uint8, size - head, start)
+            if not head:
+                return memoryview(buf)
+        got = self._file.read_into(offset, buf[:head] if head < size else buf)
+        if got != head:
             raise self._corrupt(f"expected {size} bytes at offset {offset}, found {got} (file truncated?)")
         return memoryview(buf)
 
@@ -80,28 +142,34 @@ class FileReader:
         min_size = HEADER.size + TRAILER.size + FOOTER_HEAD.size
         if size < min_size:
             raise self._corrupt(f"file is {size} bytes, shorter than the smallest .ssf file ({min_size} bytes)")
-        magic, major, _minor = HEADER.unpack(self._pread(0, HEADER.size))
-        if magic != MAGIC:
-            raise self._corrupt(f"not an .ssf file: starts with {magic!r}, expected {MAGIC!r}")
-        if major > VERSION_MAJOR:
-            raise FormatVersionError(
-                f"file uses .ssf format version {major}; this samplestore reads up to {VERSION_MAJOR} "
-                "(upgrade samplestore)", path=self.path)
-        if major < OLDEST_MAJOR:
-            raise self._corrupt(f"header says format version {major}; versions start at {OLDEST_MAJOR}")
-        self.format_version = major
-        self._checksum = CHECKSUMS[major]
-        flen, fcrc, tmajor, _tminor, _res, tmagic = TRAILER.unpack(self._pread(size - TRAILER.size, TRAILER.size))
+        # One request for trailer, footer and index (and the header, in a small file).
+        tail_len = min(size, max(tail_bytes(size), self._footer_hint + TRAILER.size))
+        tail = self._pread(size - tail_len, tail_len)
+        if tail_len == size:
+            self._check_header(tail[:HEADER.size])
+        elif not self._remote:
+            self._check_header(self._pread(0, HEADER.size))  # a local pread costs no round trip
+        # else: the header is checked with the first chunk fetch reaching it, or by verify()
+        flen, fcrc, tmajor, _tminor, _res, tmagic = TRAILER.unpack(tail[-TRAILER.size:])
         if tmagic != MAGIC:
             raise self._corrupt(f"trailer magic is {tmagic!r}, expected {MAGIC!r} (file truncated or not an .ssf file)")
+        if not self._header_checked:
+            self._check_version(tmajor)
+        major = self.format_version
         if tmajor != major:
             raise self._corrupt(f"header says format version {major}, trailer says {tmajor}")
         data_end = size - TRAILER.size - flen
         if flen < FOOTER_HEAD.size or data_end < HEADER.size:
             raise self._corrupt(f"footer length {flen} does not fit a {size}-byte file")
-        footer = self._pread(data_end, flen)
+        have = tail_len - TRAILER.size  # footer bytes the tail read holds already
+        if flen <= have:
+            footer = tail[have - flen: have]
+        else:  # a footer larger than the speculative read: one more request for its front
+            footer = self._pread(data_end, flen - have) + tail[:have]
         if self._checksum(footer) != fcrc:
             raise self._corrupt("footer checksum mismatch (file damaged)")
+        if tail_len <= TAIL_BYTES:  # kept: chunks near the end (all of a small file) come from memory
+            self._tail, self._tail_start = tail, size - tail_len
         c, r, rows, rg_rows, desc_len, meta_len = FOOTER_HEAD.unpack_from(footer, 0)
         pad = 4 if c % 2 else 0
         sizes = [FOOTER_HEAD.size, 8 * r, 8 * c, 4 * c + pad, 8 * (c + 1),
@@ -129,6 +197,27 @@ class FileReader:
         self._features: dict[int, Feature] = {}
         self._ordinals_seen: dict[str, int] = {}
         self._names_parsed: dict[str, int] = {}
+
+    def _check_header(self, head: bytes | memoryview) -> None:
+        magic, major, _minor = HEADER.unpack(head[:HEADER.size])
+        if magic != MAGIC:
+            raise self._corrupt(f"not an .ssf file: starts with {bytes(magic)!r}, expected {MAGIC!r}")
+        if self._header_checked:
+            if major != self.format_version:
+                raise self._corrupt(f"header says format version {major}, trailer says {self.format_version}")
+            return
+        self._check_version(major)
+        self._header_checked = True
+
+    def _check_version(self, major: int) -> None:
+        if major > VERSION_MAJOR:
+            raise FormatVersionError(
+                f"file uses .ssf format version {major}; this samplestore reads up to {VERSION_MAJOR} "
+                "(upgrade samplestore)", path=self.path)
+        if major < OLDEST_MAJOR:
+            raise self._corrupt(f"header says format version {major}; versions start at {OLDEST_MAJOR}")
+        self.format_version = major
+        self._checksum = CHECKSUMS[major]
 
     def _check_index(self, rows: int, desc_len: int) -> None:
         """Check the footer's index sections against each other (vectorised: O(C + R))."""
@@ -274,20 +363,71 @@ class FileReader:
         """Decode one column of one row group into raw numpy buffers."""
         return self._read_chunk(self._ordinal(name), self._check_rg(row_group))
 
-    def _read_chunk(self, o: int, rg: int) -> ColumnData:
+    def _read_chunk(self, o: int, rg: int, fetched: RowGroupBytes | None = None) -> ColumnData:
         feat = self._feature(o)
         n = int(self.row_group_rows[rg])
-        entry = self._chunks[o * self.num_row_groups + rg]
-        off, length = int(entry["offset"]), int(entry["length"])
-        if off < HEADER.size or off + length > self._data_end or length < CHUNK_HEAD.size:
-            raise self._corrupt(f"chunk at offset {off}, length {length} lies outside the data region", rg, feat.name)
-        buf = self._pread_into(off, length)
-        if self._checksum(buf) != int(entry["crc"]):
-            raise self._corrupt("chunk checksum mismatch (file damaged)", rg, feat.name)
+        buf = fetched.chunks.get(o) if fetched is not None and fetched.row_group == rg else None
+        if buf is None:
+            buf = self._fetch_ordinals(rg, [o]).chunks[o]
         try:
             return self._decode_chunk(feat, buf, n)
         except DecodeError as exc:
             raise self._corrupt(f"chunk does not decode: {exc}", rg, feat.name) from exc
+
+    def chunk_bytes(self, columns: Sequence[str], row_groups: Sequence[int] | None = None) -> int:
+        """Stored bytes of the chunks of ``columns`` (those the file has) in ``row_groups``
+        (all if None): what a projected read must fetch at the least."""
+        rgs = np.arange(self.num_row_groups) if row_groups is None else np.asarray(
+            [self._check_rg(r) for r in row_groups], np.int64)
+        total = 0
+        for c in columns:
+            if self.has_column(c):
+                total += int(self._chunks["length"][self._ordinal(c) * self.num_row_groups + rgs].sum())
+        return total
+
+    def fetch(self, row_group: int, columns: Sequence[str]) -> RowGroupBytes:
+        """Fetch the stored chunks of ``columns`` (those the file has) of one row group,
+        coalesced into as few ranged requests as their gaps allow, and check their
+        checksums; decode them later with :meth:`read_raw` (``fetched=``). Thread-safe: a
+        prefetch fetches the next row groups while the current one is decoded."""
+        rg = self._check_rg(row_group)
+        return self._fetch_ordinals(rg, [self._ordinal(c) for c in columns if self.has_column(c)])
+
+    def _fetch_ordinals(self, rg: int, ords: Sequence[int]) -> RowGroupBytes:
+        spans = []
+        for o in dict.fromkeys(ords):
+            entry = self._chunks[o * self.num_row_groups + rg]
+            off, length = int(entry["offset"]), int(entry["length"])
+            if off < HEADER.size or off + length > self._data_end or length < CHUNK_HEAD.size:
+                raise self._corrupt(f"chunk at offset {off}, length {length} lies outside the data region", rg,
+                                    self._feature(o).name)
+            spans.append((off, length, o))
+        spans.sort()
+        chunks: dict[int, memoryview] = {}
+        fetched = 0
+        i = 0
+        while i < len(spans):
+            # Grow a request while the next chunk is within the gap and the request stays bounded.
+            start = spans[i][0]
+            if not self._header_checked and start - HEADER.size <= min(self._gap, 4096):
+                start = 0  # the header is a few bytes away: check it on the way
+            end, j = spans[i][0] + spans[i][1], i + 1
+            while (j < len(spans) and spans[j][0] - end <= self._gap
+                   and spans[j][0] + spans[j][1] - start <= MAX_COALESCED_BYTES):
+                end = max(end, spans[j][0] + spans[j][1])
+                j += 1
+            buf = self._pread_into(start, end - start)
+            fetched += end - start
+            if start == 0 and not self._header_checked:
+                self._check_header(buf[:HEADER.size])
+            for off, length, o in spans[i:j]:
+                chunk = buf[off - start: off - start + length]
+                entry = self._chunks[o * self.num_row_groups + rg]
+                if self._checksum(chunk) != int(entry["crc"]):
+                    raise self._corrupt("chunk checksum mismatch (file damaged)", rg, self._feature(o).name)
+                chunks[o] = chunk
+            i = j
+        return RowGroupBytes(rg, chunks, fetched)
 
     def _decode_chunk(self, feat: Feature, buf: memoryview, n: int) -> ColumnData:
         specs = stream_specs(feat)
@@ -313,17 +453,25 @@ class FileReader:
             raise DecodeError(f"{len(buf) - pos} unexplained bytes at the end of the chunk")
         return decode_column(feat, ChunkStreams(specs, heads, datas), n)
 
-    def read_raw(self, row_group: int, columns: Sequence[str]) -> dict[str, ColumnData]:
-        """Decode ``columns`` of one row group into raw buffers (the training path)."""
+    def read_raw(self, row_group: int, columns: Sequence[str],
+                 fetched: RowGroupBytes | None = None) -> dict[str, ColumnData]:
+        """Decode ``columns`` of one row group into raw buffers (the training path), from
+        ``fetched`` (:meth:`fetch`) where given, else fetching them now."""
         rg = self._check_rg(row_group)
-        return {name: self._read_chunk(self._ordinal(name), rg) for name in columns}
+        ords = [self._ordinal(name) for name in columns]
+        if fetched is None or fetched.row_group != rg:
+            fetched = self._fetch_ordinals(rg, ords)
+        return {name: self._read_chunk(o, rg, fetched) for name, o in zip(columns, ords)}
 
-    def read_row_group(self, row_group: int, columns: Sequence[str] | None = None) -> pa.RecordBatch:
-        """Read one row group as an Arrow record batch."""
+    def read_row_group(self, row_group: int, columns: Sequence[str] | None = None, *,
+                       fetched: RowGroupBytes | None = None) -> pa.RecordBatch:
+        """Read one row group as an Arrow record batch (from ``fetched``, :meth:`fetch`, where given)."""
         rg = self._check_rg(row_group)
         ords = self._ordinals(columns)
         n = int(self.row_group_rows[rg])
-        arrays = [to_arrow(self._feature(o), self._read_chunk(o, rg), n) for o in ords]
+        if fetched is None or fetched.row_group != rg or any(o not in fetched.chunks for o in ords):
+            fetched = self._fetch_ordinals(rg, ords)
+        arrays = [to_arrow(self._feature(o), self._read_chunk(o, rg, fetched), n) for o in ords]
         return pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema(ords))
 
     def _ordinals(self, columns: Sequence[str] | None) -> list[int]:
@@ -344,7 +492,8 @@ class FileReader:
         batches = []
         for rg in rgs:
             n = int(self.row_group_rows[rg])
-            arrays = [to_arrow(self._feature(o), self._read_chunk(o, rg), n) for o in ords]
+            fetched = self._fetch_ordinals(rg, ords)
+            arrays = [to_arrow(self._feature(o), self._read_chunk(o, rg, fetched), n) for o in ords]
             batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
         return pa.Table.from_batches(batches, schema=schema)
 
@@ -359,12 +508,15 @@ class FileReader:
             CorruptFileError: naming the file, and the row group and column where the
                 damage is inside a chunk.
         """
+        if not self._header_checked:
+            self._check_header(self._pread(0, HEADER.size))
         features = [self._feature(o) for o in range(self.num_columns)]
         count = 0
         for rg in range(self.num_row_groups):
             n = int(self.row_group_rows[rg])
+            fetched = self._fetch_ordinals(rg, range(self.num_columns))
             for o, feat in enumerate(features):
-                arr = to_arrow(feat, self._read_chunk(o, rg), n)
+                arr = to_arrow(feat, self._read_chunk(o, rg, fetched), n)
                 try:
                     arr.validate(full=True)
                 except pa.ArrowInvalid as exc:

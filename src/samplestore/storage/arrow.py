@@ -22,14 +22,21 @@ from typing import Any, Callable, Iterator
 
 import pyarrow.fs as pafs
 
-from .base import MISSING, REMOVED, UNSAFE, YOUNG, FileEntry, PendingFile, ReadableFile, Storage, clean_relative
+from .base import MISSING, REMOVED, UNSAFE, YOUNG, FileEntry, IOStats, PendingFile, ReadableFile, Storage, clean_relative
 
 __all__ = ["ArrowStorage"]
 
 #: File systems (``type_name``) whose ``move`` of a file is an atomic rename.
 _RENAMING = frozenset({"local", "mock", "hdfs"})
+#: Object stores (``type_name``): no real folders, a key's "folders" exist while a key is in them.
+_OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
+#: File systems (``type_name``) on the local machine: a read there is no network round trip.
+_LOCAL = frozenset({"local", "mock"})
 #: Output buffer: the format writer makes many small writes (chunk and stream heads).
 _BUFFER_BYTES = 1 << 20
+#: On an object store two needed byte ranges closer than this are fetched as one request:
+#: reading 256 KiB more costs about what one more round trip costs (a few ms at ~100 MB/s).
+REMOTE_COALESCE_GAP = 256 << 10
 
 
 def _base_fs(fs: pafs.FileSystem) -> pafs.FileSystem:
@@ -41,9 +48,10 @@ def _base_fs(fs: pafs.FileSystem) -> pafs.FileSystem:
 class _ArrowFile(ReadableFile):
     """A pyarrow ``RandomAccessFile`` (``read_at`` is a ranged request on object stores)."""
 
-    def __init__(self, path: str, f: Any) -> None:
+    def __init__(self, path: str, f: Any, stats: IOStats) -> None:
         self.path = path
         self._f = f
+        self._stats = stats
         try:
             self.size = f.size()
         except BaseException:
@@ -51,14 +59,12 @@ class _ArrowFile(ReadableFile):
             raise
 
     def read_at(self, offset: int, nbytes: int) -> bytes:
-        nbytes = max(0, min(nbytes, self.size - offset))
-        return self._f.read_at(nbytes, offset) if nbytes else b""
-
-    def read_into(self, offset: int, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        data = self.read_at(offset, len(view))
-        view[: len(data)] = data
-        return len(data)
+        nbytes = self.available(offset, nbytes)
+        if not nbytes:
+            return b""
+        data = self._f.read_at(nbytes, offset)
+        self._stats.count_read(len(data))
+        return data
 
     def close(self) -> None:
         self._f.close()
@@ -108,12 +114,19 @@ class ArrowStorage(Storage):
         atomic_rename: publish by renaming a temporary file (True) or by writing the final
             name (False); None decides by the file system (renames on local, HDFS and
             in-memory file systems, not on object stores).
+        remote: whether a read is a network round trip (see :attr:`Storage.remote`); None
+            decides by the file system (everything but the local and in-memory ones).
     """
 
-    def __init__(self, fs: pafs.FileSystem, root: str = "", *, atomic_rename: bool | None = None) -> None:
+    def __init__(self, fs: pafs.FileSystem, root: str = "", *, atomic_rename: bool | None = None,
+                 remote: bool | None = None) -> None:
         self.fs = fs
         self.root = root.rstrip("/") if root not in ("", "/") else root
-        self.atomic_rename = (_base_fs(fs).type_name in _RENAMING) if atomic_rename is None else bool(atomic_rename)
+        kind = _base_fs(fs).type_name
+        self.atomic_rename = (kind in _RENAMING) if atomic_rename is None else bool(atomic_rename)
+        self.remote = (kind not in _LOCAL) if remote is None else bool(remote)
+        self.coalesce_gap = REMOTE_COALESCE_GAP if self.remote else 0
+        self._implicit_dirs = kind in _OBJECT_STORES
 
     def __repr__(self) -> str:
         return f"ArrowStorage({self.fs.type_name}, {self.root!r}, atomic_rename={self.atomic_rename})"
@@ -123,7 +136,8 @@ class ArrowStorage(Storage):
 
     # -- reading / writing ------------------------------------------------------------------
     def open_read(self, path: str) -> ReadableFile:
-        return _ArrowFile(path, self.fs.open_input_file(path))
+        self.stats.count_open()  # on an object store the open is a request (S3: HEAD, for the size)
+        return _ArrowFile(path, self.fs.open_input_file(path), self.stats)
 
     def open_write(self, path: str, *, temp_suffix: str = ".tmp") -> PendingFile:
         return _ArrowPendingFile(self.fs, path, temp_suffix, self.atomic_rename)
@@ -177,6 +191,8 @@ class ArrowStorage(Storage):
 
     # -- folders ----------------------------------------------------------------------------
     def make_dirs(self, path: str) -> None:
+        if self._implicit_dirs:
+            return  # pyarrow would PUT an empty marker object per level: requests for nothing
         self.fs.create_dir(path, recursive=True)
 
     def remove_empty_dirs(self, base: str, rel: str = "", *,

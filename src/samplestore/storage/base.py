@@ -50,11 +50,12 @@ have no links; ``pyarrow``'s local file system follows them, so an
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-__all__ = ["Storage", "ReadableFile", "PendingFile", "FileEntry", "REMOVED", "MISSING", "YOUNG", "UNSAFE"]
+__all__ = ["Storage", "ReadableFile", "PendingFile", "FileEntry", "IOStats", "REMOVED", "MISSING", "YOUNG", "UNSAFE"]
 
 #: Outcomes of :meth:`Storage.delete_under`.
 REMOVED, MISSING, YOUNG, UNSAFE = "removed", "missing", "young", "unsafe"
@@ -76,6 +77,52 @@ class FileEntry:
     kind: str = "file"
 
 
+class IOStats:
+    """What a storage's readers asked of it: files opened, read requests and bytes read.
+
+    On an object store each open is a metadata request (S3: ``HEAD``) and each read a ranged
+    ``GET``, so tests and benchmarks assert latency-bound behaviour with these counters. Safe
+    to update from several threads (a prefetch keeps requests in flight); a copy sent to
+    another process (a DataLoader worker) starts again from zero there.
+    """
+
+    __slots__ = ("opens", "requests", "bytes_read", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Set every counter to zero."""
+        with self._lock:
+            self.opens = self.requests = self.bytes_read = 0
+
+    def count_open(self) -> None:
+        """Count one file opened."""
+        with self._lock:
+            self.opens += 1
+
+    def count_read(self, nbytes: int) -> None:
+        """Count one read request that returned ``nbytes`` bytes."""
+        with self._lock:
+            self.requests += 1
+            self.bytes_read += nbytes
+
+    def snapshot(self) -> dict[str, int]:
+        """The counters now, as a plain dict."""
+        with self._lock:
+            return {"opens": self.opens, "requests": self.requests, "bytes_read": self.bytes_read}
+
+    def __getstate__(self) -> dict[str, int]:
+        return {"opens": 0, "requests": 0, "bytes_read": 0}  # counters are per process
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"IOStats({self.snapshot()})"
+
+
 class ReadableFile(ABC):
     """A file open for ranged reads (a ``pread``; an HTTP range request on an object store).
 
@@ -91,10 +138,17 @@ class ReadableFile(ABC):
     def read_at(self, offset: int, nbytes: int) -> bytes:
         """Up to ``nbytes`` bytes from ``offset``; fewer only where the file ends first."""
 
-    @abstractmethod
     def read_into(self, offset: int, buf: memoryview | bytearray | object) -> int:
         """Fill the writable buffer ``buf`` from ``offset``; returns the bytes read (fewer than
-        ``len(buf)`` only where the file ends first)."""
+        ``len(buf)`` only where the file ends first). By default a :meth:`read_at` and a copy."""
+        view = memoryview(buf).cast("B")  # type: ignore[arg-type]
+        data = self.read_at(offset, len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def available(self, offset: int, nbytes: int) -> int:
+        """How many of ``nbytes`` bytes from ``offset`` the file holds."""
+        return max(0, min(nbytes, self.size - offset))
 
     @abstractmethod
     def close(self) -> None:
@@ -172,9 +226,22 @@ class Storage(ABC):
     Attributes:
         root: the store's folder in this storage's namespace; tables live under
             ``join(root, "tables", NAME)``.
+        remote: whether a read costs a network round trip (an object store): readers then
+            fetch a file's tail speculatively and keep several requests in flight.
+        coalesce_gap: readers merge the byte ranges they need into one request where the
+            gap between two is at most this many bytes (a gap is read and dropped).
     """
 
     root: str
+    remote = False
+    coalesce_gap = 0
+
+    @property
+    def stats(self) -> IOStats:
+        """Counters of the opens, read requests and bytes read through this storage."""
+        st = self.__dict__.get("_stats")
+        # setdefault is atomic: two threads asking first get the same counters
+        return st if st is not None else self.__dict__.setdefault("_stats", IOStats())
 
     # -- paths ------------------------------------------------------------------------------
     @abstractmethod

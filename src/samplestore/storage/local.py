@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import IO, Callable, Iterator, Sequence
 
-from .base import MISSING, REMOVED, UNSAFE, YOUNG, FileEntry, PendingFile, ReadableFile, Storage, clean_relative
+from .base import MISSING, REMOVED, UNSAFE, YOUNG, FileEntry, IOStats, PendingFile, ReadableFile, Storage, clean_relative
 
 __all__ = ["LocalStorage", "fsync_dir", "temp_name"]
 
@@ -53,8 +53,9 @@ def fsync_dir(path: str) -> None:
 class _LocalFile(ReadableFile):
     """A local file open for ``pread``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, stats: IOStats) -> None:
         self.path = path
+        self._stats = stats
         self._fd = os.open(path, os.O_RDONLY)
         try:
             self.size = os.fstat(self._fd).st_size
@@ -63,10 +64,14 @@ class _LocalFile(ReadableFile):
             raise
 
     def read_at(self, offset: int, nbytes: int) -> bytes:
-        return os.pread(self._fd, nbytes, offset)
+        data = os.pread(self._fd, nbytes, offset)
+        self._stats.count_read(len(data))
+        return data
 
     def read_into(self, offset: int, buf: object) -> int:
-        return os.preadv(self._fd, [buf], offset)
+        got = os.preadv(self._fd, [buf], offset)
+        self._stats.count_read(got)
+        return got
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -130,7 +135,9 @@ class LocalStorage(Storage):
 
     # -- reading / writing ------------------------------------------------------------------
     def open_read(self, path: str) -> ReadableFile:
-        return _LocalFile(os.fspath(path))
+        f = _LocalFile(os.fspath(path), self.stats)
+        self.stats.count_open()
+        return f
 
     def read_bytes(self, path: str) -> bytes:
         with open(path, "rb") as f:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -21,7 +23,7 @@ import pyarrow.compute as pc
 from ..catalog.base import DataFile
 from ..errors import CorruptFileError, SchemaError, SnapshotNotFound
 from ..extras import require_extra
-from ..format import FileReader
+from ..format import FileReader, RowGroupBytes, footer_bytes_estimate
 from ..schema import Scalar, Schema
 from .lease import Lease
 from .partition import partition_expression
@@ -39,6 +41,10 @@ _ARROW_INSTEAD = "Scan.to_arrow() gives the same data without it"
 #: How long a reader's lease on its snapshot lasts without a renewal (its heartbeat renews it
 #: every third of that while the reader lives).
 DEFAULT_LEASE_SECONDS = 300.0
+
+
+#: On a remote storage, how many files a scan opens and row groups it fetches ahead.
+REMOTE_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,18 +355,21 @@ class Scan:
         """Open a planned file; a missing one is a lapsed lease or damage, said as such."""
         self.check_lease()
         try:
-            return FileReader(task.path, self.table.storage)
+            # The footer grows with columns x row groups: sized so that opening takes one request.
+            hint = footer_bytes_estimate(len(self.schema), len(task.row_groups))
+            return FileReader(task.path, self.table.storage, footer_hint=hint)
         except FileNotFoundError as exc:
             self.check_lease()  # GC removed it because the lease lapsed: say that
             raise CorruptFileError(f"data file of snapshot {self.snapshot_id} of table {self.table.name!r} is missing "
                                    "although the snapshot is leased (removed outside samplestore?)",
                                    path=task.path) from exc
 
-    def _read(self, reader: FileReader, rg: int, cols: Sequence[str], schema: Schema) -> pa.RecordBatch:
-        """Columns ``cols`` of a row group; features added after the file was written read as
-        their defaults."""
+    def _read(self, reader: FileReader, rg: int, cols: Sequence[str], schema: Schema,
+              fetched: RowGroupBytes | None = None) -> pa.RecordBatch:
+        """Columns ``cols`` of a row group (from ``fetched`` where prefetched); features added
+        after the file was written read as their defaults."""
         present = [c for c in cols if reader.has_column(c)]
-        batch = reader.read_row_group(rg, present)
+        batch = reader.read_row_group(rg, present, fetched=fetched)
         if len(present) != len(cols):
             batch = schema.select(cols).fill_missing(batch)
         return batch
@@ -441,16 +450,30 @@ class Scan:
         read_cols = self._read_columns()
         read_schema = self.schema.select(read_cols)
         out_arrow = self.out_schema.to_arrow()
+        tasks = [(t, pm) for t in plan.tasks if (pm := self._partition_match(t)) is not False]
+        # On a remote storage requests are round trips: the next files are opened and the
+        # next row groups fetched in the background, a bounded number ahead (REMOTE_IN_FLIGHT).
+        pool = ThreadPoolExecutor(REMOTE_IN_FLIGHT) if self.table.storage.remote and tasks else None
+        opening: deque[Future] = deque()
         try:
-            for task in plan.tasks:
-                pm = self._partition_match(task)
-                if pm is False:
-                    continue
-                reader = self._open(task)
+            for i, (task, pm) in enumerate(tasks):
+                if pool is None:
+                    reader = self._open(task)
+                else:
+                    while len(opening) < REMOTE_IN_FLIGHT and i + len(opening) < len(tasks):
+                        opening.append(pool.submit(self._open, tasks[i + len(opening)][0]))
+                    reader = opening.popleft().result()
+                fetching: deque[Future] = deque()
                 try:
-                    for rg in self._row_groups(reader, task):
+                    rgs = self._row_groups(reader, task)
+                    present = [c for c in read_cols if reader.has_column(c)]
+                    for k, rg in enumerate(rgs):
                         self.check_lease()
-                        batch = self._read(reader, rg, read_cols, read_schema)
+                        if pool is not None:
+                            while len(fetching) < REMOTE_IN_FLIGHT and k + len(fetching) < len(rgs):
+                                fetching.append(pool.submit(reader.fetch, rgs[k + len(fetching)], present))
+                        batch = self._read(reader, rg, read_cols, read_schema,
+                                           fetching.popleft().result() if fetching else None)
                         keep = self._keep(task, int(reader.row_group_starts[rg]), batch, batch.num_rows, pm)
                         if keep is not None:
                             if not keep.any():
@@ -460,8 +483,16 @@ class Scan:
                             batch = batch.select(list(self.columns))
                         yield batch.cast(out_arrow) if batch.schema != out_arrow else batch
                 finally:
+                    for f in fetching:  # abandoned: let a running fetch end before the file closes
+                        if not f.cancel():
+                            f.exception()
                     reader.close()
         finally:
+            if pool is not None:
+                for f in opening:  # opened ahead, never read: closed
+                    if not f.cancel() and f.exception() is None:
+                        f.result().close()
+                pool.shutdown(wait=True)
             # The read is over (or abandoned): the snapshot need not stay pinned for it.
             self.close()
 

@@ -1,6 +1,7 @@
-"""A store: a root folder holding tables, with an embedded SQLite catalog inside it (or a
-catalog elsewhere, e.g. PostgreSQL, that the store names); its data files, markers and folders
-are read and written through a :class:`~samplestore.storage.Storage`."""
+"""A store: a root (a local folder, or a prefix on an object store) holding tables, with a
+catalog (an embedded SQLite catalog inside a local root by default, or any catalog location
+:func:`~samplestore.catalog.open_catalog` takes); its data files, markers and folders are read
+and written through a :class:`~samplestore.storage.Storage`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any, Iterable, Mapping
 
 from ..catalog.base import validate_table_name
 from ..catalog import Catalog, open_catalog
-from ..errors import TableExists
+from ..errors import CatalogError, TableExists
 from ..schema import Schema
-from ..storage import Storage, storage_for
+from ..storage import CachedStorage, Storage, is_remote_uri, redact, storage_for
 from .partition import check_partition_columns
 from .table import Table
 from .verify import table_folder_problem, write_table_marker
@@ -29,24 +30,39 @@ class Store:
     """Tables under one root. Use :func:`open_store`.
 
     Attributes:
-        root: the store's local folder (of the embedded catalog, unless ``catalog_uri``).
+        root: the store's location: an absolute local folder, or the URI it was opened with
+            (``s3://bucket/prefix``; any ``user:secret@`` part removed).
+        catalog_location: where the catalog is (a local folder holding ``catalog.db``, or a
+            catalog URI); processes that reopen the store (DataLoader workers) use it.
         storage: where the tables' data files, markers and folders live (a
             :class:`~samplestore.storage.LocalStorage` of ``root`` unless given).
-        catalog_uri: the catalog's location when it is not the embedded one in ``root``
-            (e.g. ``postgresql://...``), as given: processes reopening the store use it.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = False, storage: Any = None,
-                 catalog: str | None = None) -> None:
+                 catalog: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
+                 read_cache: str | os.PathLike[str] | None = None, read_cache_bytes: int = 16 << 30) -> None:
+        remote = is_remote_uri(root)
+        text = root if remote else os.fspath(root)
+        if not remote and str(text).startswith("file://"):
+            text = str(text)[len("file://"):]
+        if catalog is None:
+            catalog = os.environ.get(CATALOG_ENV) or None
+        if catalog is None and remote:
+            raise CatalogError(f"the store at {redact(str(root))!r} is not on a local path, and its catalog cannot live "
+                               "there (an embedded SQLite database needs a local file system): pass catalog= a local "
+                               "folder or a catalog URI (e.g. catalog='postgresql://user@host/db'), or set "
+                               "SAMPLESTORE_CATALOG")
         # Resolved first: a location no storage can serve is refused before a catalog is made.
-        self.storage: Storage = storage_for(root if storage is None else storage)
-        self.root = os.path.abspath(os.fspath(root))
-        self.catalog_uri: str | None = catalog if catalog is not None else (os.environ.get(CATALOG_ENV) or None)
-        self.catalog: Catalog = open_catalog(self.root if self.catalog_uri is None else self.catalog_uri,
-                                             create=create)
+        self.storage: Storage = storage_for(text if storage is None else storage, storage_options)
+        if read_cache is not None:
+            self.storage = CachedStorage(self.storage, read_cache, read_cache_bytes)
+        self.root = redact(str(text)) if remote else os.path.abspath(text)
+        location = self.root if catalog is None else os.fspath(catalog)
+        self.catalog_location = location if is_remote_uri(location) else os.path.abspath(location)
+        self.catalog: Catalog = open_catalog(self.catalog_location, create=create)
 
     def __repr__(self) -> str:
-        if self.catalog_uri is None:
+        if self.catalog_location == self.root:
             return f"Store({self.root!r})"
         return f"Store({self.root!r}, catalog={self.catalog.location!r})"  # the location shows no password
 
@@ -115,13 +131,26 @@ class Store:
 
 
 def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: Any = None,
-               catalog: str | None = None) -> Store:
+               catalog: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None,
+               read_cache: str | os.PathLike[str] | None = None, read_cache_bytes: int = 16 << 30) -> Store:
     """Open the store at ``root``.
 
     Args:
-        create: make a new store (a folder with an embedded SQLite catalog, or the catalog
-            ``catalog`` names) if there is none. Off by default, so that a mistyped path fails
-            instead of making an empty store.
+        root: a local folder, a ``file://`` URI, or a URI ``pyarrow.fs`` supports
+            (``s3://bucket/prefix``, ``gs://``, ``abfs://``, ``hdfs://``): the tables' files
+            live there. Credentials come from the environment or the provider's config files
+            (see :func:`~samplestore.storage.storage_for`), never from the catalog.
+        create: make a new store (and its catalog) if there is none. Off by default, so that
+            a mistyped path fails instead of making an empty store.
+        catalog: where the catalog is: a local folder (an embedded SQLite ``catalog.db`` in
+            it) or a catalog URI (``postgresql://user@host/db``); default ``SAMPLESTORE_CATALOG``,
+            else ``root`` itself for a local root. Required for a remote root.
+        storage_options: keyword arguments of the remote file system (for ``s3://``:
+            ``endpoint_override``, ``region``, ``scheme``... of ``pyarrow.fs.S3FileSystem``).
+        read_cache: a local folder caching the byte ranges read (at most ``read_cache_bytes``,
+            least recently used out first), for training several epochs over an object
+            store: a later epoch reads from it. Off by default
+            (:class:`~samplestore.storage.CachedStorage`).
         storage: where the tables' data files live, if not in ``root`` on the local disk: a
             :class:`~samplestore.storage.Storage` (e.g. ``ArrowStorage(pyarrow_fs, "prefix")``)
             or anything :func:`~samplestore.storage.storage_for` takes. The catalog stays in
@@ -135,7 +164,9 @@ def open_store(root: str | os.PathLike[str], *, create: bool = False, storage: A
     Raises:
         CatalogError: no store at ``root`` (and not ``create``), or its ``catalog.db`` is
             empty, damaged or not a samplestore catalog (never overwritten); a catalog
-            server is unreachable or holds something else.
+            server is unreachable or holds something else; ``root`` is remote and no
+            ``catalog`` is given.
         UnsupportedStorage: ``root`` or ``storage`` is a URI no storage backend serves.
     """
-    return Store(root, create=create, storage=storage, catalog=catalog)
+    return Store(root, create=create, storage=storage, catalog=catalog, storage_options=storage_options,
+                 read_cache=read_cache, read_cache_bytes=read_cache_bytes)

@@ -195,8 +195,8 @@ class SampleDataset(IterableDataset):
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
         self.table_name = table.name
         self.store_root = table.store.root
-        self.storage = table.storage  # workers reopen the store: with the same storage and catalog
-        self.catalog_uri = table.store.catalog_uri
+        self.catalog_location = table.store.catalog_location  # a remote root has its catalog elsewhere
+        self.storage = table.storage  # workers reopen the store: with the same storage
         # The scan leases its snapshot before it plans the files, and hands the lease over.
         scan = table.scan(columns=features, filter=filter, snapshot=snapshot, lease_seconds=lease_seconds)
         plan = scan.plan()
@@ -483,10 +483,14 @@ class SampleDataset(IterableDataset):
                                f"(the process that made the dataset stopped renewing it for {lease.ttl:g} s), so "
                                "garbage collection may have removed its files; make the dataset again")
 
+    def _reopen_store(self) -> Any:
+        """The dataset's store, opened again in this process (a worker): same storage, same catalog."""
+        return open_store(self.store_root, create=False, storage=self.storage, catalog=self.catalog_location)
+
     def _catalog(self) -> Catalog:
         cat = getattr(self, "_catalog_here", None)
         if cat is None or getattr(self, "_catalog_pid", None) != os.getpid():
-            cat = open_store(self.store_root, create=False, storage=self.storage, catalog=self.catalog_uri).catalog
+            cat = self._reopen_store().catalog
             self._catalog_here, self._catalog_pid = cat, os.getpid()
         return cat
 
@@ -563,8 +567,7 @@ class SampleDataset(IterableDataset):
         computes the same rounds whenever it looks, and the batch numbering continues the
         DataLoader's round robin across rounds.
         """
-        table = open_store(self.store_root, create=False, storage=self.storage,
-                           catalog=self.catalog_uri).table(self.table_name)
+        table = self._reopen_store().table(self.table_name)
         catalog = table.catalog
         after, offset = at
         round_rows = self.follow_round_rows or self.batch_size * world

@@ -8,14 +8,16 @@ layout for jagged features. No per-row Python anywhere.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import _gather
-from ..format import FileReader
+from ..format import FileReader, RowGroupBytes
 from ..format.columns import ColumnData, default_column
 from ..schema import Feature
 from ..storage import Storage
@@ -52,28 +54,46 @@ class FeatureLayout:
 
 class ReaderCache:
     """Open file readers of one worker, least recently used closed first; files are read
-    through ``storage`` (the local file system by default)."""
+    through ``storage`` (the local file system by default).
 
-    def __init__(self, capacity: int = 64, storage: Storage | None = None) -> None:
+    Attributes:
+        in_flight: how many files :func:`load_window` opens and fetches from at once: 8 on a
+            remote storage (each request is a round trip), 1 on a local one.
+    """
+
+    def __init__(self, capacity: int = 64, storage: Storage | None = None, in_flight: int | None = None) -> None:
         self.capacity = capacity
         self.storage = storage
+        remote = storage is not None and storage.remote
+        self.in_flight = max(1, in_flight if in_flight is not None else (8 if remote else 1))
         self._open: OrderedDict[str, FileReader] = OrderedDict()
+        self._lock = threading.Lock()  # the prefetch opens files from several threads
+        # The last row group of the previous window, fetched: a row group split between two
+        # windows is fetched once (one row group of compressed bytes kept, no more).
+        self.carried: tuple[tuple[str, int], RowGroupBytes] | None = None
 
     def get(self, path: str) -> FileReader:
-        r = self._open.get(path)
-        if r is None:
-            r = FileReader(path, self.storage)
+        with self._lock:
+            r = self._open.get(path)
+            if r is not None:
+                self._open.move_to_end(path)
+                return r
+        r = FileReader(path, self.storage)  # outside the lock: opens overlap (each is a request)
+        with self._lock:
+            had = self._open.get(path)
+            if had is not None:  # another thread opened it meanwhile: keep one
+                r.close()
+                return had
             self._open[path] = r
             while len(self._open) > self.capacity:
                 self._open.popitem(last=False)[1].close()
-        else:
-            self._open.move_to_end(path)
         return r
 
     def close(self) -> None:
-        for r in self._open.values():
-            r.close()
-        self._open.clear()
+        with self._lock:
+            for r in self._open.values():
+                r.close()
+            self._open.clear()
 
 
 @dataclass
@@ -97,6 +117,7 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
     assemblers = [(f, assembler_for(f)) for f in layout.all]
     cols: dict[str, Column] = {f.name: a.new_column() for f, a in assemblers}
     names = [f.name for f in layout.all]
+    fetched = _fetch_window(pieces, paths, unit_file, unit_rg, names, readers)
     defaults: dict[tuple[str, int], ColumnData] = {}
     starts = [0]
     maps: list[np.ndarray | None] = []
@@ -111,7 +132,7 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
             maps.append(None)
         reader = readers.get(paths[unit_file[unit]])
         rg = int(unit_rg[unit])
-        raw = reader.read_raw(rg, [n for n in names if reader.has_column(n)])
+        raw = reader.read_raw(rg, [n for n in names if reader.has_column(n)], fetched.get(unit))
         n_rg = int(reader.row_group_rows[rg])
         for f, a in assemblers:
             cd = raw.get(f.name)
@@ -125,6 +146,35 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
         a.finish(f, cols[f.name])
     return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols,
                   maps if any(m is not None for m in maps) else None)
+
+
+def _fetch_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
+                  names: Sequence[str], readers: ReaderCache) -> dict[int, RowGroupBytes]:
+    """On a remote storage, open the files of a window, then fetch the stored chunks of its
+    row groups, ``readers.in_flight`` requests in flight; nothing on a local one (a pread
+    costs no round trip). Memory stays bounded: only this window's row groups, compressed,
+    of the shuffle buffer's size."""
+    if readers.in_flight <= 1:
+        return {}
+    units = list(dict.fromkeys(int(u) for u in pieces[:, 0]))
+    files = list(dict.fromkeys(int(unit_file[u]) for u in units))
+    # Every file of the window stays open until it is decoded: none is closed under a fetch.
+    readers.capacity = max(readers.capacity, len(files))
+
+    key = lambda u: (paths[unit_file[u]], int(unit_rg[u]))  # noqa: E731
+    carried = readers.carried
+
+    def fetch(unit: int) -> RowGroupBytes:
+        if carried is not None and carried[0] == key(unit):
+            return carried[1]
+        reader = readers.get(paths[unit_file[unit]])
+        return reader.fetch(int(unit_rg[unit]), [n for n in names if reader.has_column(n)])
+
+    with ThreadPoolExecutor(max_workers=min(readers.in_flight, len(units))) as pool:
+        list(pool.map(lambda f: readers.get(paths[f]), files))  # open each file once (HEAD + tail)
+        fetched = dict(zip(units, pool.map(fetch, units)))
+    readers.carried = (key(units[-1]), fetched[units[-1]])
+    return fetched
 
 
 class _Arena:
