@@ -570,7 +570,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     require_extra("torch", "samplestore bench (the loader benchmarks train on PyTorch)")
     from ..bench.report import run_all
 
-    which = ["format", "loader", "compaction", "catalog"] if a.which == "all" else [a.which]
+    which = ["format", "loader", "compaction", "catalog", "sequence"] if a.which == "all" else [a.which]
     t0 = time.perf_counter()
     doc = run_all(a.out, which, a.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
     with open(os.path.join(a.out, "bench.md")) as f:
@@ -744,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--json", action="store_true", help=JSON_HELP)
     bench_help = "run the benchmarks against Parquet baselines; write JSON, markdown, PNG"
     b = sub.add_parser("bench", help=bench_help, description=bench_help)
-    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction", "catalog"],
+    b.add_argument("which", nargs="?", default="all", choices=["all", "format", "loader", "compaction", "catalog", "sequence"],
                    help="which benchmark to run (default all)")
     b.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
     b.add_argument("--out", default="bench-out", help="output directory (default bench-out)")

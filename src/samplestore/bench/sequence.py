@@ -1,0 +1,110 @@
+"""Sequence benchmark: long behaviour histories, stored once across rows.
+
+The workload (:func:`samplestore.datagen.sequence_like`): Criteo-like columns plus a history
+of up to 200 ids per sample, each user's samples sliding one item, rows in time order as a
+stream writes them. Figures: bytes per sample of the table as appended (time order, one
+file) and after ``compact(sort_by=["user_id", "ts"])``, against Parquet (zstd) on the same
+rows in the same orders, in total and for the history column alone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .. import datagen
+
+__all__ = ["run_sequence_bench", "format_markdown", "SORT_BY"]
+
+SORT_BY = ["user_id", "ts"]
+
+
+def _parquet(table: pa.Table, path: str) -> tuple[int, int]:
+    """(file bytes, compressed bytes of the history column) of ``table`` as Parquet (zstd)."""
+    pq.write_table(table, path, compression="zstd")
+    meta = pq.ParquetFile(path).metadata
+    hist = sum(meta.row_group(g).column(c).total_compressed_size for g in range(meta.num_row_groups)
+               for c in range(meta.num_columns) if meta.row_group(g).column(c).path_in_schema.startswith("history"))
+    return os.path.getsize(path), hist
+
+
+def _ssf(table: Any) -> tuple[int, int]:
+    """(bytes of the live files, bytes of their history column) of a samplestore table."""
+    files = table.catalog.files(table.name, table.current_snapshot_id, with_stats=["history"])
+    return sum(f.file_bytes for f in files), sum(f.stats["history"].bytes for f in files)
+
+
+def run_sequence_bench(workdir: str, rows: int = 400_000, samples_per_user: int = 400) -> dict[str, Any]:
+    """Measure one workload both ways, in this run; return figures and ratios."""
+    import samplestore as ss
+
+    os.makedirs(workdir, exist_ok=True)
+    data = datagen.sequence_like(rows, seed=11, samples_per_user=samples_per_user)
+    schema = datagen.sequence_schema()
+    hist = data.column("history")
+    ids = sum(len(data.column(c).combine_chunks().values) for c in data.column_names
+              if pa.types.is_list(data.schema.field(c).type))
+    by_user = data.take(pc.sort_indices(data, [(c, "ascending") for c in SORT_BY]))
+    pq_time = _parquet(data, os.path.join(workdir, "time.parquet"))
+    pq_sorted = _parquet(by_user, os.path.join(workdir, "sorted.parquet"))
+
+    store = ss.open_store(os.path.join(workdir, "store"), create=True)
+    if "seq" in store.tables():
+        store.drop_table("seq")
+    table = store.create_table("seq", schema)
+    table.append(data)  # one large file in time order: what compaction must re-cluster
+    appended = _ssf(table)
+    files_before = len(table.files())
+    table.compact(sort_by=SORT_BY)
+    compacted = _ssf(table)
+    back = table.scan().to_arrow()
+    if not back.equals(schema.conform(by_user)):
+        raise AssertionError("the compacted table does not read back the rows sorted by (user_id, ts)")
+    files = table.files()
+    per = lambda b: b / rows  # noqa: E731
+    res: dict[str, Any] = {
+        "rows": rows, "users": rows // samples_per_user, "ids_per_sample": ids / rows,
+        "history_ids_per_sample": len(hist.combine_chunks().values) / rows,
+        "files": {"appended": files_before, "compacted": len(files)},
+        "sort_keys": sorted({list(f.sort_key).__repr__() for f in files}),
+        "bytes_per_sample": {"ssf_time_order": per(appended[0]), "ssf_sorted": per(compacted[0]),
+                             "parquet_time_order": per(pq_time[0]), "parquet_sorted": per(pq_sorted[0])},
+        "history_bytes_per_sample": {"ssf_time_order": per(appended[1]), "ssf_sorted": per(compacted[1]),
+                                     "parquet_time_order": per(pq_time[1]), "parquet_sorted": per(pq_sorted[1])},
+    }
+    b = res["bytes_per_sample"]
+    res["ratios"] = {
+        "sorted_vs_parquet_sorted": b["ssf_sorted"] / b["parquet_sorted"],
+        "sorted_vs_parquet_time_order": b["ssf_sorted"] / b["parquet_time_order"],
+        "time_order_vs_parquet_time_order": b["ssf_time_order"] / b["parquet_time_order"],
+    }
+    return res
+
+
+def format_markdown(res: dict[str, Any]) -> str:
+    """The sequence benchmark as a markdown table."""
+    b, h, r = res["bytes_per_sample"], res["history_bytes_per_sample"], res["ratios"]
+    return "\n".join([
+        f"{res['rows']:,} samples of {res['users']:,} users, {res['ids_per_sample']:.0f} ids per sample "
+        f"({res['history_ids_per_sample']:.0f} in the history); appended in time order as "
+        f"{res['files']['appended']} file(s), then `compact(sort_by={SORT_BY})` "
+        f"({res['files']['compacted']} file(s)).",
+        "",
+        "| bytes per sample | .ssf | Parquet (zstd) | ratio |",
+        "|---|---:|---:|---:|",
+        f"| time order (as appended) | {b['ssf_time_order']:.1f} | {b['parquet_time_order']:.1f} | "
+        f"{r['time_order_vs_parquet_time_order']:.3f}x |",
+        f"| sorted by (user_id, ts) | {b['ssf_sorted']:.1f} | {b['parquet_sorted']:.1f} | "
+        f"{r['sorted_vs_parquet_sorted']:.3f}x |",
+        f"| history column, time order | {h['ssf_time_order']:.1f} | {h['parquet_time_order']:.1f} | "
+        f"{h['ssf_time_order'] / h['parquet_time_order']:.3f}x |",
+        f"| history column, sorted | {h['ssf_sorted']:.1f} | {h['parquet_sorted']:.1f} | "
+        f"{h['ssf_sorted'] / h['parquet_sorted']:.3f}x |",
+        "",
+        f"Sorted .ssf against Parquet of the rows as a stream leaves them (time order): "
+        f"{r['sorted_vs_parquet_time_order']:.3f}x.",
+    ])
