@@ -7,7 +7,7 @@ preallocated batch tensors (KeyedJaggedTensor layout for jagged features).
 Row indices are checked against the source size before any loop runs.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
 
@@ -83,7 +83,7 @@ def gather_rows(const uint8_t[::1] src, Py_ssize_t rowbytes, const int64_t[::1] 
 # gather batch rows straight from the pieces (no copy of the window into one buffer): row i
 # of the batch is row ``local[i]`` of piece ``piece[i]``.
 
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 
 
 cdef extern from *:
@@ -231,3 +231,56 @@ def gather_rows_pieces(list srcs, Py_ssize_t rowbytes, const int32_t[::1] piece,
     finally:
         free(<void*>ptr)
         free(rows_in)
+
+
+cdef inline uint64_t _mix64(uint64_t x) noexcept nogil:
+    # splitmix64 finaliser: spreads clustered ids evenly over the hash table.
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111eb
+    x ^= x >> 31
+    return x
+
+
+def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
+    """Deduplicate ``values`` in place: its first ``k`` entries become the distinct ids in
+    order of first appearance, and ``inverse[i]`` the index of the original ``values[i]``
+    among them. Returns ``k``.
+
+    In place is safe: entry ``k`` is written only after ``values[i]`` (``i >= k``) was read.
+    """
+    cdef Py_ssize_t n = values.shape[0], i
+    if inverse.shape[0] != n:
+        raise ValueError(f"unique: inverse output holds {inverse.shape[0]}, expected {n}")
+    if n >= 2147483647:
+        raise ValueError(f"unique: {n} ids, more than an int32 inverse index can address")
+    cdef Py_ssize_t cap = 16
+    while cap < 2 * n + 2:
+        cap <<= 1
+    cdef uint64_t mask = <uint64_t>(cap - 1), h
+    cdef int32_t* slots = <int32_t*>calloc(cap, sizeof(int32_t))  # 0 = empty, else index + 1
+    if slots == NULL:
+        raise MemoryError()
+    cdef int32_t k = 0, s
+    cdef int64_t v
+    try:
+        with nogil:
+            for i in range(n):
+                v = values[i]
+                h = _mix64(<uint64_t>v) & mask
+                while True:
+                    s = slots[h]
+                    if s == 0:
+                        values[k] = v
+                        inverse[i] = k
+                        k += 1
+                        slots[h] = k
+                        break
+                    if values[s - 1] == v:
+                        inverse[i] = s - 1
+                        break
+                    h = (h + 1) & mask
+    finally:
+        free(slots)
+    return k
