@@ -120,13 +120,17 @@ def test_embedding_lookup_once_per_distinct_id_equals_the_full_bag(table):
     emb = torch.nn.EmbeddingBag(100_000, 8, mode="sum")
     for batch in SampleDataset(table, batch_size=256, dedup=["hist"], features=["hist", "click"]):
         d = batch.dedup["hist"]
-        rows = emb.weight[d.unique % 100_000]  # [U, 8]: one lookup per distinct id
-        per_id = rows.index_select(0, d.inverse)  # [N, 8]
+        F = torch.nn.functional
+        rows = F.embedding(d.unique % 100_000, emb.weight, sparse=True)  # [U, 8]: one lookup per distinct id
+        pooled = F.embedding_bag(d.inverse, rows, d.offsets[:-1], mode="sum")  # [B, 8]
+        per_id = rows.index_select(0, d.inverse)  # [N, 8], the other way
         seg = torch.repeat_interleave(torch.arange(len(batch)), d.lengths)
-        pooled = torch.zeros(len(batch), 8).index_add_(0, seg, per_id)
         full = batch.full_sparse()
         expected = emb(full.values % 100_000, full.offsets[:-1])
         torch.testing.assert_close(pooled, expected)
+        torch.testing.assert_close(torch.zeros(len(batch), 8).index_add_(0, seg, per_id), expected)
+        pooled.sum().backward()  # gradients reach the table through the distinct rows only
+        assert emb.weight.grad is not None
         break
 
 

@@ -4,12 +4,17 @@ The workload (:func:`samplestore.datagen.sequence_like`): Criteo-like columns pl
 of up to 200 ids per sample, each user's samples sliding one item, rows in time order as a
 stream writes them. Figures: bytes per sample of the table as appended (time order, one
 file) and after ``compact(sort_by=["user_id", "ts"])``, against Parquet (zstd) on the same
-rows in the same orders, in total and for the history column alone.
+rows in the same orders, in total and for the history column alone; and, on the sorted table
+read with ``SampleDataset(dedup=["history"])`` (shuffled batches of 4,096), the history ids a
+batch delivers with and without deduplication and the median CPU time of one training step
+of a sum-pooled embedding bag over the history (sparse gradients, SGD) both ways.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -36,6 +41,47 @@ def _ssf(table: Any) -> tuple[int, int]:
     """(bytes of the live files, bytes of their history column) of a samplestore table."""
     files = table.catalog.files(table.name, table.current_snapshot_id, with_stats=["history"])
     return sum(f.file_bytes for f in files), sum(f.stats["history"].bytes for f in files)
+
+
+def _dedup_figures(table: Any, batch_size: int = 4096, max_batches: int = 20, dim: int = 16,
+                   buckets: int = 1_000_003) -> dict[str, Any]:
+    """Ids per batch and median training-step times with and without ``dedup=["history"]``."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..torch import SampleDataset
+
+    torch.manual_seed(0)
+    weights = {name: torch.nn.Parameter(torch.randn(buckets, dim) * 0.01) for name in ("dedup", "full")}
+    opts = {name: torch.optim.SGD([w], lr=0.01) for name, w in weights.items()}
+    ds = SampleDataset(table, batch_size=batch_size, shuffle=True, seed=0, dedup=["history"],
+                       features=["history", "click"])
+    ids = {"full": 0, "dedup": 0}
+    times: dict[str, list[float]] = {"full": [], "dedup": []}
+
+    def step(name: str, pooled_of: Any, labels: Any) -> None:
+        t0 = time.perf_counter()
+        loss = (pooled_of(weights[name]).sum(1) - labels).pow(2).mean()
+        opts[name].zero_grad()
+        loss.backward()
+        opts[name].step()
+        times[name].append(time.perf_counter() - t0)
+
+    for k, batch in enumerate(ds):
+        if k == max_batches:
+            break
+        d, full, y = batch.dedup["history"], batch.full_sparse(), batch.labels[:, 0]
+        ids["dedup"] += d.unique.numel()
+        ids["full"] += d.inverse.numel()
+        unique, values, offsets = d.unique % buckets, full.values % buckets, full.offsets[:-1]  # hashed to the table
+        # Deduplicated: one embedding lookup per distinct id, then a bag over those rows.
+        step("dedup", lambda w: F.embedding_bag(d.inverse, F.embedding(unique, w, sparse=True), d.offsets[:-1],
+                                                mode="sum"), y)
+        step("full", lambda w: F.embedding_bag(values, w, offsets, mode="sum", sparse=True), y)
+    ds.close()
+    return {"batch_size": batch_size, "batches": len(times["full"]), "history_ids": ids,
+            "factor": ids["full"] / max(1, ids["dedup"]),
+            "step_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()}}
 
 
 def run_sequence_bench(workdir: str, rows: int = 400_000, samples_per_user: int = 400) -> dict[str, Any]:
@@ -65,11 +111,13 @@ def run_sequence_bench(workdir: str, rows: int = 400_000, samples_per_user: int 
     if not back.equals(schema.conform(by_user)):
         raise AssertionError("the compacted table does not read back the rows sorted by (user_id, ts)")
     files = table.files()
+    dedup = _dedup_figures(table)
     per = lambda b: b / rows  # noqa: E731
     res: dict[str, Any] = {
         "rows": rows, "users": rows // samples_per_user, "ids_per_sample": ids / rows,
         "history_ids_per_sample": len(hist.combine_chunks().values) / rows,
         "files": {"appended": files_before, "compacted": len(files)},
+        "dedup": dedup,
         "sort_keys": sorted({list(f.sort_key).__repr__() for f in files}),
         "bytes_per_sample": {"ssf_time_order": per(appended[0]), "ssf_sorted": per(compacted[0]),
                              "parquet_time_order": per(pq_time[0]), "parquet_sorted": per(pq_sorted[0])},
@@ -87,7 +135,7 @@ def run_sequence_bench(workdir: str, rows: int = 400_000, samples_per_user: int 
 
 def format_markdown(res: dict[str, Any]) -> str:
     """The sequence benchmark as a markdown table."""
-    b, h, r = res["bytes_per_sample"], res["history_bytes_per_sample"], res["ratios"]
+    b, h, r, d = res["bytes_per_sample"], res["history_bytes_per_sample"], res["ratios"], res["dedup"]
     return "\n".join([
         f"{res['rows']:,} samples of {res['users']:,} users, {res['ids_per_sample']:.0f} ids per sample "
         f"({res['history_ids_per_sample']:.0f} in the history); appended in time order as "
@@ -107,4 +155,10 @@ def format_markdown(res: dict[str, Any]) -> str:
         "",
         f"Sorted .ssf against Parquet of the rows as a stream leaves them (time order): "
         f"{r['sorted_vs_parquet_time_order']:.3f}x.",
+        "",
+        f"`SampleDataset(dedup=[\"history\"])` on the sorted table, shuffled batches of {d['batch_size']:,} "
+        f"({d['batches']} batches): history ids delivered {d['history_ids']['dedup']:,} instead of "
+        f"{d['history_ids']['full']:,} (**{d['factor']:.1f}x fewer**); CPU training step of a sum-pooled "
+        f"embedding bag over the history, median: {d['step_ms']['dedup']:.1f} ms deduplicated, "
+        f"{d['step_ms']['full']:.1f} ms on the full ids ({d['step_ms']['full'] / d['step_ms']['dedup']:.2f}x).",
     ])

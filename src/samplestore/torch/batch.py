@@ -63,9 +63,9 @@ class DedupIds:
     A model looks each embedding row up once per batch and gathers per position::
 
         d = batch.dedup["history"]
-        rows = table(d.unique)                       # [U, dim]: one lookup per distinct id
-        per_id = rows.index_select(0, d.inverse)     # [N, dim]: the feature's ids, in order
-        # pool per sample as usual with d.lengths (e.g. segment sum over d.offsets)
+        rows = F.embedding(d.unique, weight, sparse=True)          # [U, dim]: one lookup per distinct id
+        pooled = F.embedding_bag(d.inverse, rows, d.offsets[:-1], mode="sum")   # [B, dim]
+        # or per position: rows.index_select(0, d.inverse)          # [N, dim]
 
     Attributes:
         unique: int64 ``[U]``: the distinct ids of the feature in the batch, in order of
