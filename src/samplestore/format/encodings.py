@@ -24,6 +24,10 @@ __all__ = ["StreamHead", "Hint", "encode_stream", "decode_stream", "decode_offse
 
 # Below this many bytes a transform cannot pay for itself.
 _MIN_TRANSFORM_BYTES = 64
+# The cross-row encoding is tried on a whole stream only where the stream's first rows copy
+# at least a quarter of their ids from earlier rows: on lists that barely overlap (short
+# random id lists) it would cost an encode and a second compression of every chunk, to lose.
+_CROSS_ROW_PROBE_ROWS = 2048
 
 
 class Hint:
@@ -162,15 +166,26 @@ def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compres
                              f"stream of {n} {np_dtype} values")
         return _store(pinned, dtype, n, compressor)
     best = _store(_choose(values, dtype, hint), dtype, n, compressor)
-    if rows is not None and dtype == DType.INT64 and values.nbytes >= _MIN_TRANSFORM_BYTES:
-        # Whether a row's ids repeat an earlier row's only the data can say, and whether the
-        # copies beat a dictionary only after zstd: so both are stored and the smaller kept.
+    if rows is not None and dtype == DType.INT64 and values.nbytes >= _MIN_TRANSFORM_BYTES and _overlaps(values, rows):
+        # Whether the copies beat a dictionary only zstd can say: both are stored and the
+        # smaller kept.
         crossed = get_encoding(Encoding.CROSS_ROW).encode(values, rows=rows)
         if crossed is not None:
             alt = _store(crossed, dtype, n, compressor)
             if len(alt[1]) < len(best[1]):
                 best = alt
     return best
+
+
+def _overlaps(values: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether the first rows of a list stream copy at least a quarter of their ids from
+    earlier rows (a probe of :data:`_CROSS_ROW_PROBE_ROWS` rows; the whole stream if shorter)."""
+    if len(rows) <= _CROSS_ROW_PROBE_ROWS:
+        return True
+    head = np.asarray(rows[:_CROSS_ROW_PROBE_ROWS], dtype=np.int64)
+    n = int(head.sum())
+    probe = get_encoding(Encoding.CROSS_ROW).encode(values[:n], rows=head)
+    return probe is not None and n - probe.param1 >= n // 4
 
 
 def _store(chosen: Encoded, dtype: int, n: int, compressor: Compressor) -> tuple[StreamHead, bytes | memoryview]:
