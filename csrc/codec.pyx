@@ -13,6 +13,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
+from hashing cimport mix64
+
 
 # A narrow value inside a byte stream need not be aligned (a chunk slice starts anywhere):
 # load and store it through memcpy into a fixed-size local, which compilers turn into one
@@ -267,16 +269,6 @@ def lengths_to_offsets(const uint8_t[::1] src, int width, int32_t[::1] out):
 
 # ---------------------------------------------------------------- dictionary
 
-cdef inline uint64_t _mix(uint64_t x) nogil:
-    # splitmix64 finaliser: spreads zipf-clustered ids evenly over the table.
-    x ^= x >> 30
-    x *= <uint64_t>0xbf58476d1ce4e5b9
-    x ^= x >> 27
-    x *= <uint64_t>0x94d049bb133111eb
-    x ^= x >> 31
-    return x
-
-
 def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
                uint32_t[::1] indices, int64_t[::1] entries, int64_t[::1] counts):
     """Assign each distinct value an index in order of first appearance.
@@ -305,7 +297,7 @@ def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
         with nogil:
             for i in range(n):
                 v = values[i]
-                h = _mix(<uint64_t>v) & mask
+                h = mix64(<uint64_t>v) & mask
                 while True:
                     s = slots[h]
                     if s == 0:
@@ -451,7 +443,7 @@ cdef inline Py_ssize_t _common(const int64_t* a, const int64_t* b, Py_ssize_t n)
 
 cdef inline Py_ssize_t _xr_lookup(const int64_t* keys, const int64_t* rows, uint64_t mask, int64_t v) noexcept nogil:
     # Row (+1) last stored under v, 0 if none.
-    cdef uint64_t h = _mix(<uint64_t>v) & mask
+    cdef uint64_t h = mix64(<uint64_t>v) & mask
     while rows[h] != 0:
         if keys[h] == v:
             return rows[h]
@@ -460,7 +452,7 @@ cdef inline Py_ssize_t _xr_lookup(const int64_t* keys, const int64_t* rows, uint
 
 
 cdef inline void _xr_store(int64_t* keys, int64_t* rows, uint64_t mask, int64_t v, int64_t row) noexcept nogil:
-    cdef uint64_t h = _mix(<uint64_t>v) & mask
+    cdef uint64_t h = mix64(<uint64_t>v) & mask
     while rows[h] != 0 and keys[h] != v:
         h = (h + 1) & mask
     keys[h] = v

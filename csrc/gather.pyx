@@ -10,6 +10,8 @@ Row indices are checked against the source size before any loop runs.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
+from hashing cimport mix64
+
 
 def gather_jagged(const int64_t[::1] offsets, const uint8_t[::1] values, Py_ssize_t itemsize,
                   const int64_t[::1] rows, int32_t[::1] out_lengths, uint8_t[::1] out_values):
@@ -233,16 +235,6 @@ def gather_rows_pieces(list srcs, Py_ssize_t rowbytes, const int32_t[::1] piece,
         free(rows_in)
 
 
-cdef inline uint64_t _mix64(uint64_t x) noexcept nogil:
-    # splitmix64 finaliser: spreads clustered ids evenly over the hash table.
-    x ^= x >> 30
-    x *= <uint64_t>0xbf58476d1ce4e5b9
-    x ^= x >> 27
-    x *= <uint64_t>0x94d049bb133111eb
-    x ^= x >> 31
-    return x
-
-
 def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
     """Deduplicate ``values`` in place: its first ``k`` entries become the distinct ids in
     order of first appearance, and ``inverse[i]`` the index of the original ``values[i]``
@@ -268,7 +260,7 @@ def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
         with nogil:
             for i in range(n):
                 v = values[i]
-                h = _mix64(<uint64_t>v) & mask
+                h = mix64(<uint64_t>v) & mask
                 while True:
                     s = slots[h]
                     if s == 0:

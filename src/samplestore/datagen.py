@@ -193,15 +193,9 @@ def write_criteo_tsv(path: str, n: int, seed: int = 0, missing_rate: float = 0.1
 
 
 def sequence_schema(num_sparse: int = NUM_SPARSE) -> Schema:
-    """The schema of :func:`sequence_like`: Criteo-like columns, a behaviour history, user and time."""
-    return Schema([
-        Dense("dense", dim=NUM_DENSE),
-        *[Sparse(f"c{i}") for i in range(num_sparse)],
-        Sequence("history"),
-        Label("click"),
-        Scalar("user_id", "int64"),
-        Scalar("ts", "timestamp"),
-    ])
+    """The schema of :func:`sequence_like`: Criteo-like columns, a behaviour history, user and
+    time (:func:`sessions_schema` without the day column)."""
+    return Schema([f for f in sessions_schema(num_sparse) if f.name != "ds"])
 
 
 def sequence_like(n: int, seed: int = 0, samples_per_user: int = 400, history_len: int = 200,
