@@ -13,7 +13,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
-from hashing cimport mix64
+from hashing cimport find_or_add, mix64
 
 
 # A narrow value inside a byte stream need not be aligned (a chunk slice starts anywhere):
@@ -289,34 +289,20 @@ def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
     cdef uint32_t* slots = <uint32_t*>calloc(cap, sizeof(uint32_t))  # 0 = empty, else index + 1
     if slots == NULL:
         raise MemoryError()
-    cdef Py_ssize_t k = 0
-    cdef uint64_t h
-    cdef uint32_t s
-    cdef int64_t v
+    cdef Py_ssize_t k = 0, j
+    cdef int64_t* keys = &entries[0] if entries.shape[0] else NULL
     try:
         with nogil:
             for i in range(n):
-                v = values[i]
-                h = mix64(<uint64_t>v) & mask
-                while True:
-                    s = slots[h]
-                    if s == 0:
-                        if k >= max_entries:
-                            k = -1
-                            break
-                        entries[k] = v
-                        counts[k] = 1
-                        k += 1
-                        slots[h] = <uint32_t>k
-                        indices[i] = <uint32_t>(k - 1)
-                        break
-                    if entries[s - 1] == v:
-                        counts[s - 1] += 1
-                        indices[i] = s - 1
-                        break
-                    h = (h + 1) & mask
-                if k < 0:
+                j = find_or_add(slots, mask, keys, k, max_entries, values[i])
+                if j < 0:
+                    k = -1
                     break
+                if j == k:
+                    counts[k] = 0
+                    k += 1
+                counts[j] += 1
+                indices[i] = <uint32_t>j
     finally:
         free(slots)
     return k

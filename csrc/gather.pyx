@@ -7,10 +7,10 @@ preallocated batch tensors (KeyedJaggedTensor layout for jagged features).
 Row indices are checked against the source size before any loop runs.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from hashing cimport mix64
+from hashing cimport find_or_add
 
 
 def gather_jagged(const int64_t[::1] offsets, const uint8_t[::1] values, Py_ssize_t itemsize,
@@ -250,29 +250,19 @@ def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
     cdef Py_ssize_t cap = 16
     while cap < 2 * n + 2:
         cap <<= 1
-    cdef uint64_t mask = <uint64_t>(cap - 1), h
-    cdef int32_t* slots = <int32_t*>calloc(cap, sizeof(int32_t))  # 0 = empty, else index + 1
+    cdef uint64_t mask = <uint64_t>(cap - 1)
+    cdef uint32_t* slots = <uint32_t*>calloc(cap, sizeof(uint32_t))  # 0 = empty, else index + 1
     if slots == NULL:
         raise MemoryError()
-    cdef int32_t k = 0, s
-    cdef int64_t v
+    cdef Py_ssize_t k = 0, j
+    cdef int64_t* keys = &values[0] if n else NULL
     try:
         with nogil:
             for i in range(n):
-                v = values[i]
-                h = mix64(<uint64_t>v) & mask
-                while True:
-                    s = slots[h]
-                    if s == 0:
-                        values[k] = v
-                        inverse[i] = k
-                        k += 1
-                        slots[h] = k
-                        break
-                    if values[s - 1] == v:
-                        inverse[i] = s - 1
-                        break
-                    h = (h + 1) & mask
+                j = find_or_add(slots, mask, keys, k, n, values[i])
+                if j == k:
+                    k += 1
+                inverse[i] = <int32_t>j
     finally:
         free(slots)
     return k
