@@ -13,7 +13,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
-from hashing cimport find_or_add, mix64
+from hashing cimport find_or_add, mix64, new_slots
 
 
 # A narrow value inside a byte stream need not be aligned (a chunk slice starts anywhere):
@@ -282,13 +282,8 @@ def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
         raise ValueError("dictionary: indices output size mismatch")
     if entries.shape[0] < max_entries or counts.shape[0] < max_entries:
         raise ValueError("dictionary: entries/counts outputs smaller than max_entries")
-    cdef Py_ssize_t cap = 16
-    while cap < 2 * max_entries + 2:
-        cap <<= 1
-    cdef uint64_t mask = <uint64_t>(cap - 1)
-    cdef uint32_t* slots = <uint32_t*>calloc(cap, sizeof(uint32_t))  # 0 = empty, else index + 1
-    if slots == NULL:
-        raise MemoryError()
+    cdef uint64_t mask
+    cdef uint32_t* slots = new_slots(max_entries, &mask)
     cdef Py_ssize_t k = 0, j
     cdef int64_t* keys = &entries[0] if entries.shape[0] else NULL
     try:

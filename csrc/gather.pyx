@@ -10,7 +10,7 @@ Row indices are checked against the source size before any loop runs.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from hashing cimport find_or_add
+from hashing cimport find_or_add, new_slots
 
 
 def gather_jagged(const int64_t[::1] offsets, const uint8_t[::1] values, Py_ssize_t itemsize,
@@ -85,7 +85,7 @@ def gather_rows(const uint8_t[::1] src, Py_ssize_t rowbytes, const int64_t[::1] 
 # gather batch rows straight from the pieces (no copy of the window into one buffer): row i
 # of the batch is row ``local[i]`` of piece ``piece[i]``.
 
-from libc.stdlib cimport calloc, malloc, free
+from libc.stdlib cimport malloc, free
 
 
 cdef extern from *:
@@ -247,13 +247,8 @@ def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
         raise ValueError(f"unique: inverse output holds {inverse.shape[0]}, expected {n}")
     if n >= 2147483647:
         raise ValueError(f"unique: {n} ids, more than an int32 inverse index can address")
-    cdef Py_ssize_t cap = 16
-    while cap < 2 * n + 2:
-        cap <<= 1
-    cdef uint64_t mask = <uint64_t>(cap - 1)
-    cdef uint32_t* slots = <uint32_t*>calloc(cap, sizeof(uint32_t))  # 0 = empty, else index + 1
-    if slots == NULL:
-        raise MemoryError()
+    cdef uint64_t mask
+    cdef uint32_t* slots = new_slots(n, &mask)
     cdef Py_ssize_t k = 0, j
     cdef int64_t* keys = &values[0] if n else NULL
     try:

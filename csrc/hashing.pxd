@@ -1,5 +1,6 @@
 # Small C helpers shared by the kernels of csrc/ (cimported, compiled into each module).
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc
 
 
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
@@ -30,3 +31,16 @@ cdef inline Py_ssize_t find_or_add(uint32_t* slots, uint64_t mask, int64_t* keys
         if keys[s - 1] == v:
             return s - 1
         h = (h + 1) & mask
+
+
+cdef inline uint32_t* new_slots(Py_ssize_t keys, uint64_t* mask) except NULL:
+    # A zeroed slot table for up to `keys` keys (a power of two, more than twice as many
+    # slots); sets *mask. The caller frees it.
+    cdef Py_ssize_t cap = 16
+    while cap < 2 * keys + 2:
+        cap <<= 1
+    mask[0] = <uint64_t>(cap - 1)
+    cdef uint32_t* slots = <uint32_t*>calloc(cap, sizeof(uint32_t))
+    if slots == NULL:
+        raise MemoryError()
+    return slots
