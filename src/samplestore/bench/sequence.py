@@ -7,7 +7,10 @@ file) and after ``compact(sort_by=["user_id", "ts"])``, against Parquet (zstd) o
 rows in the same orders, in total and for the history column alone; and, on the sorted table
 read with ``SampleDataset(dedup=["history"])`` (shuffled batches of 4,096), the history ids a
 batch delivers with and without deduplication and the median CPU time of one training step
-of a sum-pooled embedding bag over the history (sparse gradients, SGD) both ways.
+of a sum-pooled embedding bag over the history (sparse gradients, SGD) both ways; and loader
+samples/s (one process, median of 3 epochs) of ``SampleDataset`` on the sorted table against
+the careful Parquet loader of ``samplestore.bench.loader`` on the same sorted rows, same batch
+layout and shuffle buffer.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import datagen
+from ..schema import Schema
 
 __all__ = ["run_sequence_bench", "format_markdown", "SORT_BY"]
 
@@ -84,6 +88,31 @@ def _dedup_figures(table: Any, batch_size: int = 4096, max_batches: int = 20, di
             "step_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()}}
 
 
+def _loader_rates(table: Any, rows: pa.Table, workdir: str, batch_size: int = 4096, epochs: int = 3) -> dict[str, Any]:
+    """Median samples/s of one-process epochs: SampleDataset vs the careful Parquet loader."""
+    from ..torch import DEFAULT_SHUFFLE_BUFFER_ROWS, SampleDataset
+    from .loader import PARQUET_ROW_GROUP_ROWS, ParquetLoader
+
+    path = os.path.join(workdir, "loader.parquet")
+    pq.write_table(rows, path, compression="zstd", row_group_size=PARQUET_ROW_GROUP_ROWS)
+    buffer_rows = DEFAULT_SHUFFLE_BUFFER_ROWS
+    # What a trainer reads: the features (user_id and ts only lay the table out).
+    train = Schema([f for f in table.schema if f.name not in SORT_BY])
+    rates: dict[str, list[float]] = {"samplestore": [], "parquet": []}
+    ds = SampleDataset(table, features=train.names, batch_size=batch_size, shuffle_buffer_rows=buffer_rows)
+    for e in range(epochs):
+        ds.set_epoch(e)
+        for name, loader in (("samplestore", ds),
+                             ("parquet", ParquetLoader([path], train, batch_size, buffer_rows, seed=e))):
+            t0 = time.perf_counter()
+            n = sum(len(b) for b in loader)
+            rates[name].append(n / (time.perf_counter() - t0))
+    ds.close()
+    out = {k: statistics.median(v) for k, v in rates.items()}
+    return {"samples_per_s": out, "ratio": out["samplestore"] / out["parquet"], "batch_size": batch_size,
+            "buffer_rows": buffer_rows}
+
+
 def run_sequence_bench(workdir: str, rows: int = 400_000, samples_per_user: int = 400) -> dict[str, Any]:
     """Measure one workload both ways, in this run; return figures and ratios."""
     import samplestore as ss
@@ -112,12 +141,14 @@ def run_sequence_bench(workdir: str, rows: int = 400_000, samples_per_user: int 
         raise AssertionError("the compacted table does not read back the rows sorted by (user_id, ts)")
     files = table.files()
     dedup = _dedup_figures(table)
+    loader = _loader_rates(table, schema.conform(by_user), workdir)
     per = lambda b: b / rows  # noqa: E731
     res: dict[str, Any] = {
         "rows": rows, "users": rows // samples_per_user, "ids_per_sample": ids / rows,
         "history_ids_per_sample": len(hist.combine_chunks().values) / rows,
         "files": {"appended": files_before, "compacted": len(files)},
         "dedup": dedup,
+        "loader": loader,
         "sort_keys": sorted({list(f.sort_key).__repr__() for f in files}),
         "bytes_per_sample": {"ssf_time_order": per(appended[0]), "ssf_sorted": per(compacted[0]),
                              "parquet_time_order": per(pq_time[0]), "parquet_sorted": per(pq_sorted[0])},
@@ -136,6 +167,7 @@ def run_sequence_bench(workdir: str, rows: int = 400_000, samples_per_user: int 
 def format_markdown(res: dict[str, Any]) -> str:
     """The sequence benchmark as a markdown table."""
     b, h, r, d = res["bytes_per_sample"], res["history_bytes_per_sample"], res["ratios"], res["dedup"]
+    lo = res["loader"]
     return "\n".join([
         f"{res['rows']:,} samples of {res['users']:,} users, {res['ids_per_sample']:.0f} ids per sample "
         f"({res['history_ids_per_sample']:.0f} in the history); appended in time order as "
@@ -161,4 +193,8 @@ def format_markdown(res: dict[str, Any]) -> str:
         f"{d['history_ids']['full']:,} (**{d['factor']:.1f}x fewer**); CPU training step of a sum-pooled "
         f"embedding bag over the history, median: {d['step_ms']['dedup']:.1f} ms deduplicated, "
         f"{d['step_ms']['full']:.1f} ms on the full ids ({d['step_ms']['full'] / d['step_ms']['dedup']:.2f}x).",
+        "",
+        f"Loader on the sorted rows, one process, batch {lo['batch_size']:,}, shuffle buffer {lo['buffer_rows']:,} "
+        f"rows, median of 3 epochs: samplestore {lo['samples_per_s']['samplestore']:,.0f} samples/s, careful Parquet "
+        f"loader {lo['samples_per_s']['parquet']:,.0f} samples/s (**{lo['ratio']:.2f}x**).",
     ])
