@@ -74,3 +74,13 @@ def test_open_and_read_10_of_5000_columns(benchmark, wide, fmt):
     read = fb.read_ssf if fmt == "ssf" else fb.read_parquet
     got = benchmark.pedantic(read, args=(paths[fmt], cols), rounds=7, iterations=1)
     assert got.column_names == cols
+
+
+def test_dense_storage(tmp_path, quick):
+    from samplestore.bench.format import dense_storage_figures
+
+    res = dense_storage_figures(str(tmp_path), 2_000 if quick else 100_000, repeats=1 if quick else 5)
+    b = res["bytes_per_sample"]
+    # Deterministic: half-width storage halves the bytes of incompressible floats (or better).
+    assert b["float16"] < 0.55 * b["float32"] and b["bfloat16"] < 0.55 * b["float32"]
+    assert all(v > 0 for v in res["read_samples_s"].values())

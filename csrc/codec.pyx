@@ -13,6 +13,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
+from hashing cimport find_or_add, mix64, new_slots
+
 
 # A narrow value inside a byte stream need not be aligned (a chunk slice starts anywhere):
 # load and store it through memcpy into a fixed-size local, which compilers turn into one
@@ -267,16 +269,6 @@ def lengths_to_offsets(const uint8_t[::1] src, int width, int32_t[::1] out):
 
 # ---------------------------------------------------------------- dictionary
 
-cdef inline uint64_t _mix(uint64_t x) nogil:
-    # splitmix64 finaliser: spreads zipf-clustered ids evenly over the table.
-    x ^= x >> 30
-    x *= <uint64_t>0xbf58476d1ce4e5b9
-    x ^= x >> 27
-    x *= <uint64_t>0x94d049bb133111eb
-    x ^= x >> 31
-    return x
-
-
 def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
                uint32_t[::1] indices, int64_t[::1] entries, int64_t[::1] counts):
     """Assign each distinct value an index in order of first appearance.
@@ -290,41 +282,22 @@ def dict_build(const int64_t[::1] values, Py_ssize_t max_entries,
         raise ValueError("dictionary: indices output size mismatch")
     if entries.shape[0] < max_entries or counts.shape[0] < max_entries:
         raise ValueError("dictionary: entries/counts outputs smaller than max_entries")
-    cdef Py_ssize_t cap = 16
-    while cap < 2 * max_entries + 2:
-        cap <<= 1
-    cdef uint64_t mask = <uint64_t>(cap - 1)
-    cdef uint32_t* slots = <uint32_t*>calloc(cap, sizeof(uint32_t))  # 0 = empty, else index + 1
-    if slots == NULL:
-        raise MemoryError()
-    cdef Py_ssize_t k = 0
-    cdef uint64_t h
-    cdef uint32_t s
-    cdef int64_t v
+    cdef uint64_t mask
+    cdef uint32_t* slots = new_slots(max_entries, &mask)
+    cdef Py_ssize_t k = 0, j
+    cdef int64_t* keys = &entries[0] if entries.shape[0] else NULL
     try:
         with nogil:
             for i in range(n):
-                v = values[i]
-                h = _mix(<uint64_t>v) & mask
-                while True:
-                    s = slots[h]
-                    if s == 0:
-                        if k >= max_entries:
-                            k = -1
-                            break
-                        entries[k] = v
-                        counts[k] = 1
-                        k += 1
-                        slots[h] = <uint32_t>k
-                        indices[i] = <uint32_t>(k - 1)
-                        break
-                    if entries[s - 1] == v:
-                        counts[s - 1] += 1
-                        indices[i] = s - 1
-                        break
-                    h = (h + 1) & mask
-                if k < 0:
+                j = find_or_add(slots, mask, keys, k, max_entries, values[i])
+                if j < 0:
+                    k = -1
                     break
+                if j == k:
+                    counts[k] = 0
+                    k += 1
+                counts[j] += 1
+                indices[i] = <uint32_t>j
     finally:
         free(slots)
     return k
@@ -415,3 +388,279 @@ def pack_indices(const uint32_t[::1] indices, const uint32_t[::1] rank, int bits
         else:
             for i in range(n):
                 _store32(o + 4 * i, rank[indices[i]])
+
+
+# ---------------------------------------------------------------- cross-row (sequences)
+#
+# A row's list as a slice of an earlier row of the same chunk plus new ids: per row five
+# LEB128 varints (ref, skip, copy, head, tail), then the literal ids (plain int64) of every
+# row in order. Row r = head literals + row[r - ref][skip : skip + copy] + tail literals;
+# ref = 0 means no reference (skip = copy = 0). See docs/FORMAT.md.
+
+# Longest varint a cross-row op may take: every op is below 2^31 (a chunk's values are
+# addressed by int32 offsets), which 5 LEB128 bytes hold.
+cdef enum:
+    _XR_MAX_VARINT = 5
+# How many occurrences of an anchor id in a candidate row are tried (repeated ids in a list).
+cdef enum:
+    _XR_OCCURRENCES = 4
+
+
+cdef inline Py_ssize_t _put_varint(uint8_t* out, Py_ssize_t pos, uint64_t v) noexcept nogil:
+    while v >= 0x80:
+        out[pos] = <uint8_t>(v | 0x80)
+        v >>= 7
+        pos += 1
+    out[pos] = <uint8_t>v
+    return pos + 1
+
+
+cdef inline Py_ssize_t _common(const int64_t* a, const int64_t* b, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _xr_lookup(const int64_t* keys, const int64_t* rows, uint64_t mask, int64_t v) noexcept nogil:
+    # Row (+1) last stored under v, 0 if none.
+    cdef uint64_t h = mix64(<uint64_t>v) & mask
+    while rows[h] != 0:
+        if keys[h] == v:
+            return rows[h]
+        h = (h + 1) & mask
+    return 0
+
+
+cdef inline void _xr_store(int64_t* keys, int64_t* rows, uint64_t mask, int64_t v, int64_t row) noexcept nogil:
+    cdef uint64_t h = mix64(<uint64_t>v) & mask
+    while rows[h] != 0 and keys[h] != v:
+        h = (h + 1) & mask
+    keys[h] = v
+    rows[h] = row + 1
+
+
+cdef inline void _xr_try(const int64_t* v, const int64_t* starts, Py_ssize_t r, Py_ssize_t s,
+                         Py_ssize_t* best) noexcept nogil:
+    # Best alignment of row r against earlier row s: r starting inside s (oldest first: s's
+    # first items dropped), or s starting inside r (newest first: new items in front).
+    # best = [copy, ref, skip, head], updated in place when this candidate copies more.
+    cdef const int64_t* rp = v + starts[r]
+    cdef const int64_t* sp = v + starts[s]
+    cdef Py_ssize_t m = starts[r + 1] - starts[r], sm = starts[s + 1] - starts[s]
+    cdef Py_ssize_t k, c, tries
+    if m == 0 or sm == 0:
+        return
+    tries = 0
+    for k in range(sm):
+        if sp[k] == rp[0]:
+            c = _common(rp, sp + k, m if m < sm - k else sm - k)
+            if c > best[0]:
+                best[0], best[1], best[2], best[3] = c, r - s, k, 0
+            tries += 1
+            if tries == _XR_OCCURRENCES:
+                break
+    tries = 0
+    for k in range(1, m):
+        if rp[k] == sp[0]:
+            c = _common(rp + k, sp, m - k if m - k < sm else sm)
+            if c > best[0]:
+                best[0], best[1], best[2], best[3] = c, r - s, 0, k
+            tries += 1
+            if tries == _XR_OCCURRENCES:
+                break
+
+
+def cross_row_encode(const int64_t[::1] values, const int64_t[::1] lengths, int window,
+                     uint8_t[::1] ops, int64_t[::1] literals):
+    """Encode each row (``lengths`` partition ``values``) against an earlier row of the chunk.
+
+    Candidates for row r are the ``window`` rows before it and the latest rows whose first
+    or second id equals r's first or second id (found by hashing), so a user's windows need
+    not be adjacent. A candidate is used when it gives at least 2 ids to copy.
+
+    ``ops`` must hold ``5 * 5 * len(lengths)`` bytes and ``literals`` ``len(values)`` ids.
+    Returns ``(ops bytes, literal count, ids copied)``.
+    """
+    cdef Py_ssize_t nrows = lengths.shape[0], n = values.shape[0], r, s, d, j, pos = 0, nlit = 0, copied = 0
+    if ops.shape[0] < 5 * _XR_MAX_VARINT * nrows or literals.shape[0] < n:
+        raise ValueError("cross-row encode: output buffers too small")
+    if n >= 2147483648 or nrows >= 2147483648:
+        raise ValueError(f"cross-row encode: {nrows} rows of {n} values, expected fewer than 2^31 of each")
+    cdef Py_ssize_t cap = 16
+    while cap < 4 * nrows + 4:
+        cap <<= 1
+    cdef uint64_t mask = <uint64_t>(cap - 1)
+    cdef int64_t* starts = <int64_t*>calloc(nrows + 1, sizeof(int64_t))
+    cdef int64_t* keys = <int64_t*>calloc(cap, sizeof(int64_t))
+    cdef int64_t* rows = <int64_t*>calloc(cap, sizeof(int64_t))  # row + 1 per key, 0 = empty
+    cdef int64_t* keys2 = <int64_t*>calloc(cap, sizeof(int64_t))
+    cdef int64_t* rows2 = <int64_t*>calloc(cap, sizeof(int64_t))
+    cdef Py_ssize_t best[4]
+    cdef Py_ssize_t cand[4]
+    cdef Py_ssize_t m, a, head, tail
+    cdef const int64_t* v = &values[0] if n else NULL
+    cdef int64_t* lp = &literals[0] if n else NULL
+    cdef uint8_t* op = &ops[0] if ops.shape[0] else NULL
+    cdef int bad = 0
+    try:
+        if starts == NULL or keys == NULL or rows == NULL or keys2 == NULL or rows2 == NULL:
+            raise MemoryError()
+        with nogil:
+            for r in range(nrows):
+                if lengths[r] < 0 or lengths[r] > n - starts[r]:
+                    bad = 1
+                    break
+                starts[r + 1] = starts[r] + lengths[r]
+            if not bad:
+                for r in range(nrows):
+                    a = starts[r]
+                    m = starts[r + 1] - a
+                    best[0] = 1  # a reference must copy at least 2 ids to pay for its ops
+                    best[1] = best[2] = best[3] = 0
+                    if m > 0:
+                        d = 1
+                        while d <= window and d <= r and best[0] < m:
+                            _xr_try(v, starts, r, r - d, best)
+                            d += 1
+                        # Rows found by content: same first id, or first id = our second (new
+                        # item in front), or second id = our first (oldest item dropped).
+                        cand[0] = _xr_lookup(keys, rows, mask, v[a]) - 1
+                        cand[1] = _xr_lookup(keys2, rows2, mask, v[a]) - 1
+                        cand[2] = _xr_lookup(keys, rows, mask, v[a + 1]) - 1 if m > 1 else -1
+                        for j in range(3):
+                            s = cand[j]
+                            if s >= 0 and r - s > window and best[0] < m:
+                                _xr_try(v, starts, r, s, best)
+                        _xr_store(keys, rows, mask, v[a], r)
+                        if m > 1:
+                            _xr_store(keys2, rows2, mask, v[a + 1], r)
+                    if best[1] == 0:
+                        pos = _put_varint(op, pos, 0)
+                        pos = _put_varint(op, pos, 0)
+                        pos = _put_varint(op, pos, 0)
+                        pos = _put_varint(op, pos, 0)
+                        pos = _put_varint(op, pos, <uint64_t>m)
+                        if m:
+                            memcpy(lp + nlit, v + a, m * sizeof(int64_t))
+                            nlit += m
+                    else:
+                        head = best[3]
+                        tail = m - head - best[0]
+                        pos = _put_varint(op, pos, <uint64_t>best[1])
+                        pos = _put_varint(op, pos, <uint64_t>best[2])
+                        pos = _put_varint(op, pos, <uint64_t>best[0])
+                        pos = _put_varint(op, pos, <uint64_t>head)
+                        pos = _put_varint(op, pos, <uint64_t>tail)
+                        if head:
+                            memcpy(lp + nlit, v + a, head * sizeof(int64_t))
+                            nlit += head
+                        if tail:
+                            memcpy(lp + nlit, v + a + head + best[0], tail * sizeof(int64_t))
+                            nlit += tail
+                        copied += best[0]
+                if starts[nrows] != n:
+                    bad = 1
+    finally:
+        free(starts)
+        free(keys)
+        free(rows)
+        free(keys2)
+        free(rows2)
+    if bad:
+        raise ValueError(f"cross-row encode: lengths do not partition the {n} values")
+    return pos, nlit, copied
+
+
+cdef inline int _get_varint(const uint8_t* src, Py_ssize_t size, Py_ssize_t* pos, uint64_t* out) noexcept nogil:
+    # One LEB128 varint of at most _XR_MAX_VARINT bytes; 0 on success, -1 when it runs past
+    # the ops or is longer than an op may be.
+    cdef uint64_t z = 0
+    cdef int shift = 0
+    cdef uint8_t byte
+    while True:
+        if pos[0] >= size or shift >= 7 * _XR_MAX_VARINT:
+            return -1
+        byte = src[pos[0]]
+        pos[0] += 1
+        z |= (<uint64_t>(byte & 0x7F)) << shift
+        if byte < 0x80:
+            out[0] = z
+            return 0
+        shift += 7
+
+
+def cross_row_decode(const uint8_t[::1] src, Py_ssize_t nrows, Py_ssize_t nliterals, int64_t[::1] out):
+    """Decode a cross-row stream of ``nrows`` rows and ``nliterals`` literal ids into ``out``.
+
+    Every op is checked before it is used (the reference is an earlier row, the slice lies
+    inside it, the literals and the output have room), so a malformed stream raises
+    ``ValueError`` naming the row instead of reading or writing out of bounds.
+    """
+    cdef Py_ssize_t n = out.shape[0], size = src.shape[0]
+    if nrows < 0 or nliterals < 0 or nliterals > n or 8 * nliterals > size:
+        raise ValueError(f"cross-row: {nliterals} literal ids for {n} values do not fit a {size}-byte stream")
+    cdef Py_ssize_t ops_size = size - 8 * nliterals
+    cdef int64_t* starts = <int64_t*>calloc(nrows + 1, sizeof(int64_t))
+    if starts == NULL:
+        raise MemoryError()
+    cdef const uint8_t* s = &src[0] if size else NULL
+    cdef const uint8_t* lits = s + ops_size if size else NULL
+    cdef int64_t* o = &out[0] if n else NULL
+    cdef Py_ssize_t r = 0, pos = 0, lit = 0, at = 0, ref_start, ref_len
+    cdef uint64_t ref = 0, skip = 0, copy = 0, head = 0, tail = 0
+    cdef int bad = 0
+    try:
+        with nogil:
+            for r in range(nrows):
+                if (_get_varint(s, ops_size, &pos, &ref) or _get_varint(s, ops_size, &pos, &skip)
+                        or _get_varint(s, ops_size, &pos, &copy) or _get_varint(s, ops_size, &pos, &head)
+                        or _get_varint(s, ops_size, &pos, &tail)):
+                    bad = 1
+                    break
+                if ref > <uint64_t>r or (ref == 0 and (skip or copy)):
+                    bad = 2
+                    break
+                if head > <uint64_t>(nliterals - lit) or tail > <uint64_t>(nliterals - lit) - head:
+                    bad = 3
+                    break
+                if copy > <uint64_t>(n - at) or head > <uint64_t>(n - at) - copy or tail > <uint64_t>(n - at) - copy - head:
+                    bad = 4
+                    break
+                if head:
+                    memcpy(o + at, lits + 8 * lit, head * 8)
+                    at += head
+                    lit += head
+                if ref:
+                    ref_start = starts[r - ref]
+                    ref_len = starts[r - ref + 1] - ref_start
+                    if skip > <uint64_t>ref_len or copy > <uint64_t>ref_len - skip:
+                        bad = 5
+                        break
+                    if copy:
+                        # The reference row lies wholly before this row's output: no overlap.
+                        memcpy(o + at, o + ref_start + skip, copy * 8)
+                        at += copy
+                if tail:
+                    memcpy(o + at, lits + 8 * lit, tail * 8)
+                    at += tail
+                    lit += tail
+                starts[r + 1] = at
+    finally:
+        free(starts)
+    if bad == 1:
+        raise ValueError(f"cross-row: the ops of row {r} run past the {ops_size} op bytes or overflow")
+    if bad == 2:
+        raise ValueError(f"cross-row: row {r} refers {ref} rows back (skip {skip}, copy {copy}), "
+                         f"expected an earlier row of the chunk")
+    if bad == 3:
+        raise ValueError(f"cross-row: row {r} takes {head} + {tail} literal ids, only {nliterals - lit} are left")
+    if bad == 4:
+        raise ValueError(f"cross-row: row {r} needs {head + copy + tail} values, only {n - at} of {n} are left")
+    if bad == 5:
+        raise ValueError(f"cross-row: row {r} copies [{skip}, {skip + copy}) of a {ref_len}-id reference row")
+    if pos != ops_size:
+        raise ValueError(f"cross-row: {ops_size - pos} op bytes left over after {nrows} rows")
+    if lit != nliterals or at != n:
+        raise ValueError(f"cross-row: {nrows} rows decode to {at} values using {lit} literal ids, "
+                         f"the head says {n} values and {nliterals} literal ids")

@@ -7,8 +7,10 @@ preallocated batch tensors (KeyedJaggedTensor layout for jagged features).
 Row indices are checked against the source size before any loop runs.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
+
+from hashing cimport find_or_add, new_slots
 
 
 def gather_jagged(const int64_t[::1] offsets, const uint8_t[::1] values, Py_ssize_t itemsize,
@@ -231,3 +233,31 @@ def gather_rows_pieces(list srcs, Py_ssize_t rowbytes, const int32_t[::1] piece,
     finally:
         free(<void*>ptr)
         free(rows_in)
+
+
+def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
+    """Deduplicate ``values`` in place: its first ``k`` entries become the distinct ids in
+    order of first appearance, and ``inverse[i]`` the index of the original ``values[i]``
+    among them. Returns ``k``.
+
+    In place is safe: entry ``k`` is written only after ``values[i]`` (``i >= k``) was read.
+    """
+    cdef Py_ssize_t n = values.shape[0], i
+    if inverse.shape[0] != n:
+        raise ValueError(f"unique: inverse output holds {inverse.shape[0]}, expected {n}")
+    if n >= 2147483647:
+        raise ValueError(f"unique: {n} ids, more than an int32 inverse index can address")
+    cdef uint64_t mask
+    cdef uint32_t* slots = new_slots(n, &mask)
+    cdef Py_ssize_t k = 0, j
+    cdef int64_t* keys = &values[0] if n else NULL
+    try:
+        with nogil:
+            for i in range(n):
+                j = find_or_add(slots, mask, keys, k, n, values[i])
+                if j == k:
+                    k += 1
+                inverse[i] = <int32_t>j
+    finally:
+        free(slots)
+    return k

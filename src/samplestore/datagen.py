@@ -19,6 +19,7 @@ import pyarrow as pa
 from .schema import Dense, Label, Scalar, Schema, Sequence, Sparse
 
 __all__ = ["criteo_schema", "criteo_like", "sessions_schema", "sessions_like", "drifting_schema", "drifting_like",
+           "sequence_schema", "sequence_like",
            "NUM_DENSE", "NUM_SPARSE"]
 
 NUM_DENSE = 13
@@ -229,3 +230,52 @@ def write_criteo_tsv(path: str, n: int, seed: int = 0, missing_rate: float = 0.1
     pacsv.write_csv(pa.table(cols), path, write_options=pacsv.WriteOptions(
         include_header=False, delimiter="\t", quoting_style="none"))
     return missing
+
+
+def sequence_schema(num_sparse: int = NUM_SPARSE) -> Schema:
+    """The schema of :func:`sequence_like`: Criteo-like columns, a behaviour history, user and
+    time (:func:`sessions_schema` without the day column)."""
+    return Schema([f for f in sessions_schema(num_sparse) if f.name != "ds"])
+
+
+def sequence_like(n: int, seed: int = 0, samples_per_user: int = 400, history_len: int = 200,
+                  num_sparse: int = NUM_SPARSE) -> pa.Table:
+    """``n`` samples of a ranking workload with long behaviour histories, in time order.
+
+    Criteo-like columns (13 dense, ``num_sparse`` single-id columns, a click), plus each
+    user's ``history``: the last ``history_len`` items they touched (up to), oldest first,
+    one item further than in their previous sample. Users start with a past of 3/4 to all of
+    ``history_len`` items, so histories are mostly full (about ``history_len + num_sparse``
+    ids per sample in all). Rows of about ``n / samples_per_user`` users are interleaved in
+    time order, as a stream writes them; sorting by (``user_id``, ``ts``) makes each user's
+    windows adjacent.
+    """
+    rng = np.random.default_rng(seed)
+    base = criteo_like(n, seed=seed + 1, num_sparse=num_sparse, max_len=1)
+    users = max(1, n // samples_per_user)
+    user = rng.integers(0, users, n).astype(np.int64)
+    ts = np.sort(rng.integers(0, 30 * 86_400_000_000, n)).astype(np.int64)  # 30 days, microseconds
+    # Sample index of each row within its user, in time order.
+    order = np.argsort(user, kind="stable")
+    counts = np.bincount(user, minlength=users)
+    starts = np.zeros(users + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    pos = np.empty(n, np.int64)
+    pos[order] = np.arange(n) - np.repeat(starts[:-1], counts)
+    past = rng.integers(history_len * 3 // 4, history_len + 1, users)
+    # Each user's items: their past, then one item per sample; hashed 40-bit zipf ids.
+    item_base = np.zeros(users + 1, np.int64)
+    np.cumsum(past + counts, out=item_base[1:])
+    ranks = (rng.zipf(1.1, int(item_base[-1])) - 1) % 5_000_000
+    items = ((ranks.astype(np.uint64) + np.uint64(977)) * _MIX >> np.uint64(24)).astype(np.int64)
+    end = past[user] + pos  # the row's history is items[end - length, end) of its user
+    lengths = np.minimum(end, history_len)
+    first = item_base[user] + end - lengths
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(first - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+    columns = {name: base.column(name) for name in base.column_names}
+    columns["history"] = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(items[index]))
+    columns["user_id"] = pa.array(user)
+    columns["ts"] = pa.array(ts, pa.timestamp("us"))
+    return pa.table(columns)

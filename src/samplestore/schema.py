@@ -285,16 +285,34 @@ def _conform_pair(
     return pa.StructArray.from_arrays([a, b], names=[first, second])
 
 
+def _check_storage(feat: Feature) -> None:
+    storage = getattr(feat, "storage")
+    if storage not in EMBEDDING_STORAGE:
+        raise SchemaError(f"feature {feat.name!r}: storage must be one of {EMBEDDING_STORAGE}, found {storage!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Dense(Feature):
-    """A fixed-size float vector (``dim`` >= 1), e.g. the 13 numeric Criteo features."""
+    """A fixed-size float vector (``dim`` >= 1), e.g. the 13 numeric Criteo features.
+
+    ``storage`` (``"float32"``, ``"float16"`` or ``"bfloat16"``) is how the values are kept
+    on disk, as for :class:`Embedding`; they are always read (and batched) as float32.
+    """
 
     dim: int = 1
+    storage: str = "float32"
     kind: ClassVar[str] = "dense"
 
     def __post_init__(self) -> None:
         Feature.__post_init__(self)
         _check_dim(self)
+        _check_storage(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = Feature.to_dict(self)
+        if self.storage == "float32":  # the default: descriptors and catalogs stay as before it existed
+            del out["storage"]
+        return out
 
     def arrow_type(self) -> pa.DataType:
         return pa.float32() if self.dim == 1 else pa.list_(pa.float32(), self.dim)
@@ -318,10 +336,7 @@ class Embedding(Feature):
     def __post_init__(self) -> None:
         Feature.__post_init__(self)
         _check_dim(self)
-        if self.storage not in EMBEDDING_STORAGE:
-            raise SchemaError(
-                f"feature {self.name!r}: storage must be one of {EMBEDDING_STORAGE}, found {self.storage!r}"
-            )
+        _check_storage(self)
 
     def arrow_type(self) -> pa.DataType:
         return pa.list_(pa.float32(), self.dim)

@@ -78,6 +78,31 @@ def test_sort_by_clusters_rows(table):
         assert np.all(np.diff(col) > 0)
 
 
+def test_sort_by_rewrites_large_unsorted_files_once(tmp_path):
+    # One large append per partition, rows in descending order: big enough to be left alone
+    # by size, but not clustered as asked.
+    t = ss.open_store(tmp_path / "s", create=True).create_table("t", SCHEMA, partition_by=["ds"])
+    t.append(rows(0, 4000).take(np.arange(4000)[::-1]))
+    before = {f.file_id: f for f in t.files()}
+    target = min(f.file_bytes for f in before.values())  # every file counts as large
+    assert t.compaction_plan(target).groups == ()  # by size alone nothing would change
+    plan = t.compaction_plan(target, sort_by=["row_id"])
+    assert sorted(i for g in plan.groups for i in g.file_ids) == sorted(before)
+    assert all(len(g.file_ids) == 1 for g in plan.groups)
+    res = t.compact(target_file_bytes=target, sort_by=["row_id"])
+    assert res.files_in == 2 and t.snapshots()[-1].summary["sort_by"] == ["row_id"]
+    files = t.files()
+    assert {f.sort_key for f in files} == {("row_id",)} and not set(before) & {f.file_id for f in files}
+    for f in files:
+        with FileReader(os.path.join(t.dir, f.path)) as r:
+            assert np.all(np.diff(r.read(["row_id"]).column("row_id").to_numpy()) > 0)
+    assert np.array_equal(ids(t), np.arange(4000))
+    # Sorted now, and recorded so: the same request does nothing; a prefix of the key too.
+    assert t.compaction_plan(target, sort_by=["row_id"]).groups == ()
+    assert t.compact(target_file_bytes=target, sort_by=["row_id"]).files_in == 0
+    assert t.compaction_plan(target, sort_by=["row_id", "y"]).files_in == 2  # a longer key is another order
+
+
 @BOTH_CATALOGS
 def test_appends_during_compaction_are_kept(table, monkeypatch):
     from samplestore.compaction import compactor

@@ -96,10 +96,15 @@ def original_table() -> tuple[ss.Schema, pa.Table]:
     hist_len = rng.integers(0, 8, n)
     ts = 1_700_000_000_000_000 + np.cumsum(rng.integers(0, 5_000_000, int(hist_len.sum())))
     weights = (rng.integers(0, 4, int(small.sum())) / 4).astype(np.float32)
+    # Each of 10 users' samples slides one item over their history: cross-row coded.
+    items = rng.integers(0, 2**62, n + 20 * 10)
+    win_len = np.minimum(i % 40 + 1, 20)
+    win_start = (i // 40) * 60 + i % 40 + 1 - win_len
+    windows = items[np.concatenate([np.arange(s, s + k) for s, k in zip(win_start, win_len)])]
     schema = ss.Schema([
         ss.Dense("dense", dim=4), ss.Dense("counts", dim=2), ss.Sparse("ids"), ss.Sparse("big_ids"),
         ss.Sparse("tags", weighted=True), ss.Sequence("hist", timestamps=True),
-        ss.Embedding("e16", dim=2, storage="float16"), ss.Embedding("ebf", dim=2, storage="bfloat16"),
+        ss.Sequence("windows"), ss.Embedding("e16", dim=2, storage="float16"), ss.Embedding("ebf", dim=2, storage="bfloat16"),
         ss.Label("click"), ss.Scalar("user_id", "int64"), ss.Scalar("ts", "timestamp"),
         ss.Scalar("ds", "string"), ss.Scalar("ok", "bool"), ss.Scalar("score", "float64"),
     ])
@@ -111,6 +116,7 @@ def original_table() -> tuple[ss.Schema, pa.Table]:
         "tags": pa.StructArray.from_arrays([lists(small, ids), lists(small, weights, pa.float32())], ["ids", "weights"]),
         "hist": pa.StructArray.from_arrays([lists(hist_len, rng.integers(0, 1000, int(hist_len.sum()))),
                                             lists(hist_len, ts)], ["ids", "ts"]),
+        "windows": lists(win_len, windows),
         "e16": rng.standard_normal((n, 2)).astype(np.float32),
         "ebf": rng.standard_normal((n, 2)).astype(np.float32),
         "click": (rng.random(n) < 0.3).astype(np.float32),

@@ -198,3 +198,35 @@ def test_embedding_storage_is_smaller_and_rounds(tmp_path):
         tol = {"float32": 0, "float16": 1e-3, "bfloat16": 8e-3}[storage]
         np.testing.assert_allclose(back, vecs.reshape(-1), rtol=tol, atol=tol * 4)
     assert sizes["float16"] < 0.55 * sizes["float32"] and sizes["bfloat16"] < 0.55 * sizes["float32"]
+
+
+@pytest.mark.parametrize("dim", [1, 5])
+def test_dense_storage_is_smaller_and_reads_exactly_the_rounded_values(tmp_path, dim):
+    from samplestore.format.kinds.vector import bf16_to_f32, f32_to_bf16
+
+    rng = np.random.default_rng(dim)
+    x = rng.standard_normal((3000, dim)).astype(np.float32)
+    x[0, 0] = np.nan
+    expected = {"float32": x, "float16": x.astype(np.float16).astype(np.float32),
+                "bfloat16": bf16_to_f32(f32_to_bf16(x.reshape(-1))).reshape(x.shape)}
+    sizes = {}
+    for storage, want in expected.items():
+        s = ss.Schema([ss.Dense("d", dim=dim, storage=storage), ss.Label("y")])
+        info = write_file(tmp_path / f"{storage}.ssf", {"d": x if dim > 1 else x[:, 0], "y": x[:, 0]}, s,
+                          compression="none")
+        sizes[storage] = info.columns["d"].stored_bytes
+        with ss.format.FileReader(tmp_path / f"{storage}.ssf") as r:
+            assert r.schema == s  # the descriptor keeps the storage
+            col = r.read().column("d").combine_chunks()
+        back = (col.flatten() if dim > 1 else col).to_numpy(zero_copy_only=False).reshape(x.shape)
+        np.testing.assert_array_equal(back.view(np.uint32), want.view(np.uint32))  # bit for bit, NaN included
+        assert info.columns["d"].missing == 1
+    assert sizes["float16"] <= 0.5 * sizes["float32"] + 64 and sizes["bfloat16"] <= 0.5 * sizes["float32"] + 64
+
+
+def test_dense_storage_in_the_schema():
+    assert ss.Dense("d", dim=2).to_dict() == {"kind": "dense", "name": "d", "dim": 2}  # as before storage existed
+    d = ss.Dense("d", dim=2, storage="bfloat16")
+    assert ss.Schema.from_json(ss.Schema([d]).to_json()).features == (d,)
+    with pytest.raises(ss.SchemaError, match="storage must be one of"):
+        ss.Dense("d", storage="int8")

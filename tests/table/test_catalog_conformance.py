@@ -515,6 +515,19 @@ class TestCatalogConformance:
         assert [f.added_by for f in c.files("t", 3)] == ["append", "replace"]
         assert c.all_file_paths("nope") == []
 
+    @covers("commit", "files", "appended_files")
+    def test_each_file_keeps_its_sort_key(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, [])
+        c.commit("t", "append", add=[_file("a.ssf"), DataFile("s.ssf", {}, 4, 50, 1, sort_key=("user", "ts"))])
+        a, s = c.files("t", 1)
+        assert a.sort_key == () and s.sort_key == ("user", "ts")  # in order, as a tuple
+        assert s.sorted_by(["user"]) and s.sorted_by(("user", "ts")) and not s.sorted_by(["ts"])
+        assert not a.sorted_by(["user"]) and not s.sorted_by(["user", "ts", "x"])
+        assert [f.sort_key for f in c.appended_files("t", 0)] == [(), ("user", "ts")]
+        c.commit("t", "replace", add=[DataFile("r.ssf", {}, 10, 90, 1, sort_key=("ts",))], remove=[a.file_id])
+        assert [(f.path, f.sort_key) for f in c.files("t", 2)] == [("s.ssf", ("user", "ts")), ("r.ssf", ("ts",))]
+
     # -- leases ---------------------------------------------------------------------------
     @covers("acquire_lease", "renew_lease", "release_lease", "live_leases")
     def test_renewal_extends_a_lease_and_release_is_idempotent(self, catalog):
@@ -807,7 +820,7 @@ def test_version_1_catalog_gets_commit_tokens_from_its_snapshots(tmp_path):
     c = SQLiteCatalog(root)
     c.expire_snapshots("t", keep=[])
     assert c.last_commit_token("t", "w") == "2" and c.last_commit_token("t", "v") == "9"
-    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
     assert len(c.catalog_id) == 32
     assert c.tags("t") == []  # and the tables of later versions
 
@@ -830,7 +843,7 @@ def test_version_2_catalog_gains_tags_and_keeps_everything(tmp_path):
     """)
     con.close()
     c = SQLiteCatalog(root)
-    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
     assert c.catalog_id == catalog_id and c.last_commit_token("t", "w") == "1"
     assert c.load_table("t").properties == {"owner": "ranking"}
     assert [f.path for f in c.files("t", 2)] == ["a.ssf", "b.ssf"]
@@ -839,6 +852,30 @@ def test_version_2_catalog_gains_tags_and_keeps_everything(tmp_path):
     assert c.expire_snapshots("t", keep=[]) == []  # the tag protects 1; 2 is current
     c.close()
     assert SQLiteCatalog(root).resolve_tag("t", "train") == 1  # opened again: no second migration
+
+
+def test_version_3_catalog_gains_file_sort_keys(tmp_path):
+    import sqlite3
+
+    root = str(tmp_path / "v3")
+    c = SQLiteCatalog(root, create=True)
+    c.create_table("t", SCHEMA, [])
+    c.commit("t", "append", add=[_file("a.ssf")])
+    c.create_tag("t", "train", 1)
+    c.close()
+    # What a version-3 catalog is: files without a sort_key column.
+    con = sqlite3.connect(str(tmp_path / "v3" / "catalog.db"))
+    con.executescript("""
+        ALTER TABLE files DROP COLUMN sort_key;
+        UPDATE meta SET value = '3' WHERE key = 'schema_version';
+    """)
+    con.close()
+    c = SQLiteCatalog(root)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    [a] = c.files("t", 1)
+    assert (a.path, a.sort_key) == ("a.ssf", ()) and c.resolve_tag("t", "train") == 1
+    c.commit("t", "append", add=[DataFile("b.ssf", {}, 4, 50, 1, sort_key=("user",))])
+    assert [f.sort_key for f in c.files("t", 2)] == [(), ("user",)]
 
 
 def test_a_second_catalog_on_the_same_file_keeps_the_first_ones_commits_visible(tmp_path):

@@ -1,7 +1,9 @@
 """File-format benchmark: .ssf against pyarrow Parquet (zstd) on the same Arrow data.
 
 Figures: write MB/s (Arrow in-memory bytes per second), bytes per sample, single-threaded
-full-read samples/s, and the time to open a wide file (5,000 float columns) and read 10.
+full-read samples/s, the time to open a wide file (5,000 float columns) and read 10, and a
+64-float dense feature stored as float32, float16 and bfloat16 (bytes per sample, full-read
+samples/s; always read as float32).
 """
 
 from __future__ import annotations
@@ -54,6 +56,23 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(path, columns=columns, use_threads=False)
 
 
+DENSE_STORAGE_DIM = 64
+
+
+def dense_storage_figures(workdir: str, rows: int, repeats: int, dim: int = DENSE_STORAGE_DIM) -> dict[str, Any]:
+    """Bytes per sample and full-read samples/s of one standard-normal ``dim``-float dense
+    feature in each storage (the same values, rounded on write)."""
+    x = np.random.default_rng(3).standard_normal((rows, dim), dtype=np.float32)
+    out: dict[str, Any] = {"rows": rows, "dim": dim, "bytes_per_sample": {}, "read_samples_s": {}}
+    for storage in ("float32", "float16", "bfloat16"):
+        schema = Schema([Dense("x", dim=dim, storage=storage)])
+        path = os.path.join(workdir, f"dense_{storage}.ssf")
+        write_file(path, {"x": x}, schema)
+        out["bytes_per_sample"][storage] = os.path.getsize(path) / rows
+        out["read_samples_s"][storage] = rows / median_seconds(lambda: read_ssf(path), repeats, warmup=1)
+    return out
+
+
 def run_format_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 100_000,
                      wide_cols: int = 5_000, repeats: int = 3) -> dict[str, Any]:
     """Measure both formats on the same data in this run; return figures and ratios."""
@@ -83,6 +102,7 @@ def run_format_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 100_0
     o_pq = median_seconds(lambda: read_parquet(wpq, cols), max(repeats, 9), warmup=1)
     res["wide"] = {"rows": wide_rows, "columns": wide_cols, "read_columns": WIDE_READ_COLUMNS}
     res["open_read_10_s"] = {"ssf": o_ssf, "parquet": o_pq}
+    res["dense_storage"] = dense_storage_figures(workdir, wide_rows, repeats)
     res["ratios"] = {
         "write": res["write_mb_s"]["ssf"] / res["write_mb_s"]["parquet"],
         "bytes_per_sample": res["bytes_per_sample"]["ssf"] / res["bytes_per_sample"]["parquet"],
@@ -107,4 +127,11 @@ def format_markdown(res: dict[str, Any]) -> str:
         f"| full read, samples/s (1 thread) | {res['read_samples_s']['ssf']:,.0f} | {res['read_samples_s']['parquet']:,.0f} | {r['read']:.2f}x |",
         f"| open + read 10 of {w['columns']:,} columns | {res['open_read_10_s']['ssf'] * 1e3:.1f} ms | {res['open_read_10_s']['parquet'] * 1e3:.1f} ms | {r['open_read_10_speedup']:.1f}x faster |",
     ]
+    ds = res.get("dense_storage")
+    if ds:
+        lines += ["", f"A {ds['dim']}-float dense feature (standard normal), {ds['rows']:,} rows, by `storage` "
+                      "(read back as float32):", "",
+                  "| storage | bytes per sample | full read, samples/s (1 thread) |", "|---|---:|---:|"]
+        lines += [f"| {k} | {ds['bytes_per_sample'][k]:.1f} | {ds['read_samples_s'][k]:,.0f} |"
+                  for k in ds["bytes_per_sample"]]
     return "\n".join(lines)

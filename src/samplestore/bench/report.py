@@ -11,7 +11,7 @@ from typing import Any, Callable
 __all__ = ["run_all", "SIZES", "PARTS"]
 
 #: The benchmarks, in the order ``samplestore bench`` (all) runs them.
-PARTS = ("format", "loader", "train-quality", "compaction", "catalog", "remote")
+PARTS = ("format", "loader", "train-quality", "compaction", "catalog", "sequence", "remote")
 
 #: Sizes of each benchmark: full (the figures we quote) and --quick (under 5 minutes here;
 #: train-quality --quick well under 2: 9 one-epoch trainings of 72,000 rows).
@@ -21,13 +21,15 @@ SIZES = {
              "train-quality": dict(rows=1_000_000, seeds=3),
              "compaction": dict(files=1000),
              "catalog": dict(files=10_000),
-             "remote": dict(rows=1_000_000, wide_rows=5_000, wide_cols=5_000)},
+             "remote": dict(rows=1_000_000, wide_rows=5_000, wide_cols=5_000),
+             "sequence": dict(rows=400_000)},
     "quick": {"format": dict(rows=200_000, wide_rows=20_000, wide_cols=5_000, repeats=3),
               "loader": dict(rows=400_000, repeats=1),
               "train-quality": dict(rows=80_000, seeds=3),
               "compaction": dict(files=300),
               "catalog": dict(files=2_000),
-              "remote": dict(rows=200_000, wide_rows=2_000, wide_cols=5_000)},
+              "remote": dict(rows=200_000, wide_rows=2_000, wide_cols=5_000),
+              "sequence": dict(rows=100_000)},
 }
 
 
@@ -74,6 +76,11 @@ def _chart(results: dict[str, Any], path: str) -> str | None:
         panels.append(("loader samples/s: small files vs compacted", results["compaction"]["loader_samples_per_s"]))
     if "catalog" in results:
         panels.append((f"plan a scan of {results['catalog']['files']:,} files (s)", results["catalog"]["plan_seconds"]))
+    if "sequence" in results:
+        b = results["sequence"]["bytes_per_sample"]
+        panels.append(("sequence: bytes/sample sorted by (user, ts)", {"ssf": b["ssf_sorted"], "parquet": b["parquet_sorted"]}))
+        panels.append(("sequence: bytes/sample in time order", {"ssf": b["ssf_time_order"],
+                                                                 "parquet": b["parquet_time_order"]}))
     if not panels:
         return "nothing to chart"
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
@@ -90,7 +97,7 @@ def _chart(results: dict[str, Any], path: str) -> str | None:
 
 def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the chosen benchmarks; write bench.json, bench.md and bench.png into ``out_dir``."""
-    from . import catalog, compaction, format, loader, remote, train_quality
+    from . import catalog, compaction, format, loader, remote, sequence, train_quality
 
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "work")
@@ -100,7 +107,8 @@ def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], No
             "train-quality": (train_quality.run_train_quality_bench, train_quality.format_markdown),
             "compaction": (compaction.run_compaction_bench, compaction.format_markdown),
             "catalog": (catalog.run_catalog_bench, catalog.format_markdown),
-            "remote": (remote.run_remote_bench, remote.format_markdown)}
+            "remote": (remote.run_remote_bench, remote.format_markdown),
+            "sequence": (sequence.run_sequence_bench, sequence.format_markdown)}
     results: dict[str, Any] = {}
     md = [f"# samplestore bench{' --quick' if quick else ''}", ""]
     machine = _machine()

@@ -13,7 +13,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import CatalogError
 from ..schema import Schema
@@ -186,7 +186,16 @@ def partition_key(values: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DataFile:
-    """One data file of a table."""
+    """One data file of a table.
+
+    A backend stores every field given to :meth:`Catalog.commit` and returns it unchanged
+    from :meth:`Catalog.files` and :meth:`Catalog.appended_files` (``file_id``,
+    ``added_snapshot``, ``removed_snapshot`` and ``added_by`` it assigns itself).
+    ``sort_key`` is the column names the file's rows are sorted by, ascending and
+    lexicographically (``()``: no known order, the default, and what a file committed before
+    a backend stored the key reads as); a backend stores it as an ordered list of strings, in
+    one column or field of its file record.
+    """
 
     path: str  # relative to the table's directory
     partition: Mapping[str, Any]
@@ -199,6 +208,12 @@ class DataFile:
     stats: Mapping[str, ColumnStats] = field(default_factory=dict)
     row_group_size: int = 0  # rows per row group (all but the last); 0 = unknown
     added_by: str = ""  # operation of the commit that added the file (append, replace, ...)
+    sort_key: tuple[str, ...] = ()  # columns the rows are sorted by (compaction's sort_by); () = unknown
+
+    def sorted_by(self, key: Sequence[str]) -> bool:
+        """Whether the file's rows are in ``key`` order (its sort key starts with ``key``)."""
+        key = tuple(key)
+        return bool(key) and tuple(self.sort_key[:len(key)]) == key
 
     def row_group_rows(self) -> list[int]:
         """Rows of each row group, derived from the file's row-group size."""

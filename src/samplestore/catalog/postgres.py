@@ -95,6 +95,7 @@ _DDL = (
     num_row_groups BIGINT NOT NULL,
     row_group_size BIGINT NOT NULL,
     added_by TEXT NOT NULL,
+    sort_key TEXT NOT NULL DEFAULT '[]',
     added_snapshot BIGINT NOT NULL,
     removed_snapshot BIGINT,
     UNIQUE (table_name, path)
@@ -564,11 +565,12 @@ class PostgresCatalog(Catalog):
 
     # -- files ---------------------------------------------------------------------------
     _FILE_COLS = ("file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
-                  "row_group_size, added_by")
+                  "row_group_size, added_by, sort_key")
 
     @staticmethod
     def _file(r: tuple, stats: Mapping[str, ColumnStats] | None = None) -> DataFile:
-        return DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats or {}, r[8], r[9])
+        return DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats or {}, r[8], r[9],
+                        tuple(json.loads(r[10])))
 
     @_translated
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
@@ -842,10 +844,11 @@ class PostgresCatalog(Catalog):
                 cur = c.cursor()
                 cur.executemany(
                     "INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "
-                    "row_group_size, added_by, added_snapshot) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "row_group_size, added_by, sort_key, added_snapshot) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "RETURNING file_id",
                     [(name, f.path, f.partition_key, f.num_rows, f.file_bytes, f.num_row_groups,
-                      f.row_group_size or f.num_rows, operation, new_id) for f in add], returning=True)
+                      f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id) for f in add],
+                    returning=True)
                 fids = []
                 while True:
                     fids.append(cur.fetchone()[0])

@@ -23,7 +23,7 @@ import uuid
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -39,8 +39,10 @@ CATALOG_FILE = "catalog.db"
 #: "1": the first catalogs; "2": commit tokens in their own table, a catalog id in meta;
 #: "3": snapshot tags. A version bump for tags keeps an older samplestore, which would not
 #: know that tagged snapshots must survive expiry, from opening (and expiring) the catalog.
-_SCHEMA_VERSION = "3"
-_KNOWN_VERSIONS = ("1", "2", "3")
+#: "4": each file's sort key (files.sort_key, a JSON list of column names); an older
+#: samplestore would add files without it, and compaction would sort them again.
+_SCHEMA_VERSION = "4"
+_KNOWN_VERSIONS = ("1", "2", "3", "4")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # One statement per item: they also run inside a migration's transaction, where
@@ -79,6 +81,7 @@ _DDL = (
     num_row_groups INTEGER NOT NULL,
     row_group_size INTEGER NOT NULL,
     added_by TEXT NOT NULL,
+    sort_key TEXT NOT NULL DEFAULT '[]',
     added_snapshot INTEGER NOT NULL,
     removed_snapshot INTEGER,
     UNIQUE (table_name, path)
@@ -310,21 +313,23 @@ class SQLiteCatalog(Catalog):
         return common.check_version(None if row is None else str(row[0]), _KNOWN_VERSIONS, _SCHEMA_VERSION,
                                     repr(self.path), self._refuse)
 
-    # Columns added to version-1 catalogs after the first were made: (table, column, definition).
+    # Columns added to older catalogs after their tables were made: (table, column, definition).
     _ADDED_COLUMNS = (
         ("files", "row_group_size", "INTEGER NOT NULL DEFAULT 0"),
         ("files", "added_by", "TEXT NOT NULL DEFAULT 'append'"),
         ("leases", "keep_later", "INTEGER NOT NULL DEFAULT 0"),
         ("tables", "appends_replaced_upto", "INTEGER NOT NULL DEFAULT 0"),
+        ("files", "sort_key", "TEXT NOT NULL DEFAULT '[]'"),  # version 4
     )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older catalog up to date in one transaction (adding never loses data).
 
         Every older version gains the tables it lacks (``IF NOT EXISTS``: the rest stay).
-        Version 1 -> 2 also adds the columns later versions have, fills the commit-token table
-        from the snapshots that still hold tokens, and gives the catalog its id. Version 2 ->
-        3 adds the tags table only.
+        Every older version gains the columns it lacks (version 3 -> 4: ``files.sort_key``,
+        ``[]`` for the files it has). Version 1 -> 2 also fills the commit-token table from
+        the snapshots that still hold tokens and gives the catalog its id. Version 2 -> 3
+        adds the tags table only.
         """
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -333,11 +338,11 @@ class SQLiteCatalog(Catalog):
             if version != _SCHEMA_VERSION:
                 for stmt in _DDL:
                     conn.execute(stmt)
-            if version == "1":
                 for table, column, definition in self._ADDED_COLUMNS:
                     have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
                     if column not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            if version == "1":
                 conn.execute(
                     "INSERT OR REPLACE INTO commit_tokens (table_name, writer_id, commit_token, snapshot_id, committed_at) "
                     "SELECT s.table_name, s.writer_id, s.commit_token, s.snapshot_id, s.created_at FROM snapshots s "
@@ -584,7 +589,7 @@ class SQLiteCatalog(Catalog):
             self._require(c, name)
             rows = c.execute(
                 "SELECT file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
-                "row_group_size, added_by "
+                "row_group_size, added_by, sort_key "
                 "FROM files WHERE table_name = ? AND added_snapshot <= ? AND (removed_snapshot IS NULL OR removed_snapshot > ?) "
                 "ORDER BY file_id", (name, snapshot_id, snapshot_id)).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
@@ -597,8 +602,7 @@ class SQLiteCatalog(Catalog):
                      f"AND column_name IN ({marks})")
                 for r in c.execute(q, (name, snapshot_id, snapshot_id, *cols)):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-        return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats.get(r[0], {}), r[8], r[9])
-                for r in rows]
+        return [_data_file(r, stats.get(r[0], {})) for r in rows]
 
     @_translated
     def appended_files(self, name: str, after: int) -> list[DataFile]:
@@ -606,9 +610,9 @@ class SQLiteCatalog(Catalog):
         c = self._conn()
         rows = c.execute(
             "SELECT file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
-            "row_group_size, added_by FROM files WHERE table_name = ? AND added_snapshot > ? "
+            "row_group_size, added_by, sort_key FROM files WHERE table_name = ? AND added_snapshot > ? "
             "AND added_by IN ('append', 'stream-append') ORDER BY added_snapshot, file_id", (name, int(after))).fetchall()
-        return [DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], {}, r[8], r[9]) for r in rows]
+        return [_data_file(r, {}) for r in rows]
 
     @_translated
     def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
@@ -835,9 +839,9 @@ class SQLiteCatalog(Catalog):
             added_rows = 0
             for f in add:
                 cur = c.execute("INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "
-                                "row_group_size, added_by, added_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                (name, f.path, f.partition_key, f.num_rows, f.file_bytes,
-                                 f.num_row_groups, f.row_group_size or f.num_rows, operation, new_id))
+                                "row_group_size, added_by, sort_key, added_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (name, f.path, f.partition_key, f.num_rows, f.file_bytes, f.num_row_groups,
+                                 f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id))
                 fid = cur.lastrowid
                 added_rows += f.num_rows
                 c.executemany("INSERT INTO column_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
@@ -875,6 +879,13 @@ class SQLiteCatalog(Catalog):
 
 # A plain folder (no URI scheme) opens the embedded catalog inside it.
 register_backend(LOCAL, lambda location, create: SQLiteCatalog(location, create=create))
+
+
+def _data_file(r: Sequence[Any], stats: Mapping[str, ColumnStats]) -> DataFile:
+    """A DataFile from a files row (file_id, path, partition, num_rows, file_bytes,
+    num_row_groups, added_snapshot, removed_snapshot, row_group_size, added_by, sort_key)."""
+    return DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats, r[8], r[9],
+                    tuple(json.loads(r[10])))
 
 
 def _sql_value(v: Any) -> Any:

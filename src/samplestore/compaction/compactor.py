@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
@@ -68,7 +68,11 @@ def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
 
 def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], target: int,
              sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None = None) -> list[Any]:
-    """Write the group's live rows into new files (not yet visible); return their entries."""
+    """Write the group's live rows into new files (not yet visible); return their entries.
+
+    With ``sort_by`` every new file holds rows in that order, and its entry says so
+    (``DataFile.sort_key``), so later compactions with the same key leave it alone.
+    """
     storage = table.storage
     folder = storage.join(table.data_dir, partition_path(group.partition))
     schema = table.schema
@@ -89,10 +93,10 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
                                                                              storage=storage))
                 writer.write(data.slice(start, row_group_rows))
                 if writer.bytes_written >= target:
-                    out.append(data_file_from_info(writer.close(), table.dir, dict(group.partition)))
+                    out.append(_entry(table, writer.close(), group, sort_by))
                     writer = None
         if writer is not None and writer.num_rows:
-            out.append(data_file_from_info(writer.close(), table.dir, dict(group.partition)))
+            out.append(_entry(table, writer.close(), group, sort_by))
         elif writer is not None:
             writer.abort()
     except BaseException:
@@ -101,6 +105,12 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
         _delete(table, out)
         raise
     return out
+
+
+def _entry(table: Any, info: Any, group: CompactionGroup, sort_by: Sequence[str] | None) -> Any:
+    """The catalog entry of a new file of ``group``, with its sort key."""
+    entry = data_file_from_info(info, table.dir, dict(group.partition))
+    return replace(entry, sort_key=tuple(sort_by or ()))
 
 
 def _delete(table: Any, files: Iterable[Any]) -> None:
@@ -138,7 +148,7 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
              row_group_rows: int, should_stop: Any, conflicts_left: int, lease: Lease) -> CompactionResult:
     for _pass in range(32):
         before = (result.files_in, result.files_out)
-        plan = plan_compaction(table, target_file_bytes, parts)
+        plan = plan_compaction(table, target_file_bytes, parts, sort_by=sort_by)
         if not plan.groups:
             return result
         deletes = table.catalog.deleted_positions(table.name, plan.snapshot_id,

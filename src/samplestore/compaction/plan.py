@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..catalog.base import partition_key
 from ..table import Table
@@ -51,11 +51,16 @@ class CompactionPlan:
 
 
 def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
-                    partitions: Iterable[Mapping[str, Any]] | None = None, small_fraction: float = 0.75) -> CompactionPlan:
+                    partitions: Iterable[Mapping[str, Any]] | None = None, small_fraction: float = 0.75,
+                    sort_by: Sequence[str] | None = None) -> CompactionPlan:
     """Bin-pack, per partition, the files below ``small_fraction * target`` (and every file
     holding deleted rows, which must be rewritten to purge them) into groups of about
     ``target_file_bytes``. A group of one file without deletes is left alone, and so are
     appends a live follower has not read yet.
+
+    With ``sort_by``, a file whose catalog entry is not sorted by that key
+    (:meth:`DataFile.sorted_by`) is rewritten whatever its size, alone if it must be: asking
+    for the clustering must not leave a table appended as one large file as it was.
     """
     sid = table.current_snapshot_id
     files = table.catalog.files(table.name, sid)
@@ -67,12 +72,13 @@ def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_B
         files = [f for f in files if not (f.added_snapshot > watermark and f.added_by in ("append", "stream-append"))]
     dvs = table.catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
     wanted = None if partitions is None else {partition_key(p) for p in partitions}
+    unsorted = {f.file_id for f in files if sort_by and not f.sorted_by(sort_by)}
     by_part: dict[str, list[Any]] = {}
     for f in files:
         key = f.partition_key
         if wanted is not None and key not in wanted:
             continue
-        if f.file_bytes < small_fraction * target_file_bytes or f.file_id in dvs:
+        if f.file_bytes < small_fraction * target_file_bytes or f.file_id in dvs or f.file_id in unsorted:
             by_part.setdefault(key, []).append(f)
     groups = []
     for key, fs in sorted(by_part.items()):
@@ -89,7 +95,7 @@ def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_B
                 sizes.append(f.file_bytes)
         for b in bins:
             deleted = sum(len(dvs.get(f.file_id, ())) for f in b)
-            if len(b) < 2 and not deleted:
+            if len(b) < 2 and not deleted and b[0].file_id not in unsorted:
                 continue
             b.sort(key=lambda f: f.file_id)  # keep commit order inside the new file
             groups.append(CompactionGroup(json.loads(key), tuple(f.file_id for f in b), tuple(f.path for f in b),

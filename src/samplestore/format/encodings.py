@@ -24,6 +24,10 @@ __all__ = ["StreamHead", "Hint", "encode_stream", "decode_stream", "decode_offse
 
 # Below this many bytes a transform cannot pay for itself.
 _MIN_TRANSFORM_BYTES = 64
+# The cross-row encoding is tried on a whole stream only where the stream's first rows copy
+# at least a quarter of their ids from earlier rows: on lists that barely overlap (short
+# random id lists) it would cost an encode and a second compression of every chunk, to lose.
+_CROSS_ROW_PROBE_ROWS = 2048
 
 
 class Hint:
@@ -143,31 +147,56 @@ def _choose(values: np.ndarray, dtype: int, hint: str) -> Encoded:
 
 
 def encode_stream(values: np.ndarray, dtype: int, hint: str, compressor: Compressor,
-                  encoding: int | None = None) -> tuple[StreamHead, bytes | memoryview]:
+                  encoding: int | None = None, rows: np.ndarray | None = None) -> tuple[StreamHead, bytes | memoryview]:
     """Encode and compress one stream; return its head and stored bytes.
 
     ``encoding``: a registered encoding id to use instead of the policy's choice (a feature
     kind may pin one for a stream); it must accept the values.
+    ``rows``: for a stream of list elements, the int64 lengths of the rows they belong to.
+    The policy then also tries the cross-row encoding and keeps it only where the stored
+    stream comes out smaller.
     """
     np_dtype = DTYPE_NUMPY[dtype]
     values = np.ascontiguousarray(values, dtype=np_dtype)
     n = values.shape[0]
-    if encoding is None:
-        chosen = _choose(values, dtype, hint)
-    else:
-        pinned = get_encoding(encoding).encode(values)
+    if encoding is not None:
+        pinned = get_encoding(encoding).encode(values, rows=rows)
         if pinned is None:
             raise ValueError(f"encoding id {encoding} ({get_encoding(encoding).name}) does not take this "
                              f"stream of {n} {np_dtype} values")
-        chosen = pinned
+        return _store(pinned, dtype, n, compressor)
+    best = _store(_choose(values, dtype, hint), dtype, n, compressor)
+    if rows is not None and dtype == DType.INT64 and values.nbytes >= _MIN_TRANSFORM_BYTES and _overlaps(values, rows):
+        # Whether the copies beat a dictionary only zstd can say: both are stored and the
+        # smaller kept.
+        crossed = get_encoding(Encoding.CROSS_ROW).encode(values, rows=rows)
+        if crossed is not None:
+            alt = _store(crossed, dtype, n, compressor)
+            if len(alt[1]) < len(best[1]):
+                best = alt
+    return best
+
+
+def _overlaps(values: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether the first rows of a list stream copy at least a quarter of their ids from
+    earlier rows (a probe of :data:`_CROSS_ROW_PROBE_ROWS` rows; the whole stream if shorter)."""
+    if len(rows) <= _CROSS_ROW_PROBE_ROWS:
+        return True
+    head = np.asarray(rows[:_CROSS_ROW_PROBE_ROWS], dtype=np.int64)
+    n = int(head.sum())
+    probe = get_encoding(Encoding.CROSS_ROW).encode(values[:n], rows=head)
+    return probe is not None and n - probe.param1 >= n // 4
+
+
+def _store(chosen: Encoded, dtype: int, n: int, compressor: Compressor) -> tuple[StreamHead, bytes | memoryview]:
+    """Compress an encoded stream of ``n`` values; return its head and stored bytes."""
     enc, payload, p0, p1 = chosen
     raw = memoryview(payload).cast("B") if isinstance(payload, np.ndarray) else memoryview(payload)  # type: ignore[arg-type]
     if get_encoding(enc).planes:
         codec, stored = compressor.compress_planes(payload, p0)  # type: ignore[arg-type]
     else:
         codec, stored = compressor.compress(raw)
-    head = StreamHead(enc, codec, dtype, n, len(raw), len(stored), p0, p1)
-    return head, stored
+    return StreamHead(enc, codec, dtype, n, len(raw), len(stored), p0, p1), stored
 
 
 #: zstd never expands data more than this: a block decodes to at most 128 KiB and takes at

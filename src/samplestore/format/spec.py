@@ -102,6 +102,7 @@ class Encoding:
     DELTA_VARINT = 2
     FOR = 3  # frame of reference: value - base in 1, 2 or 4 bytes
     DICT = 4  # frequency-ordered dictionary + narrow indices
+    CROSS_ROW = 5  # each row's list as a slice of an earlier row of the chunk + new ids
 
 
 class Codec:

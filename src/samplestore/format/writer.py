@@ -217,8 +217,10 @@ class FileWriter:
         streams, stats = column_streams(feat, arr)
         specs = stream_specs(feat)
         heads, payloads = [], []
+        by_role = {spec.role: values for spec, values in zip(specs, streams)}
         for spec, values in zip(specs, streams):
-            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor, spec.encoding)
+            rows = by_role[spec.rows] if spec.rows is not None else None
+            head, stored = encode_stream(values, spec.dtype, spec.hint, self._compressor, spec.encoding, rows)
             heads.append(head.pack())
             payloads.append(stored)
         parts = [CHUNK_HEAD.pack(len(specs), 0, 0), *heads, *payloads]

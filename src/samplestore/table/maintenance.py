@@ -33,7 +33,7 @@ class Maintenance:
     Attributes:
         compact: ``compact(table, target_file_bytes, sort_by=, partitions=)`` ->
             a ``CompactionResult``.
-        plan_compaction: ``plan_compaction(table, target_file_bytes, partitions)`` -> a
+        plan_compaction: ``plan_compaction(table, target_file_bytes, partitions, sort_by=)`` -> a
             ``CompactionPlan``.
         expire_snapshots: ``expire_snapshots(table, older_than=, retain_last=)`` -> the ids
             expired.

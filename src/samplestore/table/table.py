@@ -302,12 +302,15 @@ class Table:
         return ops.compact(self, target_file_bytes or ops.default_target_file_bytes, sort_by=sort_by,
                            partitions=partitions)
 
-    def compaction_plan(self, target_file_bytes: int | None = None, partitions: Iterable[Any] | None = None) -> Any:
+    def compaction_plan(self, target_file_bytes: int | None = None, partitions: Iterable[Any] | None = None,
+                        sort_by: Sequence[str] | None = None) -> Any:
         """What :meth:`compact` would do now, without doing it: a
         :class:`samplestore.compaction.CompactionPlan` (the groups of files it would merge,
-        per partition). Runs :func:`samplestore.compaction.plan_compaction`."""
+        per partition; with ``sort_by`` also the files not sorted by it). Runs
+        :func:`samplestore.compaction.plan_compaction`."""
         ops = maintenance("Table.compaction_plan()")
-        return ops.plan_compaction(self, target_file_bytes or ops.default_target_file_bytes, partitions)
+        return ops.plan_compaction(self, target_file_bytes or ops.default_target_file_bytes, partitions,
+                                   sort_by=sort_by)
 
     def expire_snapshots(self, older_than: float | _dt.timedelta | None = None,
                          retain_last: int | None = None) -> list[int]:

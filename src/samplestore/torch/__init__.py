@@ -14,8 +14,8 @@ from ..extras import require_extra
 require_extra("torch", "samplestore.torch (SampleDataset, Batch, DevicePrefetcher)",
               instead="storage, scans, compaction and export work without it")
 
-from .batch import Batch, SparseFeatures
+from .batch import Batch, DedupIds, SparseFeatures
 from .dataset import DEFAULT_SHUFFLE_BUFFER_ROWS, SampleDataset
 from .prefetch import DevicePrefetcher
 
-__all__ = ["SampleDataset", "Batch", "SparseFeatures", "DevicePrefetcher", "DEFAULT_SHUFFLE_BUFFER_ROWS"]
+__all__ = ["SampleDataset", "Batch", "SparseFeatures", "DedupIds", "DevicePrefetcher", "DEFAULT_SHUFFLE_BUFFER_ROWS"]

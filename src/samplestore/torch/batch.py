@@ -9,7 +9,7 @@ import torch
 
 from ..errors import MissingDependency
 
-__all__ = ["Batch", "SparseFeatures"]
+__all__ = ["Batch", "SparseFeatures", "DedupIds"]
 
 
 @dataclass
@@ -56,6 +56,52 @@ class SparseFeatures:
 
 
 @dataclass
+class DedupIds:
+    """One jagged feature of a batch, deduplicated: each distinct id once, and per position
+    an index into them (RecD's inverse KeyedJaggedTensor, at the level of ids).
+
+    A model looks each embedding row up once per batch and gathers per position::
+
+        d = batch.dedup["history"]
+        rows = F.embedding(d.unique, weight, sparse=True)          # [U, dim]: one lookup per distinct id
+        pooled = F.embedding_bag(d.inverse, rows, d.offsets[:-1], mode="sum")   # [B, dim]
+        # or per position: rows.index_select(0, d.inverse)          # [N, dim]
+
+    Attributes:
+        unique: int64 ``[U]``: the distinct ids of the feature in the batch, in order of
+            first appearance.
+        inverse: int32 ``[N]``: for each of the feature's ids, row by row, its index in
+            ``unique`` (``unique[inverse]`` is the feature's ids).
+        lengths: int32 ``[B]``: ids per sample.
+        weights: float32 ``[N]`` parallel to the ids when the batch has weights, else None.
+        position: where the feature sits among the batch's jagged keys in schema order
+            (what :meth:`Batch.full_sparse` restores).
+    """
+
+    unique: torch.Tensor
+    inverse: torch.Tensor
+    lengths: torch.Tensor
+    weights: torch.Tensor | None = None
+    position: int = 0
+
+    def values(self) -> torch.Tensor:
+        """The feature's ids, row by row (``unique[inverse]``), as a new int64 tensor."""
+        return self.unique.index_select(0, self.inverse)
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """int64 ``[B + 1]`` offsets of each sample's ids in :meth:`values` (and ``inverse``)."""
+        out = torch.zeros(self.lengths.numel() + 1, dtype=torch.int64, device=self.lengths.device)
+        torch.cumsum(self.lengths, 0, out=out[1:])
+        return out
+
+    def map_tensors(self, fn: Any) -> "DedupIds":
+        """A copy with ``fn`` applied to every tensor."""
+        return DedupIds(fn(self.unique), fn(self.inverse), fn(self.lengths),
+                        fn(self.weights) if self.weights is not None else None, self.position)
+
+
+@dataclass
 class Batch:
     """One training batch.
 
@@ -69,6 +115,8 @@ class Batch:
         epoch / index: which epoch and which batch of this rank's epoch this is (for resume).
         follow_round: in follow mode, the round the batch belongs to: (the snapshot the
             round's appends come after, the index of the round's first batch); None otherwise.
+        dedup: the features asked for deduplicated (``SampleDataset(dedup=[...])``) by name,
+            as :class:`DedupIds`; they are then not in ``sparse`` (see :meth:`full_sparse`).
     """
 
     dense: torch.Tensor
@@ -80,6 +128,7 @@ class Batch:
     epoch: int = 0
     index: int = 0
     follow_round: tuple[int, int] | None = None
+    dedup: dict[str, DedupIds] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -111,6 +160,7 @@ class Batch:
             labels=fn(self.labels),
             embeddings={k: fn(v) for k, v in self.embeddings.items()},
             extras={k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()},
+            dedup={k: d.map_tensors(fn) for k, d in self.dedup.items()},
         )
 
     def pin_memory(self) -> "Batch":
@@ -121,8 +171,37 @@ class Batch:
         """A copy on ``device`` (asynchronous from pinned memory with ``non_blocking=True``)."""
         return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
+    def full_sparse(self) -> SparseFeatures:
+        """Every jagged feature in schema order, deduplicated ones expanded back
+        (``unique[inverse]``): exactly what ``sparse`` is without ``dedup``."""
+        if not self.dedup:
+            return self.sparse
+        sp, b = self.sparse, len(self)
+        at = sorted(self.dedup.items(), key=lambda kv: kv[1].position)
+        keys, values, lengths, weights = [], [], [], []
+        rest = iter(range(len(sp.keys)))
+        per = sp.length_per_key()
+        starts = [sum(per[:i]) for i in range(len(per))]
+        for pos in range(len(sp.keys) + len(at)):
+            if at and at[0][1].position == pos:
+                name, d = at.pop(0)
+                keys.append(name)
+                values.append(d.values())
+                lengths.append(d.lengths)
+                weights.append(d.weights)
+            else:
+                i = next(rest)
+                keys.append(sp.keys[i])
+                values.append(sp.values[starts[i]: starts[i] + per[i]])
+                lengths.append(sp.lengths[i * b:(i + 1) * b])
+                weights.append(sp.weights[starts[i]: starts[i] + per[i]] if sp.weights is not None else None)
+        has_weights = any(w is not None for w in weights)
+        return SparseFeatures(keys, torch.cat(values), torch.cat(lengths),
+                              torch.cat([w for w in weights if w is not None]) if has_weights else None)
+
     def to_kjt(self) -> Any:
-        """The sparse features as a ``torchrec.KeyedJaggedTensor`` (needs torchrec)."""
+        """Every jagged feature (deduplicated ones expanded, :meth:`full_sparse`) as a
+        ``torchrec.KeyedJaggedTensor`` (needs torchrec)."""
         try:
             from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
         except ImportError as exc:
@@ -130,5 +209,5 @@ class Batch:
                 "Batch.to_kjt() needs torchrec: pip install 'samplestore[torchrec]' "
                 "(batch.sparse.keys/values/lengths/weights hold the same data without it)"
             ) from exc
-        return KeyedJaggedTensor(keys=self.sparse.keys, values=self.sparse.values,
-                                 lengths=self.sparse.lengths, weights=self.sparse.weights)
+        sp = self.full_sparse()
+        return KeyedJaggedTensor(keys=sp.keys, values=sp.values, lengths=sp.lengths, weights=sp.weights)

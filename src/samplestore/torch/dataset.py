@@ -17,11 +17,12 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..catalog import Catalog, DataFile
-from ..errors import LeaseExpired, SampleStoreError, StateMismatch
+from ..errors import LeaseExpired, SampleStoreError, SchemaError, StateMismatch
 from ..table import FileTask, Table, open_store
 from ..table.lease import Lease, lease_is_live
 from ..table.scan import deleted_among
-from .batch import Batch, SparseFeatures
+from . import _gather
+from .batch import Batch, DedupIds, SparseFeatures
 from .ring import SlotRing
 from .sharding import epoch_rng, plan_worker, rank_batch_sizes, split_windows
 from .window import FeatureLayout, ReaderCache, Window, concat_parts, gather, load_window
@@ -182,6 +183,11 @@ class SampleDataset(IterableDataset):
             the stream ends: a sole reader (one rank, at most one worker) first delivers the
             appends still pending as a last round; several readers stop at the last full
             round, since they could cut a partial one differently.
+        dedup: names of sparse or sequence features to deliver deduplicated per batch: in
+            ``batch.dedup[name]`` as the distinct ids and, per position, an index into them
+            (:class:`~samplestore.torch.batch.DedupIds`), instead of in ``batch.sparse``, so a
+            trainer looks each embedding row up once per batch. ``batch.full_sparse()`` and
+            ``batch.to_kjt()`` still give every feature, equal to a batch without ``dedup``.
     """
 
     def __init__(self, table: Table, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
@@ -189,7 +195,7 @@ class SampleDataset(IterableDataset):
                  snapshot: int | None = None, filter: pc.Expression | None = None, rank: int | None = None,
                  world_size: int | None = None, follow: bool = False, poll_seconds: float = 1.0,
                  follow_idle_seconds: float | None = None, lease_seconds: float = 300.0,
-                 follow_round_rows: int | None = None) -> None:
+                 follow_round_rows: int | None = None, dedup: Sequence[str] = ()) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
@@ -205,6 +211,18 @@ class SampleDataset(IterableDataset):
         self.layout = FeatureLayout.of(list(self.schema))
         if not self.layout.labels and not self.layout.dense and not self.layout.sparse:
             raise SampleStoreError("a SampleDataset needs at least one dense, sparse, sequence or label feature")
+        self.dedup = list(dict.fromkeys(dedup))
+        jagged = [f.name for f in self.layout.sparse]
+        unknown = [n for n in self.dedup if n not in jagged]
+        if unknown:
+            raise SchemaError(f"dedup names {unknown}, which are not sparse or sequence features this dataset "
+                              f"delivers; those are {jagged}")
+        # Deduplicated keys go last in the gathered layout, so the others stay one contiguous
+        # KeyedJaggedTensor block and the deduplicated ids are deduplicated in place behind it.
+        self._dedup_position = {n: jagged.index(n) for n in self.dedup}
+        if self.dedup:
+            last = [f for f in self.schema if f.name in self._dedup_position]
+            self.layout = FeatureLayout.of([f for f in self.schema if f.name not in self._dedup_position] + last)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = int(seed)
@@ -459,7 +477,8 @@ class SampleDataset(IterableDataset):
                     rows = perm[pos: pos + take]
                     if win.dropped is not None:  # deleted since the plan: the batch is smaller
                         rows = rows[~win.dropped[rows]]
-                    parts.append(gather(win, rows, self.layout, shared=self._in_worker, claim=self._claim))
+                    parts.append(gather(win, rows, self.layout, shared=self._in_worker, claim=self._claim,
+                                        dedup_keys=len(self.dedup)))
                     pos += take
                     need -= take
                 if not parts:
@@ -522,10 +541,11 @@ class SampleDataset(IterableDataset):
         for f in self.layout.dense:
             names[f.name] = (col, col + f.dim)
             col += f.dim
+        sparse, dedup = self._split_dedup(a, tensor)
         batch = Batch(
             dense=tensor(a["dense"]),
-            sparse=SparseFeatures([f.name for f in self.layout.sparse], tensor(a["values"]), tensor(a["lengths"]),
-                                  tensor(a["weights"]) if a["weights"] is not None else None),
+            sparse=sparse,
+            dedup=dedup,
             labels=tensor(a["labels"]),
             embeddings={k: tensor(v) for k, v in a["embeddings"].items()},
             extras={k: (v.tolist() if v.dtype == object else tensor(v)) for k, v in a["extras"].items()},
@@ -537,6 +557,35 @@ class SampleDataset(IterableDataset):
         if arena is not None and arena.slot is not None:
             batch._shared_slot = arena.slot  # pickled as offsets into the ring (see ring.py)
         return batch
+
+    def _split_dedup(self, a: dict[str, Any], tensor: Any) -> tuple[SparseFeatures, dict[str, DedupIds]]:
+        """The gathered jagged arrays as ``batch.sparse`` and, for the ``dedup`` features (the
+        last keys of the layout), :class:`DedupIds` made in place: each key's ids become its
+        distinct ids, and the reserved ``inverse`` buffer the index of every position."""
+        keys = [f.name for f in self.layout.sparse]
+        values, lengths, weights = a["values"], a["lengths"], a["weights"]
+        nd = len(self.dedup)
+        if not nd:
+            return SparseFeatures(keys, tensor(values), tensor(lengths),
+                                  tensor(weights) if weights is not None else None), {}
+        nk, b = len(keys), len(a["labels"])
+        per_key = lengths.reshape(nk, b).sum(1, dtype=np.int64) if b else np.zeros(nk, np.int64)
+        split = int(per_key[:nk - nd].sum())
+        inverse = a.get("inverse")
+        if inverse is None or len(inverse) != len(values) - split:  # a joined batch: no reserved buffer
+            inverse = np.empty(len(values) - split, np.int32)
+        dedup, pos = {}, split
+        for j in range(nk - nd, nk):
+            t = int(per_key[j])
+            ids, inv = values[pos: pos + t], inverse[pos - split: pos - split + t]
+            k = _gather.unique_inverse(ids, inv)
+            dedup[keys[j]] = DedupIds(tensor(ids[:k]), tensor(inv), tensor(lengths[j * b:(j + 1) * b]),
+                                      tensor(weights[pos: pos + t]) if weights is not None else None,
+                                      self._dedup_position[keys[j]])
+            pos += t
+        sparse = SparseFeatures(keys[:nk - nd], tensor(values[:split]), tensor(lengths[:(nk - nd) * b]),
+                                tensor(weights[:split]) if weights is not None else None)
+        return sparse, dedup
 
     # -- online training ------------------------------------------------------------------
     def _take_follow_lease(self, after: int) -> Lease:

@@ -117,13 +117,15 @@ class SlotRef:
             "extras": {k: ("t", ref(v)) if isinstance(v, torch.Tensor) else ("v", v) for k, v in batch.extras.items()},
             "dense_names": batch.dense_names, "epoch": batch.epoch, "index": batch.index,
             "follow_round": batch.follow_round,
+            "dedup": {k: (ref(d.unique), ref(d.inverse), ref(d.lengths), ref(d.weights) if d.weights is not None else None,
+                          d.position) for k, d in batch.dedup.items()},
         }
         return _rebuild, (self.ring.id, self.slot, self.gen, self.nbytes, spec)
 
 
 def _rebuild(ring_id: str, slot: int, gen: int, nbytes: int, spec: dict[str, Any]) -> Any:
     """Unpickle a slot batch in the trainer: tensors become views of the slot."""
-    from .batch import Batch, SparseFeatures
+    from .batch import Batch, DedupIds, SparseFeatures
 
     ring = _RINGS.get(ring_id)
     if ring is None:
@@ -157,4 +159,6 @@ def _rebuild(ring_id: str, slot: int, gen: int, nbytes: int, spec: dict[str, Any
         embeddings={k: tensor(v) for k, v in spec["embeddings"].items()},
         extras={k: tensor(v) if kind == "t" else v for k, (kind, v) in spec["extras"].items()},
         dense_names=spec["dense_names"], epoch=spec["epoch"], index=spec["index"], follow_round=spec.get("follow_round"),
+        dedup={k: DedupIds(tensor(u), tensor(i), tensor(n), tensor(w) if w is not None else None, p)
+               for k, (u, i, n, w, p) in spec.get("dedup", {}).items()},
     )

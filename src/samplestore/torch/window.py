@@ -217,11 +217,13 @@ def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
 
 
 def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = False,
-           claim: Callable[[int], Any] | None = None) -> dict[str, Any]:
+           claim: Callable[[int], Any] | None = None, dedup_keys: int = 0) -> dict[str, Any]:
     """Rows ``idx`` of a window as batch arrays (numpy), KeyedJaggedTensor layout for ids.
 
     With ``shared``, every numeric array is a view of one shared-memory buffer: a ring slot
     from ``claim(nbytes)`` where it returns one, else a fresh shared torch storage.
+    ``dedup_keys``: the last that many jagged keys will be deduplicated; an int32 ``inverse``
+    array as long as their ids is reserved beside them (in the same buffer).
     """
     b = len(idx)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
@@ -237,7 +239,9 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
     totals = [_gather.jagged_total_pieces(win.columns[f.name].offsets, piece, local) for f in layout.sparse]
     total = sum(totals)
     extra_src = {f.name: win.columns[f.name] for f in layout.extras if win.columns[f.name].flat.dtype != object}
-    shapes = [((b, dim_total), np.float32), ((b, nl), np.float32), ((total,), np.int64), ((b * nk,), np.int32)]
+    n_inverse = sum(totals[nk - dedup_keys:]) if dedup_keys else 0
+    shapes = [((b, dim_total), np.float32), ((b, nl), np.float32), ((total,), np.int64), ((b * nk,), np.int32),
+              ((n_inverse,), np.int32)]
     shapes += [((total,), np.float32)] if layout.weighted else []
     shapes += [((b, f.dim), np.float32) for f in layout.embeddings]
     shapes += [((b,), c.flat.dtype) for c in extra_src.values()]
@@ -253,6 +257,7 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
         _gather.gather_rows_pieces(win.columns[f.name].pieces, 4, piece, local, labels.view(np.uint8).reshape(-1), nl * 4, j * 4)
     values = arena.take((total,), np.int64)
     lengths = arena.take((b * nk,), np.int32)
+    inverse = arena.take((n_inverse,), np.int32)
     weights = None
     if layout.weighted:
         weights = arena.take((total,), np.float32)
@@ -284,7 +289,7 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
         if c.valid is not None:
             extras[f"{f.name}.valid"] = c.valid[idx]
     out = {"dense": dense, "labels": labels, "values": values, "lengths": lengths, "weights": weights,
-           "embeddings": embeddings, "extras": extras}
+           "embeddings": embeddings, "extras": extras, "inverse": inverse}
     if shared:
         out["arena"] = arena
     return out
@@ -294,6 +299,7 @@ def concat_parts(parts: list[dict[str, Any]], num_keys: int) -> dict[str, Any]:
     """Join partial batches (a batch that spans two windows) keeping the key-major layout.
 
     The joined arrays are copies: ring slots the parts were gathered into go back unsent.
+    The joined batch has no ``inverse`` buffer (deduplication then allocates its own).
     """
     if len(parts) == 1:
         return parts[0]

@@ -45,12 +45,16 @@ class StreamSpec:
     """One stream of a column layout: its role, element type and encoding hint.
 
     ``encoding`` pins a registered encoding id for the stream instead of the policy's choice.
+    ``rows`` names the lengths stream whose rows this stream's values belong to (the ids of
+    a jagged column): the writer hands those lengths to the encoding policy, which may then
+    store a row against an earlier one (the cross-row encoding).
     """
 
     role: str
     dtype: int
     hint: str
     encoding: int | None = None
+    rows: str | None = None
 
 
 @dataclass(slots=True)

@@ -38,8 +38,9 @@ class JaggedKind(KindCodec):
         return bool(getattr(feat, self.flag))
 
     def streams(self, feat: Feature) -> tuple[StreamSpec, ...]:
-        base = (StreamSpec("lengths", DType.INT64, Hint.LENGTHS), StreamSpec("ids", DType.INT64, Hint.IDS))
-        return base + ((StreamSpec(self.second, self.dtype, self.hint),) if self._paired(feat) else ())
+        base = (StreamSpec("lengths", DType.INT64, Hint.LENGTHS),
+                StreamSpec("ids", DType.INT64, Hint.IDS, rows="lengths"))
+        return base + ((StreamSpec(self.second, self.dtype, self.hint, rows="lengths"),) if self._paired(feat) else ())
 
     def encode(self, feat: Feature, arr: pa.Array) -> tuple[list[np.ndarray], ChunkStats]:
         n = len(arr)
