@@ -22,8 +22,13 @@ FIELDS = ("samples_per_s", "cpu_cores", "samples_per_core_s", "spearman", "neigh
 def test_loader_against_parquet_and_lance(benchmark, quick, tmp_path):
     rows = 20_000 if quick else 2_000_000
     batch = 1024 if quick else 4096
+    # Quick (a bare pytest): one process per loader, no second buffer size. Each configuration
+    # is a fresh subprocess that imports torch; the worker paths have tests of their own.
+    workers = (0,) if quick else (0, 2)
     res = benchmark.pedantic(lambda: run_loader_bench(str(tmp_path), rows=rows, batch_size=batch,
-                                                      repeats=1 if quick else 3), rounds=1, iterations=1)
+                                                      repeats=1 if quick else 3, workers=workers,
+                                                      large_buffer_factor=0 if quick else 4),
+                             rounds=1, iterations=1)
     print("\n" + format_markdown(res))
     for r in res["results"] + res["large_buffer"]["results"]:
         assert r["rows"] == rows and r["unique_rows"] == rows, r
@@ -33,7 +38,7 @@ def test_loader_against_parquet_and_lance(benchmark, quick, tmp_path):
         assert 1 <= r["units_per_batch"] <= batch
     got = {(r["loader"], r["workers"]) for r in res["results"]}
     lance = [k for k in ("lance-ranges", "lance-take") if k not in res["skipped"]]
-    assert got == {(k, w) for k in ("samplestore", "parquet", *lance) for w in (0, 2)}
+    assert got == {(k, w) for k in ("samplestore", "parquet", *lance) for w in workers}
     by = {(r["loader"], r["workers"]): r for r in res["results"]}
     if lance:
         # Lance's range shuffle delivers each batch as one contiguous range: sequential inside.

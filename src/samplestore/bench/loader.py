@@ -406,11 +406,12 @@ def _lance_missing() -> str | None:
 
 def run_loader_bench(workdir: str, rows: int = 2_000_000, batch_size: int = 4096, buffer_rows: int | None = None,
                      repeats: int = 3, large_buffer_factor: int = 4,
-                     loaders: tuple[str, ...] = LOADERS) -> dict[str, Any]:
-    """Make the tables, then measure each loader with 0 and 2 workers (medians of ``repeats``).
+                     loaders: tuple[str, ...] = LOADERS, workers: tuple[int, ...] = (0, 2)) -> dict[str, Any]:
+    """Make the tables, then measure each loader with each number of ``workers`` (medians of
+    ``repeats``).
 
-    samplestore is measured once more with a buffer ``large_buffer_factor`` times larger, for
-    peak RSS where the buffer, not the fixed cost of the imported libraries, dominates. The
+    samplestore is measured once more with a buffer ``large_buffer_factor`` times larger (0:
+    not), for peak RSS where the buffer, not the fixed cost of the imported libraries, dominates. The
     Lance contenders are reported as skipped, with the reason, where pylance is not installed.
     """
     from ..torch import DEFAULT_SHUFFLE_BUFFER_ROWS
@@ -420,10 +421,10 @@ def run_loader_bench(workdir: str, rows: int = 2_000_000, batch_size: int = 4096
     skipped = {k: lance_missing for k in loaders if k.startswith("lance") and lance_missing}
     run = [k for k in loaders if k not in skipped]
     info = make_tables(workdir, rows, lance=any(k.startswith("lance") for k in run))
-    results = [_median_runs(kind, info, workers, batch_size, buffer_rows, repeats) for kind in run for workers in (0, 2)]
+    results = [_median_runs(kind, info, w, batch_size, buffer_rows, repeats) for kind in run for w in workers]
     large_rows = buffer_rows * large_buffer_factor
-    large = ([_median_runs("samplestore", info, workers, batch_size, large_rows, repeats) for workers in (0, 2)]
-             if "samplestore" in run else [])
+    large = ([_median_runs("samplestore", info, w, batch_size, large_rows, repeats) for w in workers]
+             if "samplestore" in run and large_buffer_factor else [])
     by = {(r["loader"], r["workers"]): r["samples_per_s"] for r in results}
     ratios = {}
     if ("samplestore", 0) in by:
