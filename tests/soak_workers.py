@@ -3,6 +3,10 @@
 Each process prints ``ready ...`` on stdout once set up, reports on stdout, stops cleanly
 on SIGTERM (or at its time limit) and exits 0; any failure goes to stderr as a traceback
 with exit status 1. Every loop is bounded by a count and by time.
+
+A process opens the store from the root it is given: a local folder, or a URI such as
+``s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http`` (credentials from the
+environment); the catalog comes from ``SAMPLESTORE_CATALOG`` where the test set it.
 """
 
 import signal
