@@ -30,7 +30,7 @@ $(TORCHREC_STAMP): requirements/torchrec-cpu.txt $(STAMP)
 
 # Everything (what CI runs), the slow soak, crash, fuzz and demo tests included, on both cores.
 test: $(STAMP) $(TORCHREC_STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2
 
 # The import contracts of pyproject.toml ([tool.importlinter]): no cycles, no upward imports.
 # tests/test_layers.py runs them too, so `make test` (CI) and `make test-fast` fail on a broken one.
@@ -39,7 +39,7 @@ lint-imports: $(STAMP)
 
 # The quick loop while working: tests/ without the tests marked slow.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
 
 demo: $(STAMP)
 	$(BIN)/samplestore demo --root demo-store

@@ -133,9 +133,9 @@ def start_writer(root: str, index: int, seconds: float, procs: list[Proc]) -> tu
 @pytest.fixture
 def one_soak_at_a_time(tmp_path_factory):
     """Soaks one after another across xdist workers: two at once on a 2-core machine slow
-    each past its time bound. The xdist_group mark is meant to see to that, but pytest-xdist
-    3.8 groups by rewriting ``item._nodeid``, which pytest 9 no longer reads, so there it
-    groups nothing; a lock file in the folder the workers' temp folders share does."""
+    each past its time bound. (pytest-xdist's xdist_group mark would do it, but 3.8 groups by
+    rewriting ``item._nodeid``, which pytest 9 no longer reads.) A lock file in the folder the
+    workers' temp folders share does."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
@@ -230,11 +230,11 @@ def committed_batches(table, index: int) -> np.ndarray:
 
 @pytest.mark.slow
 # Where the store lives x its catalog (the catalog_backend fixture of conftest.py): the local
-# disk with either catalog, and the S3 server with the catalog many hosts would share.
-@pytest.mark.parametrize("where, catalog_backend", [("local", "sqlite"), ("local", "postgres"), ("s3", "postgres")],
-                         ids=["local+sqlite", "local+postgres", "s3+postgres"], indirect=["catalog_backend"])
-# All soaks on one xdist worker, one after the other (`--dist loadgroup`; see one_soak_at_a_time).
-@pytest.mark.xdist_group("soak")
+# disk with the embedded catalog, and the S3 server with the catalog many hosts would share.
+# (PostgreSQL on the local disk runs the multi-process tests of tests/table/test_processes.py.)
+# One soak at a time across xdist workers: see one_soak_at_a_time.
+@pytest.mark.parametrize("where, catalog_backend", [("local", "sqlite"), ("s3", "postgres")],
+                         ids=["local+sqlite", "s3+postgres"], indirect=["catalog_backend"])
 def test_soak_killed_writer_daemon_slow_scan_and_dataset(one_soak_at_a_time, tmp_path, request, where,
                                                          catalog_backend):
     started = time.monotonic()
