@@ -10,7 +10,6 @@ disk, 120 s on S3 (measured 53-86 s on a 2-core machine; every request of every 
 to the one moto server in the test process).
 """
 
-import fcntl
 import os
 import queue
 import re
@@ -130,23 +129,6 @@ def start_writer(root: str, index: int, seconds: float, procs: list[Proc]) -> tu
     return w, int(w.wait_line("ready", 60).split()[1])
 
 
-@pytest.fixture
-def one_soak_at_a_time(tmp_path_factory):
-    """Soaks one after another across xdist workers: two at once on a 2-core machine slow
-    each past its time bound. (pytest-xdist's xdist_group mark would do it, but 3.8 groups by
-    rewriting ``item._nodeid``, which pytest 9 no longer reads.) A lock file in the folder the
-    workers' temp folders share does."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        yield
-        return
-    with open(tmp_path_factory.getbasetemp().parent / "soak.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def soak_root(where: str, tmp_path, request) -> str:
     """The store's root: a local folder, or a prefix in a new bucket on the S3 server with the
     endpoint in the URI's query string, so that every process opens the same store from this
@@ -229,14 +211,21 @@ def committed_batches(table, index: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-# Where the store lives x its catalog (the catalog_backend fixture of conftest.py): the local
-# disk with the embedded catalog, and the S3 server with the catalog many hosts would share.
-# (PostgreSQL on the local disk runs the multi-process tests of tests/table/test_processes.py.)
-# One soak at a time across xdist workers: see one_soak_at_a_time.
-@pytest.mark.parametrize("where, catalog_backend", [("local", "sqlite"), ("s3", "postgres")],
-                         ids=["local+sqlite", "s3+postgres"], indirect=["catalog_backend"])
-def test_soak_killed_writer_daemon_slow_scan_and_dataset(one_soak_at_a_time, tmp_path, request, where,
-                                                         catalog_backend):
+def test_soak_killed_writer_daemon_slow_scan_and_dataset(tmp_path, request, monkeypatch):
+    """Where the store lives x its catalog: the local disk with the embedded catalog, then the
+    S3 server with the PostgreSQL catalog many hosts would share (PostgreSQL on the local disk
+    runs the multi-process tests of tests/table/test_processes.py). One test, one soak after the
+    other: two at once on a 2-core machine slow each past its time bound, and two tests would
+    leave one xdist worker waiting for the other's soak instead of running the rest."""
+    (tmp_path / "local").mkdir()
+    soak(tmp_path / "local", request, "local", "sqlite")
+    monkeypatch.setenv("SAMPLESTORE_CATALOG", request.getfixturevalue("pg_server").uri())
+    (tmp_path / "s3").mkdir()
+    soak(tmp_path / "s3", request, "s3", "postgres")
+
+
+def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
+    """One soak of the store at ``where`` (its catalog: SAMPLESTORE_CATALOG, else SQLite)."""
     started = time.monotonic()
     rng = np.random.default_rng(SEED)
     root = soak_root(where, tmp_path, request)
