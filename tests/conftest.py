@@ -52,6 +52,12 @@ def s3_uri(s3_server):
 
 
 
+#: Parameters whose values name a server-backed variant (tests/s3server.py, tests/pg.py).
+_SERVER_VARIANTS = {"s3", "postgres"}
+_SERVER_MODULES = {"test_s3.py", "test_postgres_catalog.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config, items):
     """Tests parametrised over both the storage (local, S3) and the catalog (SQLite,
     PostgreSQL) run three of the four pairings: S3 with SQLite, PostgreSQL on the local disk,
@@ -61,6 +67,10 @@ def pytest_collection_modifyitems(config, items):
     dropped = []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
+        # The S3 and PostgreSQL variants start servers and take a few seconds each: `make test`
+        # runs them, the quick loop (`make test-fast`, -m "not slow") leaves them out.
+        if item.path.name in _SERVER_MODULES or _SERVER_VARIANTS & {v for v in params.values() if isinstance(v, str)}:
+            item.add_marker(pytest.mark.slow)
         storage = params.get("store", params.get("table"))
         if storage == "s3" and params.get("catalog_backend") == "postgres":
             dropped.append(item)
