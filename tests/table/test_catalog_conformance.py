@@ -739,6 +739,61 @@ class TestCatalogConformance:
         with pytest.raises(ss.SnapshotNotFound):
             c.resolve_tag("t", "train")
 
+    @covers("commit", "files", "quarantines", "resolve_quarantine", "appended_files", "snapshot")
+    def test_quarantined_files_are_hidden_until_released_and_time_travel_keeps_that(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, ["ds"])
+        why = [{"rule": "missing_rate", "column": "y", "measured": 0.4, "bound": 0.1}]
+        snap = c.commit("t", "append", add=[_file("a.ssf", 10, "a"), _file("b.ssf", 7, "b")],
+                        quarantine={'{"ds": "b"}': why})
+        assert snap.summary["added_rows"] == 10 and snap.summary["total_rows"] == 10
+        assert snap.summary["quarantined_rows"] == 7 and snap.summary["quarantined_files"] == 1
+        assert [f.path for f in c.files("t", 1)] == ["a.ssf"]
+        held = c.files("t", 1, include_quarantined=True, with_stats=["y"])
+        assert [f.path for f in held] == ["a.ssf", "b.ssf"] and held[1].stats["y"].values == 7
+        [q] = c.quarantines("t")
+        assert (q.partition, q.files, q.rows, q.snapshot_id, q.resolution) == ({"ds": "b"}, 1, 7, 1, None)
+        assert q.violations == tuple(why) and held[1].quarantine_id == q.quarantine_id
+        assert held[1].visible_from is None
+        assert [f.path for f in c.appended_files("t", 0)] == ["a.ssf"]  # a follower does not see it either
+        rel = c.resolve_quarantine("t", q.quarantine_id, "release")
+        assert rel.operation == "release" and rel.summary["total_rows"] == 17 and rel.summary["added_rows"] == 7
+        assert [f.path for f in c.files("t", 2)] == ["a.ssf", "b.ssf"]
+        assert [f.path for f in c.files("t", 1)] == ["a.ssf"]  # snapshot 1 reads as it was
+        [b] = [f for f in c.appended_files("t", 1)]
+        assert (b.path, b.visible_from, b.added_snapshot) == ("b.ssf", 2, 1)
+        assert c.quarantines("t") == [] and c.quarantines("t", resolved=True)[0].resolution == "released"
+        assert c.snapshot("t", 2).summary["quarantine_id"] == q.quarantine_id
+        with pytest.raises(ss.CatalogError, match="released already"):
+            c.resolve_quarantine("t", q.quarantine_id, "drop")
+        with pytest.raises(ss.CatalogError, match=r"no quarantine 999; open quarantines: \[\]"):
+            c.resolve_quarantine("t", 999, "release")
+        with pytest.raises(ss.CatalogError, match="one of"):
+            c.resolve_quarantine("t", q.quarantine_id, "forget")
+
+    @covers("commit", "files", "quarantines", "resolve_quarantine", "expire_snapshots", "unreferenced_files",
+            "drop_table")
+    def test_a_dropped_quarantine_is_removed_and_its_files_become_garbage_only_then(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, ["ds"])
+        c.commit("t", "append", add=[_file("a.ssf", 5, "a")], quarantine={'{"ds": "a"}': [{"rule": "rows"}]})
+        c.commit("t", "append", add=[_file("b.ssf", 5, "b")])
+        c.expire_snapshots("t", keep=[2])
+        assert c.unreferenced_files("t") == []  # quarantined: live, whatever is expired
+        [q] = c.quarantines("t")
+        drop = c.resolve_quarantine("t", q.quarantine_id, "drop")
+        assert drop.operation == "drop-quarantine" and drop.summary["total_rows"] == 5
+        assert c.files("t", 3, include_quarantined=True)[0].path == "b.ssf"
+        assert len(c.files("t", 2, include_quarantined=True)) == 2
+        c.expire_snapshots("t", keep=[3])
+        assert [p for _fid, p in c.unreferenced_files("t")] == ["a.ssf"]
+        assert c.quarantines("t", resolved=True)[0].resolution == "dropped"
+        with pytest.raises(ss.CatalogError, match="holds no added file"):
+            c.commit("t", "append", add=[_file("c.ssf", 5, "c")], quarantine={'{"ds": "x"}': []})
+        c.drop_table("t")
+        c.create_table("t", SCHEMA, ["ds"])
+        assert c.quarantines("t", resolved=True) == []
+
 
 # -- the SQLite backend -----------------------------------------------------------------------
 
@@ -820,7 +875,7 @@ def test_version_1_catalog_gets_commit_tokens_from_its_snapshots(tmp_path):
     c = SQLiteCatalog(root)
     c.expire_snapshots("t", keep=[])
     assert c.last_commit_token("t", "w") == "2" and c.last_commit_token("t", "v") == "9"
-    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     assert len(c.catalog_id) == 32
     assert c.tags("t") == []  # and the tables of later versions
 
@@ -843,7 +898,7 @@ def test_version_2_catalog_gains_tags_and_keeps_everything(tmp_path):
     """)
     con.close()
     c = SQLiteCatalog(root)
-    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     assert c.catalog_id == catalog_id and c.last_commit_token("t", "w") == "1"
     assert c.load_table("t").properties == {"owner": "ranking"}
     assert [f.path for f in c.files("t", 2)] == ["a.ssf", "b.ssf"]
@@ -871,7 +926,7 @@ def test_version_3_catalog_gains_file_sort_keys(tmp_path):
     """)
     con.close()
     c = SQLiteCatalog(root)
-    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     [a] = c.files("t", 1)
     assert (a.path, a.sort_key) == ("a.ssf", ()) and c.resolve_tag("t", "train") == 1
     c.commit("t", "append", add=[DataFile("b.ssf", {}, 4, 50, 1, sort_key=("user",))])
@@ -917,3 +972,26 @@ def test_a_foreign_file_under_a_recycled_inode_is_refused_and_left_alone(tmp_pat
     with pytest.raises(ss.CatalogError, match="not an SQLite database"):
         SQLiteCatalog(str(root))
     assert (root / "catalog.db").read_bytes() == body and os.listdir(root) == ["catalog.db"]
+
+
+def test_version_4_catalog_gains_quarantines(tmp_path):
+    import sqlite3
+
+    root = str(tmp_path / "v4")
+    c = SQLiteCatalog(root, create=True)
+    c.create_table("t", SCHEMA, [])
+    c.commit("t", "append", add=[_file("a.ssf")])
+    c.close()
+    # What a version-4 catalog is: files without quarantine columns, no quarantines table.
+    con = sqlite3.connect(str(tmp_path / "v4" / "catalog.db"))
+    con.executescript("""
+        ALTER TABLE files DROP COLUMN quarantine_id;
+        ALTER TABLE files DROP COLUMN released_snapshot;
+        DROP TABLE quarantines;
+        UPDATE meta SET value = '4' WHERE key = 'schema_version';
+    """)
+    con.close()
+    c = SQLiteCatalog(root)
+    assert c._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    [a] = c.files("t", 1)
+    assert (a.path, a.quarantine_id, a.visible_from) == ("a.ssf", None, 1) and c.quarantines("t") == []

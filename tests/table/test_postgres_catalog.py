@@ -138,6 +138,25 @@ def test_a_catalog_of_a_newer_version_is_refused(pg_server):
         open_catalog(uri)
 
 
+def test_a_version_1_catalog_gains_quarantines(pg_server):
+    uri = pg_server.uri()
+    c = open_catalog(uri, create=True)
+    c.create_table("t", ss.Schema([ss.Label("y")]), [])
+    c.commit("t", "append", add=[ss.catalog.DataFile("a.ssf", {}, 3, 10, 1)])
+    c.close()
+    schema = uri.split("schema=")[1]
+    with psycopg.connect(uri.split("?")[0], autocommit=True) as conn:  # what version 1 was
+        conn.execute(f'ALTER TABLE "{schema}".files DROP COLUMN quarantine_id, DROP COLUMN released_snapshot')
+        conn.execute(f'DROP TABLE "{schema}".quarantines')
+        conn.execute(f"UPDATE \"{schema}\".meta SET value = '1' WHERE key = 'schema_version'")
+    c = open_catalog(uri)
+    [a] = c.files("t", 1)
+    assert a.path == "a.ssf" and a.quarantine_id is None and c.quarantines("t") == []
+    with psycopg.connect(uri.split("?")[0], autocommit=True) as conn:
+        assert conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    c.close()
+
+
 @pytest.mark.parametrize("bad", ["Upper", "a-b", "1abc", "x" * 64, "a;drop"])
 def test_invalid_schema_names_are_refused(pg_server, bad):
     with pytest.raises(ss.CatalogError, match="schema of a PostgreSQL catalog"):

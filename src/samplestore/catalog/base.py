@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..errors import CatalogError
 from ..schema import Schema
 
-__all__ = ["Catalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "Tag", "RetentionPolicy",
-           "validate_table_name", "validate_tag_name", "RETENTION_PROPERTY", "DEFAULT_RETENTION_SECONDS"]
+__all__ = ["Catalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "Tag", "RetentionPolicy", "Quarantine",
+           "validate_table_name", "validate_tag_name", "RETENTION_PROPERTY", "QUARANTINE_ACTIONS", "DEFAULT_RETENTION_SECONDS"]
 
 # fullmatch, not ``$``: ``$`` also matches before a final newline, which let "t\n" through.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
@@ -115,6 +115,43 @@ class Tag:
 
 
 @dataclass(frozen=True, slots=True)
+class Quarantine:
+    """Files of one partition that a commit held back because they broke an expectation
+    whose action is ``quarantine``: committed, but invisible to readers until released.
+
+    Attributes:
+        quarantine_id: the id ``release``/``drop`` take (unique in the catalog).
+        partition: the partition's values.
+        violations: what was broken, as the commit recorded it (JSON objects: the rule,
+            column, measured value, bound, message).
+        files, rows: what the quarantine holds.
+        snapshot_id, created_at: the commit that made it.
+        resolution: None while open, then ``"released"`` or ``"dropped"``.
+        resolved_snapshot: the snapshot that released or dropped it.
+    """
+
+    quarantine_id: int
+    partition: Mapping[str, Any]
+    violations: tuple[Mapping[str, Any], ...]
+    files: int
+    rows: int
+    snapshot_id: int
+    created_at: float
+    resolution: str | None = None
+    resolved_snapshot: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.quarantine_id, "partition": dict(self.partition),
+                "violations": [dict(v) for v in self.violations], "files": self.files, "rows": self.rows,
+                "snapshot_id": self.snapshot_id, "created_at": self.created_at, "resolution": self.resolution,
+                "resolved_snapshot": self.resolved_snapshot}
+
+
+#: How a quarantine is resolved, and the operation of the snapshot that does it.
+QUARANTINE_ACTIONS = {"release": "release", "drop": "drop-quarantine"}
+
+
+@dataclass(frozen=True, slots=True)
 class TableMeta:
     """A table's current definition."""
 
@@ -191,6 +228,9 @@ class DataFile:
     A backend stores every field given to :meth:`Catalog.commit` and returns it unchanged
     from :meth:`Catalog.files` and :meth:`Catalog.appended_files` (``file_id``,
     ``added_snapshot``, ``removed_snapshot`` and ``added_by`` it assigns itself).
+    ``quarantine_id`` and ``released_snapshot`` (assigned by the backend) name the quarantine
+    a commit put the file in (see :meth:`Catalog.commit`) and the snapshot that released it;
+    both None for a file never quarantined.
     ``sort_key`` is the column names the file's rows are sorted by, ascending and
     lexicographically (``()``: no known order, the default, and what a file committed before
     a backend stored the key reads as); a backend stores it as an ordered list of strings, in
@@ -209,6 +249,16 @@ class DataFile:
     row_group_size: int = 0  # rows per row group (all but the last); 0 = unknown
     added_by: str = ""  # operation of the commit that added the file (append, replace, ...)
     sort_key: tuple[str, ...] = ()  # columns the rows are sorted by (compaction's sort_by); () = unknown
+    quarantine_id: int | None = None  # the quarantine that holds (or held) the file; None: never quarantined
+    released_snapshot: int | None = None  # the snapshot that released its quarantine (None: open, or none)
+
+    @property
+    def visible_from(self) -> int | None:
+        """The snapshot from which readers see the file: the one that added it, or for a
+        quarantined file the one that released it (None while its quarantine is open)."""
+        if self.quarantine_id is None:
+            return self.added_snapshot
+        return self.released_snapshot
 
     def sorted_by(self, key: Sequence[str]) -> bool:
         """Whether the file's rows are in ``key`` order (its sort key starts with ``key``)."""
@@ -364,9 +414,18 @@ class Catalog(abc.ABC):
         summary: Mapping[str, Any] | None = None,
         deletes: Mapping[int, Any] | None = None,
         planned_at: int | None = None,
+        quarantine: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> Snapshot:
         """Atomically add files (with their statistics), remove files by id, record deletes
         (row positions per file id) and/or change the schema, as snapshot ``current + 1``.
+
+        ``quarantine`` maps a partition key (:func:`partition_key`) to the violations (JSON
+        objects) that hold back the added files of that partition: each such partition gets a
+        new :class:`Quarantine` holding them, and its files are committed quarantined, live
+        (expiry and GC keep them) but outside :meth:`files` unless asked, until
+        :meth:`resolve_quarantine`. The summary's ``added_files``/``added_rows`` and totals
+        count visible files only; ``quarantined_files``, ``quarantined_rows`` and
+        ``quarantine_ids`` say what was held back.
 
         The snapshot's summary holds ``added_files``, ``added_rows``, ``removed_files``,
         ``removed_rows`` (rows deleted from them before are not counted twice),
@@ -395,10 +454,15 @@ class Catalog(abc.ABC):
 
     # -- files ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
+    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
+              include_quarantined: bool = False) -> list[DataFile]:
         """The files live in a snapshot (added at or before it, not removed at or before it),
         in commit order (by file id), read in one consistent state; with ``with_stats`` each
         carries the statistics of those columns (those it has), without, none.
+
+        A quarantined file is visible in a snapshot only if its quarantine was released at or
+        before it (so an older snapshot reads as it was); ``include_quarantined`` lists the
+        live files of open quarantines too.
 
         Snapshot 0 has no files. The snapshot is not checked to be retained: a caller reads
         the snapshot it leased, or one it just resolved.
@@ -409,7 +473,9 @@ class Catalog(abc.ABC):
         """Files added by appends (``append``, ``stream-append``) in snapshots after
         ``after``, in commit order, including files a later commit removed that the catalog
         still records (a follower reads appends as committed). Compaction outputs are not
-        appends. An unknown table has none."""
+        appends. A released append counts from the snapshot that released it (its
+        :attr:`DataFile.visible_from`; the answer is in that order), and an append of an open
+        quarantine not at all. An unknown table has none."""
 
     @abc.abstractmethod
     def all_file_paths(self, name: str) -> list[tuple[int, str, int | None]]:
@@ -433,6 +499,27 @@ class Catalog(abc.ABC):
         """Drop the records of removed files (already deleted from disk) with their
         statistics and deletes, in one transaction. Ids of live files, of another table's
         files, or unknown ones are left alone: a live file is never forgotten."""
+
+    # -- quarantine ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def quarantines(self, name: str, *, resolved: bool = False) -> list[Quarantine]:
+        """The table's open quarantines (with ``resolved``, released and dropped ones too), by id.
+
+        Raises:
+            TableNotFound: no such table.
+        """
+
+    @abc.abstractmethod
+    def resolve_quarantine(self, name: str, quarantine_id: int, action: str) -> Snapshot:
+        """Release (``"release"``: its files become visible) or drop (``"drop"``: its files are
+        removed, for expiry and GC to delete) an open quarantine, as one snapshot (operation
+        ``release`` or ``drop-quarantine``).
+
+        Raises:
+            TableNotFound: no such table.
+            CatalogError: ``action`` is neither; the table has no open quarantine of that id
+                (the message lists the open ones). Nothing is changed.
+        """
 
     # -- deletes -------------------------------------------------------------------------
     @abc.abstractmethod

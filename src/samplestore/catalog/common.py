@@ -15,9 +15,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 import numpy as np
 
 from ..errors import CatalogError, CommitConflict, SnapshotNotFound
+from .base import QUARANTINE_ACTIONS, Quarantine
 
 __all__ = ["translated", "check_version", "changed_properties", "unreferenced", "commit_summary", "merge_positions", "shown_ids", "readers_refusal", "missing_tag",
-           "tag_taken", "not_retained", "late_deletes", "removed_since", "replaced_since"]
+           "tag_taken", "not_retained", "late_deletes", "removed_since", "replaced_since",
+           "visible_clause", "quarantine_action", "quarantine_groups", "no_open_quarantine", "quarantine_of",
+           "QUARANTINE_COLS", "held_summary"]
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -183,3 +186,65 @@ def removed_since(operation: str, name: str, gone: Sequence[int], parent: int) -
 def replaced_since(name: str, gone: Sequence[int]) -> CommitConflict:
     return CommitConflict(f"delete on table {name!r} lost a race: file(s) {list(gone)[:10]} were replaced; "
                           f"re-plan and retry")
+
+
+# -- quarantine ---------------------------------------------------------------------------------
+def visible_clause(placeholder: str, prefix: str = "") -> str:
+    """SQL: the file (columns of ``prefix``, e.g. ``"f."``) is not held by an open quarantine
+    as of the snapshot in ``placeholder``."""
+    return f"({prefix}quarantine_id IS NULL OR {prefix}released_snapshot <= {placeholder})"
+
+
+def quarantine_action(action: str) -> str:
+    """The snapshot operation of a quarantine ``action``; CatalogError for an unknown one."""
+    if action not in QUARANTINE_ACTIONS:
+        raise CatalogError(f"a quarantine is resolved by one of {sorted(QUARANTINE_ACTIONS)}; found {action!r}")
+    return QUARANTINE_ACTIONS[action]
+
+
+def quarantine_groups(add: Sequence[Any], quarantine: Mapping[str, Any] | None) -> dict[str, list[int]]:
+    """Indexes into ``add`` of the files each quarantined partition key holds back.
+
+    Raises:
+        CatalogError: a key names no partition of the added files (nothing would be held back).
+    """
+    groups: dict[str, list[int]] = {}
+    for key in quarantine or {}:
+        groups[key] = [i for i, f in enumerate(add) if f.partition_key == key]
+        if not groups[key]:
+            raise CatalogError(f"quarantine of partition {key} holds no added file; the commit adds files of "
+                               f"partitions {sorted({f.partition_key for f in add})[:10]}")
+    return groups
+
+
+def no_open_quarantine(name: str, quarantine_id: int, row: tuple | None, open_ids: Sequence[int]) -> CatalogError:
+    """The error for resolving a quarantine that is not open (``row``: its resolution and
+    snapshot when it exists but was resolved)."""
+    if row is not None:
+        return CatalogError(f"quarantine {quarantine_id} of table {name!r} was {row[0]} already (snapshot {row[1]}); "
+                            f"open quarantines: {shown_ids(list(open_ids))}")
+    return CatalogError(f"table {name!r} has no quarantine {quarantine_id}; open quarantines: "
+                        f"{shown_ids(list(open_ids))} (see `samplestore quarantine ROOT {name}`)")
+
+
+#: The columns of a quarantines row that :func:`quarantine_of` reads, in order.
+QUARANTINE_COLS = ("quarantine_id, partition, violations, files, num_rows, snapshot_id, created_at, resolution, "
+                   "resolved_snapshot")
+
+
+def quarantine_of(row: Sequence[Any]) -> Quarantine:
+    """A :class:`Quarantine` from a row of :data:`QUARANTINE_COLS`."""
+    return Quarantine(int(row[0]), json.loads(row[1]), tuple(json.loads(row[2])), int(row[3]), int(row[4]),
+                      int(row[5]), float(row[6]), row[7], None if row[8] is None else int(row[8]))
+
+
+def held_summary(add: Sequence[Any], quarantine_of_file: Mapping[int, int],
+                 extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's summary keys plus, when a commit held files back, what it held:
+    ``quarantined_files``, ``quarantined_rows`` and ``quarantine_ids``."""
+    out = dict(extra or {})
+    if quarantine_of_file:
+        out.update(quarantined_files=len(quarantine_of_file),
+                   quarantined_rows=sum(add[i].num_rows for i in quarantine_of_file),
+                   quarantine_ids=sorted(set(quarantine_of_file.values())))
+    return out

@@ -32,7 +32,7 @@ import time
 import uuid
 import weakref
 from contextlib import suppress
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
@@ -44,7 +44,8 @@ from psycopg.conninfo import conninfo_to_dict
 from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
 from . import common
-from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, Tag, validate_table_name, validate_tag_name
+from .base import (Catalog, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
+                   validate_tag_name)
 
 __all__ = ["PostgresCatalog", "DEFAULT_SCHEMA", "SCHEMES"]
 
@@ -52,14 +53,38 @@ __all__ = ["PostgresCatalog", "DEFAULT_SCHEMA", "SCHEMES"]
 DEFAULT_SCHEMA = "samplestore"
 #: URI schemes of PostgreSQL catalogs (libpq's).
 SCHEMES = ("postgresql", "postgres")
-#: "1": the first PostgreSQL catalogs (the tables of SQLite's version 3).
-_SCHEMA_VERSION = "1"
-_KNOWN_VERSIONS = ("1",)
+#: "1": the first PostgreSQL catalogs (the tables of SQLite's version 3). "2": quarantines
+#: (files.quarantine_id, files.released_snapshot, the quarantines table; SQLite's version 5).
+_SCHEMA_VERSION = "2"
+_KNOWN_VERSIONS = ("1", "2")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Query parameters that hold secrets: never part of a location shown to anyone.
 _SECRET_PARAMS = {"password", "sslpassword"}
 # The server's clock in epoch seconds, for every time the catalog records or compares.
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+
+# Version 2: files a commit held back for breaking an expectation (files.quarantine_id).
+_QUARANTINE_DDL = (
+    """CREATE TABLE IF NOT EXISTS quarantines (
+    quarantine_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    violations TEXT NOT NULL,
+    files BIGINT NOT NULL,
+    num_rows BIGINT NOT NULL,
+    snapshot_id BIGINT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    resolution TEXT,
+    resolved_snapshot BIGINT
+)""",
+)
+# What a version 1 catalog gains on opening (in one transaction).
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE files ADD COLUMN IF NOT EXISTS quarantine_id BIGINT",
+    "ALTER TABLE files ADD COLUMN IF NOT EXISTS released_snapshot BIGINT",
+    *_QUARANTINE_DDL,
+    f"UPDATE meta SET value = '{_SCHEMA_VERSION}' WHERE key = 'schema_version'",
+)
 
 _DDL = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -98,6 +123,8 @@ _DDL = (
     sort_key TEXT NOT NULL DEFAULT '[]',
     added_snapshot BIGINT NOT NULL,
     removed_snapshot BIGINT,
+    quarantine_id BIGINT,
+    released_snapshot BIGINT,
     UNIQUE (table_name, path)
 )""",
     "CREATE INDEX files_by_snapshot ON files (table_name, added_snapshot, removed_snapshot)",
@@ -149,6 +176,7 @@ _DDL = (
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (table_name, name)
 )""",
+    *_QUARANTINE_DDL,
 )
 
 
@@ -239,6 +267,7 @@ class PostgresCatalog(Catalog):
         self.timeout = float(timeout)
         self._local = threading.local()
         self._catalog_id: str | None = None
+        self._found_version: str | None = None
         self._conninfo, self.schema, self._location, self._server = _parse_uri(uri)
         try:
             self._open(create)
@@ -260,6 +289,12 @@ class PostgresCatalog(Catalog):
         c = self._conn()
         state = self._inspect(c)
         if state == "catalog":
+            if self._found_version != _SCHEMA_VERSION:
+                with c.transaction():
+                    # One process migrates; another waiting on the lock finds it done.
+                    c.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"samplestore catalog {self.schema}",))
+                    if self._inspect(c) == "catalog" and self._found_version == "1":
+                        c.execute(";\n".join(_MIGRATE_1_TO_2))
             return
         if not create:
             raise CatalogError(
@@ -289,8 +324,8 @@ class PostgresCatalog(Catalog):
             rows = dict(c.execute("SELECT key, value FROM meta WHERE key IN ('schema_version', 'catalog_id')").fetchall())
         except (pgerrors.UndefinedColumn, pgerrors.DatatypeMismatch) as exc:
             raise self._refuse(f"its 'meta' table is not samplestore's ({exc})") from exc
-        common.check_version(rows.get("schema_version"), _KNOWN_VERSIONS, _SCHEMA_VERSION, f"at {self.location}",
-                             self._refuse)
+        self._found_version = common.check_version(rows.get("schema_version"), _KNOWN_VERSIONS, _SCHEMA_VERSION,
+                                                   f"at {self.location}", self._refuse)
         if "catalog_id" not in rows:
             raise self._refuse("its 'meta' table holds no catalog_id")
         self._catalog_id = rows["catalog_id"]
@@ -468,7 +503,7 @@ class PostgresCatalog(Catalog):
                 raise common.readers_refusal(name, f"the catalog {self.location}", readers)
             c.execute("DELETE FROM column_stats WHERE file_id IN (SELECT file_id FROM files WHERE table_name = %s)",
                       (name,))
-            for table in ("deletes", "leases", "commit_tokens", "tags", "files", "snapshots"):
+            for table in ("deletes", "leases", "commit_tokens", "tags", "quarantines", "files", "snapshots"):
                 c.execute(sql.SQL("DELETE FROM {} WHERE table_name = %s").format(sql.Identifier(table)), (name,))
             c.execute("DELETE FROM tables WHERE name = %s", (name,))
 
@@ -565,15 +600,16 @@ class PostgresCatalog(Catalog):
 
     # -- files ---------------------------------------------------------------------------
     _FILE_COLS = ("file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
-                  "row_group_size, added_by, sort_key")
+                  "row_group_size, added_by, sort_key, quarantine_id, released_snapshot")
 
     @staticmethod
     def _file(r: tuple, stats: Mapping[str, ColumnStats] | None = None) -> DataFile:
         return DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats or {}, r[8], r[9],
-                        tuple(json.loads(r[10])))
+                        tuple(json.loads(r[10])), r[11], r[12])
 
     @_translated
-    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
+    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
+              include_quarantined: bool = False) -> list[DataFile]:
         """The files live in a snapshot, in commit order, read in one snapshot of the database."""
         cols = list(with_stats) if with_stats is not None else []
         snapshot_id = int(snapshot_id)
@@ -581,6 +617,8 @@ class PostgresCatalog(Catalog):
         def work(c: psycopg.Connection) -> list[DataFile]:
             self._require(c, name)
             live = "table_name = %s AND added_snapshot <= %s AND (removed_snapshot IS NULL OR removed_snapshot > %s)"
+            if not include_quarantined:
+                live += f" AND {common.visible_clause(str(snapshot_id))}"
             rows = c.execute(f"SELECT {self._FILE_COLS} FROM files WHERE {live} ORDER BY file_id",
                              (name, snapshot_id, snapshot_id)).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
@@ -599,8 +637,9 @@ class PostgresCatalog(Catalog):
     def appended_files(self, name: str, after: int) -> list[DataFile]:
         """Files added by appends after snapshot ``after`` (removed ones the catalog still has too)."""
         return self._run(lambda c: [self._file(r) for r in c.execute(
-            f"SELECT {self._FILE_COLS} FROM files WHERE table_name = %s AND added_snapshot > %s "
-            "AND added_by IN ('append', 'stream-append') ORDER BY added_snapshot, file_id", (name, int(after)))],
+            f"SELECT {self._FILE_COLS} FROM files WHERE table_name = %s AND added_by IN ('append', 'stream-append') "
+            "AND ((quarantine_id IS NULL AND added_snapshot > %s) OR released_snapshot > %s) "
+            "ORDER BY COALESCE(released_snapshot, added_snapshot), file_id", (name, int(after), int(after)))],
             tx=False)
 
     @_translated
@@ -809,11 +848,13 @@ class PostgresCatalog(Catalog):
     def commit(self, name: str, operation: str, *, add: Iterable[DataFile] = (), remove: Iterable[int] = (),
                schema: Schema | None = None, writer_id: str | None = None, commit_token: str | None = None,
                summary: Mapping[str, Any] | None = None, deletes: Mapping[int, Any] | None = None,
-               planned_at: int | None = None) -> Snapshot:
+               planned_at: int | None = None, quarantine: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+               ) -> Snapshot:
         """One atomic commit as a new snapshot (see :meth:`Catalog.commit`), under the table's
         row lock; the writer's commit token, if any, is recorded in the same transaction."""
         add, remove = list(add), sorted(set(int(i) for i in remove))
         positions = {int(k): np.unique(np.asarray(v, dtype="<i8")) for k, v in (deletes or {}).items() if len(v)}
+        held = common.quarantine_groups(add, quarantine)
 
         def work(c: psycopg.Connection) -> Snapshot:
             row = self._require(c, name, "FOR UPDATE")
@@ -837,17 +878,25 @@ class PostgresCatalog(Catalog):
                 c.execute("UPDATE files SET removed_snapshot = %s WHERE file_id = ANY(%s)", (new_id, remove))
                 # How far appends have been merged away (see appends_replaced_upto).
                 c.execute("UPDATE tables SET appends_replaced_upto = GREATEST(appends_replaced_upto, COALESCE(("
-                          "SELECT MAX(added_snapshot) FROM files WHERE file_id = ANY(%s) "
+                          "SELECT MAX(COALESCE(released_snapshot, added_snapshot)) FROM files WHERE file_id = ANY(%s) "
                           "AND added_by IN ('append', 'stream-append')), 0)) WHERE name = %s", (remove, name))
-            added_rows = sum(f.num_rows for f in add)
+            qid_of: dict[int, int] = {}
+            for key, idx in held.items():
+                qid = c.execute("INSERT INTO quarantines (table_name, partition, violations, files, num_rows, "
+                                f"snapshot_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, {_NOW}) RETURNING quarantine_id",
+                                (name, key, json.dumps(list(quarantine[key])), len(idx),
+                                 sum(add[i].num_rows for i in idx), new_id)).fetchone()[0]
+                qid_of.update((i, qid) for i in idx)
+            added_rows = sum(f.num_rows for i, f in enumerate(add) if i not in qid_of)
             if add:
                 cur = c.cursor()
                 cur.executemany(
                     "INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "
-                    "row_group_size, added_by, sort_key, added_snapshot) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "RETURNING file_id",
+                    "row_group_size, added_by, sort_key, added_snapshot, quarantine_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING file_id",
                     [(name, f.path, f.partition_key, f.num_rows, f.file_bytes, f.num_row_groups,
-                      f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id) for f in add],
+                      f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id, qid_of.get(i))
+                     for i, f in enumerate(add)],
                     returning=True)
                 fids = []
                 while True:
@@ -870,9 +919,9 @@ class PostgresCatalog(Catalog):
                 deleted_rows = sum(len(arr) for arr in positions.values())
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = %s AND snapshot_id = %s",
                              (name, parent)).fetchone()
-            full = common.commit_summary(prev[0] if prev else None, added_files=len(add), added_rows=added_rows,
-                                         removed_files=len(remove), removed_rows=removed_rows,
-                                         deleted_rows=deleted_rows, extra=summary)
+            full = common.commit_summary(prev[0] if prev else None, added_files=len(add) - len(qid_of),
+                                         added_rows=added_rows, removed_files=len(remove), removed_rows=removed_rows,
+                                         deleted_rows=deleted_rows, extra=common.held_summary(add, qid_of, summary))
             schema_json = schema.to_json() if schema is not None else row[1]
             now = c.execute(f"INSERT INTO snapshots VALUES (%s, %s, %s, {_NOW}, %s, %s, %s, %s, %s) RETURNING created_at",
                             (name, new_id, parent if parent else None, operation, json.dumps(full), schema_json,
@@ -887,6 +936,59 @@ class PostgresCatalog(Catalog):
                       (new_id, schema_json, name))
             return Snapshot(new_id, parent if parent else None, now, operation, full,
                             schema if schema is not None else Schema.from_json(row[1]), writer_id, commit_token)
+
+        return self._run(work)
+
+
+    # -- quarantine ----------------------------------------------------------------------
+    @_translated
+    def quarantines(self, name: str, *, resolved: bool = False) -> list[Quarantine]:
+        """The table's open quarantines (all of them with ``resolved``), by id."""
+        q = f"SELECT {common.QUARANTINE_COLS} FROM quarantines WHERE table_name = %s"
+        if not resolved:
+            q += " AND resolution IS NULL"
+
+        def work(c: psycopg.Connection) -> list[Quarantine]:
+            self._require(c, name)
+            return [common.quarantine_of(r) for r in c.execute(q + " ORDER BY quarantine_id", (name,))]
+
+        return self._run(work, snapshot=True)
+
+    @_translated
+    def resolve_quarantine(self, name: str, quarantine_id: int, action: str) -> Snapshot:
+        """Release or drop an open quarantine as one snapshot (see :meth:`Catalog.resolve_quarantine`)."""
+        operation = common.quarantine_action(action)
+        qid = int(quarantine_id)
+
+        def work(c: psycopg.Connection) -> Snapshot:
+            row = self._require(c, name, "FOR UPDATE")
+            q = c.execute("SELECT resolution, resolved_snapshot FROM quarantines WHERE table_name = %s "
+                          "AND quarantine_id = %s", (name, qid)).fetchone()
+            if q is None or q[0] is not None:
+                open_ids = [r[0] for r in c.execute("SELECT quarantine_id FROM quarantines WHERE table_name = %s AND "
+                                                    "resolution IS NULL ORDER BY quarantine_id", (name,))]
+                raise common.no_open_quarantine(name, qid, q, open_ids)
+            parent = row[5]
+            new_id = parent + 1
+            files, rows = c.execute("SELECT COUNT(*), COALESCE(SUM(num_rows), 0)::bigint FROM files WHERE "
+                                    "table_name = %s AND quarantine_id = %s AND removed_snapshot IS NULL",
+                                    (name, qid)).fetchone()
+            column = sql.Identifier("released_snapshot" if action == "release" else "removed_snapshot")
+            c.execute(sql.SQL("UPDATE files SET {} = %s WHERE table_name = %s AND quarantine_id = %s "
+                              "AND removed_snapshot IS NULL").format(column), (new_id, name, qid))
+            c.execute("UPDATE quarantines SET resolution = %s, resolved_snapshot = %s WHERE quarantine_id = %s",
+                      ("released" if action == "release" else "dropped", new_id, qid))
+            prev = c.execute("SELECT summary FROM snapshots WHERE table_name = %s AND snapshot_id = %s",
+                             (name, parent)).fetchone()
+            shown = (files, rows) if action == "release" else (0, 0)  # dropped files were never visible
+            full = common.commit_summary(prev[0] if prev else None, added_files=shown[0], added_rows=shown[1],
+                                         removed_files=0, removed_rows=0, deleted_rows=0,
+                                         extra={"quarantine_id": qid, f"{action}d_files": files})
+            now = c.execute(f"INSERT INTO snapshots VALUES (%s, %s, %s, {_NOW}, %s, %s, %s, NULL, NULL) "
+                            "RETURNING created_at", (name, new_id, parent if parent else None, operation,
+                                                     json.dumps(full), row[1])).fetchone()[0]
+            c.execute("UPDATE tables SET current_snapshot = %s WHERE name = %s", (new_id, name))
+            return Snapshot(new_id, parent if parent else None, now, operation, full, Schema.from_json(row[1]))
 
         return self._run(work)
 

@@ -30,7 +30,8 @@ import numpy as np
 from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
 from . import common
-from .base import Catalog, ColumnStats, DataFile, Snapshot, TableMeta, Tag, validate_table_name, validate_tag_name
+from .base import (Catalog, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
+                   validate_tag_name)
 from .registry import LOCAL, register_backend
 
 __all__ = ["SQLiteCatalog", "CATALOG_FILE"]
@@ -41,8 +42,10 @@ CATALOG_FILE = "catalog.db"
 #: know that tagged snapshots must survive expiry, from opening (and expiring) the catalog.
 #: "4": each file's sort key (files.sort_key, a JSON list of column names); an older
 #: samplestore would add files without it, and compaction would sort them again.
-_SCHEMA_VERSION = "4"
-_KNOWN_VERSIONS = ("1", "2", "3", "4")
+#: "5": quarantines (files.quarantine_id, files.released_snapshot, the quarantines table); an
+#: older samplestore would read quarantined files as visible.
+_SCHEMA_VERSION = "5"
+_KNOWN_VERSIONS = ("1", "2", "3", "4", "5")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # One statement per item: they also run inside a migration's transaction, where
@@ -84,6 +87,8 @@ _DDL = (
     sort_key TEXT NOT NULL DEFAULT '[]',
     added_snapshot INTEGER NOT NULL,
     removed_snapshot INTEGER,
+    quarantine_id INTEGER,
+    released_snapshot INTEGER,
     UNIQUE (table_name, path)
 )""",
     "CREATE INDEX IF NOT EXISTS files_by_snapshot ON files (table_name, added_snapshot, removed_snapshot)",
@@ -135,6 +140,19 @@ _DDL = (
     snapshot_id INTEGER NOT NULL,
     created_at REAL NOT NULL,
     PRIMARY KEY (table_name, name)
+)""",
+    # Files a commit held back for breaking an expectation (files.quarantine_id points here).
+    """CREATE TABLE IF NOT EXISTS quarantines (
+    quarantine_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    table_name TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    violations TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    num_rows INTEGER NOT NULL,
+    snapshot_id INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    resolution TEXT,
+    resolved_snapshot INTEGER
 )""",
 )
 
@@ -320,6 +338,8 @@ class SQLiteCatalog(Catalog):
         ("leases", "keep_later", "INTEGER NOT NULL DEFAULT 0"),
         ("tables", "appends_replaced_upto", "INTEGER NOT NULL DEFAULT 0"),
         ("files", "sort_key", "TEXT NOT NULL DEFAULT '[]'"),  # version 4
+        ("files", "quarantine_id", "INTEGER"),  # version 5
+        ("files", "released_snapshot", "INTEGER"),
     )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -487,6 +507,7 @@ class SQLiteCatalog(Catalog):
             c.execute("DELETE FROM leases WHERE table_name = ?", (name,))
             c.execute("DELETE FROM commit_tokens WHERE table_name = ?", (name,))
             c.execute("DELETE FROM tags WHERE table_name = ?", (name,))
+            c.execute("DELETE FROM quarantines WHERE table_name = ?", (name,))
             c.execute("DELETE FROM files WHERE table_name = ?", (name,))
             c.execute("DELETE FROM snapshots WHERE table_name = ?", (name,))
             c.execute("DELETE FROM tables WHERE name = ?", (name,))
@@ -583,22 +604,28 @@ class SQLiteCatalog(Catalog):
         return row[0] if row else None
 
     # -- files ---------------------------------------------------------------------------
+    _FILE_COLS = ("file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
+                  "row_group_size, added_by, sort_key, quarantine_id, released_snapshot")
+
     @_translated
-    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None) -> list[DataFile]:
+    def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
+              include_quarantined: bool = False) -> list[DataFile]:
+        snapshot_id = int(snapshot_id)
+        visible = "" if include_quarantined else f" AND {common.visible_clause(str(snapshot_id))}"
         with self._tx(write=False) as c:
             self._require(c, name)
             rows = c.execute(
-                "SELECT file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
-                "row_group_size, added_by, sort_key "
+                f"SELECT {self._FILE_COLS} "
                 "FROM files WHERE table_name = ? AND added_snapshot <= ? AND (removed_snapshot IS NULL OR removed_snapshot > ?) "
-                "ORDER BY file_id", (name, snapshot_id, snapshot_id)).fetchall()
+                f"{visible} ORDER BY file_id", (name, snapshot_id, snapshot_id)).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
             cols = list(with_stats) if with_stats is not None else []
             if cols and rows:
                 marks = ",".join("?" * len(cols))
+                visible_f = "" if include_quarantined else f" AND {common.visible_clause(str(snapshot_id), 'f.')}"
                 q = (f"SELECT s.file_id, column_name, nulls, missing, value_count, min_value, max_value, bytes, extra "
                      f"FROM column_stats s JOIN files f ON f.file_id = s.file_id WHERE f.table_name = ? "
-                     f"AND f.added_snapshot <= ? AND (f.removed_snapshot IS NULL OR f.removed_snapshot > ?) "
+                     f"AND f.added_snapshot <= ? AND (f.removed_snapshot IS NULL OR f.removed_snapshot > ?){visible_f} "
                      f"AND column_name IN ({marks})")
                 for r in c.execute(q, (name, snapshot_id, snapshot_id, *cols)):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
@@ -609,9 +636,9 @@ class SQLiteCatalog(Catalog):
         """Files added by appends after snapshot ``after`` (removed ones the catalog still has too)."""
         c = self._conn()
         rows = c.execute(
-            "SELECT file_id, path, partition, num_rows, file_bytes, num_row_groups, added_snapshot, removed_snapshot, "
-            "row_group_size, added_by, sort_key FROM files WHERE table_name = ? AND added_snapshot > ? "
-            "AND added_by IN ('append', 'stream-append') ORDER BY added_snapshot, file_id", (name, int(after))).fetchall()
+            f"SELECT {self._FILE_COLS} FROM files WHERE table_name = ? AND added_by IN ('append', 'stream-append') "
+            "AND ((quarantine_id IS NULL AND added_snapshot > ?) OR released_snapshot > ?) "
+            "ORDER BY COALESCE(released_snapshot, added_snapshot), file_id", (name, int(after), int(after))).fetchall()
         return [_data_file(r, {}) for r in rows]
 
     @_translated
@@ -803,10 +830,12 @@ class SQLiteCatalog(Catalog):
     def commit(self, name: str, operation: str, *, add: Iterable[DataFile] = (), remove: Iterable[int] = (),
                schema: Schema | None = None, writer_id: str | None = None, commit_token: str | None = None,
                summary: Mapping[str, Any] | None = None, deletes: Mapping[int, Any] | None = None,
-               planned_at: int | None = None) -> Snapshot:
+               planned_at: int | None = None, quarantine: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+               ) -> Snapshot:
         """One atomic commit as a new snapshot (see :meth:`Catalog.commit`); the writer's
         commit token, if any, is recorded in the same transaction."""
         add, remove = list(add), sorted(set(int(i) for i in remove))
+        held = common.quarantine_groups(add, quarantine)
         deletes = {int(k): v for k, v in (deletes or {}).items() if len(v)}
         with self._tx() as c:
             row = self._require(c, name)
@@ -834,16 +863,26 @@ class SQLiteCatalog(Catalog):
                 # How far appends have been merged away: a follower that has not read past this
                 # point can no longer read those appends as they were (see appends_replaced_upto).
                 c.execute(f"UPDATE tables SET appends_replaced_upto = MAX(appends_replaced_upto, COALESCE(("
-                          f"SELECT MAX(added_snapshot) FROM files WHERE file_id IN ({marks}) "
+                          f"SELECT MAX(COALESCE(released_snapshot, added_snapshot)) FROM files WHERE file_id IN ({marks}) "
                           f"AND added_by IN ('append', 'stream-append')), 0)) WHERE name = ?", (*remove, name))
+            now = time.time()
+            qid_of: dict[int, int] = {}
+            for key, idx in held.items():
+                cur = c.execute("INSERT INTO quarantines (table_name, partition, violations, files, num_rows, snapshot_id, "
+                                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (name, key, json.dumps(list(quarantine[key])), len(idx),
+                                 sum(add[i].num_rows for i in idx), new_id, now))
+                qid_of.update((i, cur.lastrowid) for i in idx)
             added_rows = 0
-            for f in add:
+            for i, f in enumerate(add):
                 cur = c.execute("INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "
-                                "row_group_size, added_by, sort_key, added_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                "row_group_size, added_by, sort_key, added_snapshot, quarantine_id) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 (name, f.path, f.partition_key, f.num_rows, f.file_bytes, f.num_row_groups,
-                                 f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id))
+                                 f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id,
+                                 qid_of.get(i)))
                 fid = cur.lastrowid
-                added_rows += f.num_rows
+                added_rows += 0 if i in qid_of else f.num_rows
                 c.executemany("INSERT INTO column_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                     (fid, col, s.nulls, s.missing, s.values, _sql_value(s.min), _sql_value(s.max), s.bytes,
                      json.dumps(dict(s.extra))) for col, s in f.stats.items()])
@@ -859,11 +898,11 @@ class SQLiteCatalog(Catalog):
                     deleted_rows += len(arr)
                     c.execute("INSERT INTO deletes VALUES (?, ?, ?, ?, ?)", (name, fid, new_id, arr.tobytes(), len(arr)))
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = ? AND snapshot_id = ?", (name, parent)).fetchone()
-            full = common.commit_summary(prev[0] if prev else None, added_files=len(add), added_rows=added_rows,
-                                         removed_files=len(remove), removed_rows=removed_rows,
-                                         deleted_rows=deleted_rows, extra=summary)
+            full = common.commit_summary(prev[0] if prev else None, added_files=len(add) - len(qid_of),
+                                         added_rows=added_rows, removed_files=len(remove), removed_rows=removed_rows,
+                                         deleted_rows=deleted_rows,
+                                         extra=common.held_summary(add, qid_of, summary))
             schema_json = schema.to_json() if schema is not None else row[1]
-            now = time.time()
             c.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (name, new_id, parent if parent else None, now, operation, json.dumps(full), schema_json,
                        writer_id, commit_token))
@@ -877,15 +916,61 @@ class SQLiteCatalog(Catalog):
                         schema if schema is not None else Schema.from_json(row[1]), writer_id, commit_token)
 
 
+    # -- quarantine ----------------------------------------------------------------------
+    @_translated
+    def quarantines(self, name: str, *, resolved: bool = False) -> list[Quarantine]:
+        """The table's open quarantines (all of them with ``resolved``), by id."""
+        c = self._conn()
+        self._require(c, name)
+        q = f"SELECT {common.QUARANTINE_COLS} FROM quarantines WHERE table_name = ?"
+        if not resolved:
+            q += " AND resolution IS NULL"
+        return [common.quarantine_of(r) for r in c.execute(q + " ORDER BY quarantine_id", (name,))]
+
+    @_translated
+    def resolve_quarantine(self, name: str, quarantine_id: int, action: str) -> Snapshot:
+        """Release or drop an open quarantine as one snapshot (see :meth:`Catalog.resolve_quarantine`)."""
+        operation = common.quarantine_action(action)
+        qid = int(quarantine_id)
+        with self._tx() as c:
+            row = self._require(c, name)
+            q = c.execute("SELECT resolution, resolved_snapshot FROM quarantines WHERE table_name = ? "
+                          "AND quarantine_id = ?", (name, qid)).fetchone()
+            if q is None or q[0] is not None:
+                open_ids = [r[0] for r in c.execute("SELECT quarantine_id FROM quarantines WHERE table_name = ? AND "
+                                                    "resolution IS NULL ORDER BY quarantine_id", (name,))]
+                raise common.no_open_quarantine(name, qid, q, open_ids)
+            parent = row[5]
+            new_id = parent + 1
+            files, rows = c.execute("SELECT COUNT(*), COALESCE(SUM(num_rows), 0) FROM files WHERE table_name = ? "
+                                    "AND quarantine_id = ? AND removed_snapshot IS NULL", (name, qid)).fetchone()
+            column = "released_snapshot" if action == "release" else "removed_snapshot"
+            c.execute(f"UPDATE files SET {column} = ? WHERE table_name = ? AND quarantine_id = ? "
+                      f"AND removed_snapshot IS NULL", (new_id, name, qid))
+            c.execute("UPDATE quarantines SET resolution = ?, resolved_snapshot = ? WHERE quarantine_id = ?",
+                      ("released" if action == "release" else "dropped", new_id, qid))
+            prev = c.execute("SELECT summary FROM snapshots WHERE table_name = ? AND snapshot_id = ?", (name, parent)).fetchone()
+            shown = (files, rows) if action == "release" else (0, 0)  # dropped files were never visible
+            full = common.commit_summary(prev[0] if prev else None, added_files=shown[0], added_rows=shown[1],
+                                         removed_files=0, removed_rows=0, deleted_rows=0,
+                                         extra={"quarantine_id": qid, f"{action}d_files": files})
+            now = time.time()
+            c.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (name, new_id, parent if parent else None, now, operation, json.dumps(full), row[1], None, None))
+            c.execute("UPDATE tables SET current_snapshot = ? WHERE name = ?", (new_id, name))
+        return Snapshot(new_id, parent if parent else None, now, operation, full, Schema.from_json(row[1]))
+
+
 # A plain folder (no URI scheme) opens the embedded catalog inside it.
 register_backend(LOCAL, lambda location, create: SQLiteCatalog(location, create=create))
 
 
 def _data_file(r: Sequence[Any], stats: Mapping[str, ColumnStats]) -> DataFile:
     """A DataFile from a files row (file_id, path, partition, num_rows, file_bytes,
-    num_row_groups, added_snapshot, removed_snapshot, row_group_size, added_by, sort_key)."""
+    num_row_groups, added_snapshot, removed_snapshot, row_group_size, added_by, sort_key,
+    quarantine_id, released_snapshot)."""
     return DataFile(r[1], json.loads(r[2]), r[3], r[4], r[5], r[0], r[6], r[7], stats, r[8], r[9],
-                    tuple(json.loads(r[10])))
+                    tuple(json.loads(r[10])), r[11], r[12])
 
 
 def _sql_value(v: Any) -> Any:

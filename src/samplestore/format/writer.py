@@ -17,6 +17,7 @@ from ..storage import LocalStorage, Storage
 from ..version import __version__
 from .columns import ChunkStats, column_streams, stats_flags, stream_specs
 from .encodings import Compressor, encode_stream
+from .kinds.vector import HIST_MAX_BIN, HIST_SPAN
 from .spec import (
     CHUNK_ENTRY, CHUNK_HEAD, FOOTER_HEAD, HEADER, MAGIC, MAX_ROW_GROUP_ROWS, STATS_ENTRY, TRAILER,
     VERSION_MAJOR, VERSION_MINOR, checksum, name_hash,
@@ -41,6 +42,8 @@ class ColumnSummary:
     missing: int = 0
     lengths: np.ndarray | None = None
     missing_by_dim: np.ndarray | None = None
+    sum: float | None = None
+    histogram: list[tuple[np.ndarray, np.ndarray]] | None = None  # per chunk, merged by extra()
 
     def add(self, s: ChunkStats, nbytes: int) -> None:
         self.nulls += s.nulls
@@ -51,6 +54,10 @@ class ColumnSummary:
             self.lengths = _add_hist(self.lengths, s.lengths)
         if s.missing_by_dim is not None:
             self.missing_by_dim = s.missing_by_dim if self.missing_by_dim is None else self.missing_by_dim + s.missing_by_dim
+        if s.sum is not None:
+            self.sum = s.sum + (self.sum or 0.0)
+        if s.histogram is not None:
+            self.histogram = [*(self.histogram or ()), s.histogram]
         if s.min is not None:
             self.min = s.min if self.min is None else min(self.min, s.min)  # type: ignore[type-var]
             self.max = s.max if self.max is None else max(self.max, s.max)  # type: ignore[type-var]
@@ -63,7 +70,20 @@ class ColumnSummary:
             out["lengths"] = [[int(i), int(self.lengths[i])] for i in nz]
         if self.missing_by_dim is not None:
             out["missing_by_dim"] = [int(x) for x in self.missing_by_dim]
+        if self.sum is not None:
+            out["sum"] = self.sum
+        if self.histogram:
+            out["histogram"] = _merged_histogram(self.histogram)
         return out
+
+
+def _merged_histogram(parts: list[tuple[np.ndarray, np.ndarray]]) -> list[list[int]]:
+    """Chunks' value histograms merged into ``[[slot, bin, count], ...]`` (see
+    :func:`~samplestore.format.kinds.vector.value_bins`), sorted by slot and bin."""
+    keys, inverse = np.unique(np.concatenate([k for k, _ in parts]), return_inverse=True)
+    counts = np.bincount(inverse, weights=np.concatenate([c for _, c in parts])).astype(np.int64)
+    slots, bins = np.divmod(keys, HIST_SPAN)
+    return [[int(s), int(b) - HIST_MAX_BIN, int(c)] for s, b, c in zip(slots, bins, counts)]
 
 
 def _add_hist(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from ..catalog.base import DataFile
 from ..format.kinds import kind_codec
 
-__all__ = ["table_stats", "deleted_rows_by_file"]
+__all__ = ["table_stats", "deleted_rows_by_file", "column_stats"]
 
 
 def _quantile(hist: dict[int, int], q: float) -> int:
@@ -35,6 +35,12 @@ def _quantile(hist: dict[int, int], q: float) -> int:
     return max(hist)
 
 
+def column_stats(files: list[DataFile], schema: Any) -> dict[str, Any]:
+    """Per-column figures of ``files`` (as :func:`table_stats` gives them under ``columns``),
+    from the statistics the files carry: pass files read with ``with_stats``."""
+    return _columns(files, schema)
+
+
 def _columns(files: list[DataFile], schema: Any) -> dict[str, Any]:
     rows = sum(f.num_rows for f in files)
     out: dict[str, Any] = {}
@@ -45,6 +51,7 @@ def _columns(files: list[DataFile], schema: Any) -> dict[str, Any]:
         agg: dict[str, Any] = {"nulls": 0, "missing": 0, "values": 0, "min": None, "max": None, "bytes": 0}
         hist: dict[int, int] = {}
         by_dim: np.ndarray | None = None
+        total: float | None = 0.0  # a label's sum; None once a file lacks it (written before it was kept)
         for f in files:
             s = f.stats.get(name)
             if s is None:  # file written before the feature was added: all defaults
@@ -56,6 +63,7 @@ def _columns(files: list[DataFile], schema: Any) -> dict[str, Any]:
             if s.min is not None:
                 agg["min"] = s.min if agg["min"] is None else min(agg["min"], s.min)
                 agg["max"] = s.max if agg["max"] is None else max(agg["max"], s.max)
+            total = total + s.extra["sum"] if total is not None and "sum" in s.extra else None
             for length, count in s.extra.get("lengths", []):
                 hist[length] = hist.get(length, 0) + count
             if "missing_by_dim" in s.extra:
@@ -72,6 +80,9 @@ def _columns(files: list[DataFile], schema: Any) -> dict[str, Any]:
             }
         if by_dim is not None:
             agg["missing_by_dim"] = by_dim.tolist()
+        present = slots - agg["missing"]
+        if total is not None and feat.kind == "label" and files and present > 0:
+            agg["mean"] = total / present  # the label rate of a 0/1 label
         out[name] = agg
     return out
 
@@ -93,16 +104,19 @@ def _row_counts(files: list[DataFile], deleted: dict[int, int]) -> dict[str, int
     return {"rows": stored - gone, "deleted_rows": gone, "stored_rows": stored}
 
 
-def table_stats(table: Any, snapshot: int | None = None, by_partition: bool = False) -> dict[str, Any]:
+def table_stats(table: Any, snapshot: int | None = None, by_partition: bool = False, *,
+                include_quarantined: bool = False) -> dict[str, Any]:
     """Statistics of a table snapshot, computed from the catalog alone (no data is read).
 
     Returns a dict with ``rows`` (live rows), ``deleted_rows`` (deleted, not yet purged),
-    ``stored_rows``, ``files``, ``bytes``, ``columns`` (per column, over the stored rows)
-    and, with ``by_partition``, the same per partition.
+    ``stored_rows``, ``files``, ``bytes``, ``columns`` (per column, over the stored rows;
+    a label's ``mean`` too, when every file recorded its sum) and, with ``by_partition``,
+    the same per partition. Quarantined files (see ``Table.quarantines``) count only with
+    ``include_quarantined``.
     """
     sid = table.resolve_snapshot(snapshot, None)
     schema = table.schema_at(sid)
-    files = table.catalog.files(table.name, sid, with_stats=schema.names)
+    files = table.catalog.files(table.name, sid, with_stats=schema.names, include_quarantined=include_quarantined)
     deleted = deleted_rows_by_file(table, sid, files)
     res: dict[str, Any] = {
         "table": table.name,

@@ -16,7 +16,8 @@ from ..spec import DType
 from ._buffers import minmax, np_view
 from .base import ChunkStats, ColumnData, KindCodec, Streams, StreamSpec, register_kind
 
-__all__ = ["VectorKind", "f32_to_bf16", "bf16_to_f32"]
+__all__ = ["VectorKind", "f32_to_bf16", "bf16_to_f32", "value_bins", "HIST_BINS_PER_OCTAVE", "HIST_MAX_BIN",
+           "HIST_SPAN", "HIST_MAX_DIM"]
 
 _STORAGE_DTYPE = {"float32": DType.FLOAT32, "float16": DType.FLOAT16, "bfloat16": DType.BFLOAT16}
 
@@ -34,6 +35,39 @@ def f32_to_bf16(v: np.ndarray) -> np.ndarray:
 def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bits -> float32 (exact)."""
     return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+#: Value histograms (dense features and labels) use one fixed set of bins, the same in every
+#: file, so the histograms of files and partitions merge by adding counts (no quantiles to
+#: reconcile): ``bin = floor(8 * sign(x) * log2(1 + |x|))``, eight bins per doubling of
+#: ``1 + |x|`` on either side of 0 (0 and 1 fall in bins 0 and 8).
+HIST_BINS_PER_OCTAVE = 8
+#: |float32| < 2**128, so |bin| <= 1024; infinities are clipped to the outermost bin.
+HIST_MAX_BIN = 1040
+#: Keys of a histogram: ``slot * HIST_SPAN + bin + HIST_MAX_BIN``.
+HIST_SPAN = 2 * HIST_MAX_BIN + 1
+#: Wider dense features keep no histogram (it would be dim x bins figures per file).
+HIST_MAX_DIM = 64
+
+
+def value_bins(v: np.ndarray) -> np.ndarray:
+    """The histogram bin (int64, see :data:`HIST_BINS_PER_OCTAVE`) of each non-NaN value."""
+    t = np.log2(1.0 + np.abs(v.astype(np.float64))) * HIST_BINS_PER_OCTAVE
+    return np.clip(np.floor(np.copysign(t, v)), -HIST_MAX_BIN, HIST_MAX_BIN).astype(np.int64)
+
+
+def _value_stats(feat: Feature, v: np.ndarray, nan: np.ndarray, dim: int) -> tuple[float | None, tuple | None]:
+    """A label's sum, and the value histogram of a dense feature or label (see value_bins)."""
+    if feat.kind not in ("dense", "label") or not len(v):
+        return None, None
+    ok = ~nan
+    total = float(v[ok].sum(dtype=np.float64)) if feat.kind == "label" else None
+    if dim > HIST_MAX_DIM:
+        return total, None
+    keys = np.broadcast_to(np.arange(dim, dtype=np.int64) * HIST_SPAN, (len(v) // dim, dim)).reshape(-1)[ok]
+    counts = np.bincount(keys + value_bins(v[ok]) + HIST_MAX_BIN, minlength=dim * HIST_SPAN)
+    nz = np.flatnonzero(counts)
+    return total, (nz, counts[nz])
 
 
 def _dim(feat: Feature) -> int:
@@ -59,12 +93,13 @@ class VectorKind(KindCodec):
         dim = _dim(feat)
         by_dim = nan.reshape(-1, dim).sum(axis=0) if dim > 1 and n else None
         missing = int(nan.sum())
+        total, hist = _value_stats(feat, v, nan, dim)
         storage = _storage(feat)
         if storage == "float16":
             v = v.astype(np.float16)
         elif storage == "bfloat16":
             v = f32_to_bf16(np.ascontiguousarray(v))
-        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim)
+        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim, total, hist)
 
     def decode(self, feat: Feature, streams: Streams, n: int) -> ColumnData:
         return ColumnData(streams.values("values", n * _dim(feat)))
