@@ -21,6 +21,7 @@ from .errors import (
     TableExists,
     TableNotFound,
     UnsupportedStorage,
+    DataQualityError,
 )
 from .schema import Dense, Embedding, Feature, Label, Scalar, Schema, Sequence, Sparse
 from .table import Scan, Store, StreamingWriter, Table, open_store
@@ -59,4 +60,5 @@ __all__ = [
     "StateMismatch",
     "MissingDependency",
     "UnsupportedStorage",
+    "DataQualityError",
 ]

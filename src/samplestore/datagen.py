@@ -13,6 +13,8 @@ Everything is vectorised numpy and deterministic by ``seed``.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import pyarrow as pa
 
@@ -204,25 +206,30 @@ def _hex8(ids: np.ndarray, null: np.ndarray) -> pa.Array:
                                  null_count=int(null.sum()))
 
 
-def write_criteo_tsv(path: str, n: int, seed: int = 0, missing_rate: float = 0.1) -> dict[str, int]:
+def write_criteo_tsv(path: str, n: int, seed: int = 0, missing_rate: float = 0.1,
+                     rates: Mapping[str, float] | None = None, click_rate: float | None = None) -> dict[str, int]:
     """Write ``n`` lines in the Criteo click-log TSV layout; return missing fields per column.
 
     Layout per line: label, 13 integer fields, 26 hex categorical fields, tab-separated;
     a missing value is an empty field. Column names in the result: ``i1``..``i13``, ``c0``..``c25``.
+    ``rates`` sets the missing rate of some columns by those names (the others follow
+    ``missing_rate``); ``click_rate`` the share of labels that are 1 (default: half, at random).
     """
     import pyarrow.csv as pacsv
 
     rng = np.random.default_rng(seed)
-    cols: dict[str, pa.Array] = {"label": pa.array(rng.integers(0, 2, n))}
+    labels = rng.integers(0, 2, n) if click_rate is None else (rng.random(n) < click_rate).astype(np.int64)
+    cols: dict[str, pa.Array] = {"label": pa.array(labels)}
     missing: dict[str, int] = {}
+    rates = rates or {}
     for k in range(1, NUM_DENSE + 1):
-        rate = missing_rate * (k % 4) / 2  # some columns miss more than others, one never
+        rate = rates.get(f"i{k}", missing_rate * (k % 4) / 2)  # some columns miss more than others, one never
         mask = rng.random(n) < rate
         vals = np.floor(rng.lognormal(1.0, 1.5, n)).astype(np.int64)
         cols[f"i{k}"] = pa.array(vals, mask=mask)
         missing[f"i{k}"] = int(mask.sum())
     for k in range(NUM_SPARSE):
-        rate = missing_rate * (k % 3) / 2
+        rate = rates.get(f"c{k}", missing_rate * (k % 3) / 2)
         mask = rng.random(n) < rate
         ids = (rng.zipf(1.2, n) % 100_000 + k * 1_000_003).astype(np.uint32)
         cols[f"c{k}"] = _hex8(ids, mask)

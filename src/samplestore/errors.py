@@ -21,6 +21,7 @@ __all__ = [
     "StateMismatch",
     "MissingDependency",
     "UnsupportedStorage",
+    "DataQualityError",
 ]
 
 
@@ -100,3 +101,9 @@ class MissingDependency(SampleStoreError, ImportError):
 
 class UnsupportedStorage(SampleStoreError, ValueError):
     """A store location names a storage samplestore has no backend for (a URI scheme)."""
+
+
+class DataQualityError(SampleStoreError, ValueError):
+    """Data broke a table's expectation whose action is ``reject`` (nothing was committed),
+    or an expectation is not valid for the table (nothing was stored). The message names the
+    partition, column, measured value and bound, or the rule and field at fault."""

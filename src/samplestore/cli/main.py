@@ -1,7 +1,8 @@
 """``samplestore``: create, fill, inspect and check stores from the command line.
 
-Read commands (info, head, stats, snapshots, verify, compact) take ``--json``. Errors print
-one line, no traceback, and exit with status 2 (``verify`` exits 1 when it finds damage);
+Read commands (info, head, stats, snapshots, verify, compact, quality, ...) take ``--json``. Errors
+print one line, no traceback, and exit with status 2 (``verify`` exits 1 when it finds damage,
+``quality`` when an expectation fails);
 with ``--json`` that line is a JSON object ``{"error": "..."}`` on stdout instead of text on
 stderr, so that a program reading stdout always gets one JSON document.
 """
@@ -78,6 +79,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
 
 def _cmd_ingest(a: argparse.Namespace) -> int:
     from ..errors import TableExists, TableNotFound
+    from ..schema import Scalar
     from ..table.ingest import guess_format, infer_schema, ingest
     from ..progress import Progress
 
@@ -100,8 +102,10 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
         # The first file decides the schema; every file must then conform to it.
         schema = infer_schema(a.files[0], a.format or guess_format(a.files[0]),
                               labels=a.label or (), dense=a.dense or (), ids=a.ids or ())
+        given = list(a.partition or {})
+        schema = schema.add([Scalar(n, "string") for n in given if n not in schema])
         try:
-            table = store.create_table(a.table, schema, partition_by=a.partition_by or ())
+            table = store.create_table(a.table, schema, partition_by=a.partition_by or given)
             created = True
         except TableExists:  # another process made it meanwhile: ingest into theirs
             table = store.table(a.table)
@@ -115,7 +119,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows)
+        sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows, partition=a.partition)
     except BaseException:
         if created:
             # Nothing was committed: drop the table made from the first file, so that a rerun
@@ -573,6 +577,138 @@ def _policy_text(policy: Any) -> str:
     return ("keep " if policy.retain_last is None else "") + " and ".join(parts)
 
 
+def _cmd_expect(a: argparse.Namespace) -> int:
+    t = _store(a.root).table(a.table)
+    if a.file and a.clear:
+        raise SampleStoreError("give FILE.json or --clear, not both")
+    if a.file:
+        try:
+            with open(a.file) as f:
+                rules = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise SampleStoreError(f"{a.file!r} is not JSON ({exc}); expected a list of rules, "
+                                   f"[{{\"rule\": \"missing_rate\", \"column\": ..., \"max\": ..., \"action\": ...}}, ...]") from exc
+        t.set_expectations(rules)
+    elif a.clear:
+        t.set_expectations([])
+    rules = [e.to_dict() for e in t.expectations]
+    if a.json:
+        print(_json({"table": t.name, "expectations": rules}))
+        return 0
+    verb = "set" if a.file or a.clear else "has"
+    print(f"table {t.name!r} {verb} {len(rules)} expectation(s)" + (":" if rules else ""))
+    for i, r in enumerate(rules):
+        print(f"  {i}: {json.dumps(r)}")
+    return 0
+
+
+def _cmd_quarantine(a: argparse.Namespace) -> int:
+    t = _store(a.root).table(a.table)
+    if a.release is not None and a.drop is not None:
+        raise SampleStoreError("give --release ID or --drop ID, not both")
+    if a.release is not None or a.drop is not None:
+        snap = t.release_quarantine(a.release) if a.release is not None else t.drop_quarantine(a.drop)
+        qid = a.release if a.release is not None else a.drop
+        if a.json:
+            print(_json(snap.to_dict()))
+        else:
+            done = "released: its rows are visible" if a.release is not None else "dropped: GC deletes its files"
+            print(f"quarantine {qid} of table {t.name!r} {done} (snapshot {snap.snapshot_id})")
+        return 0
+    held = t.quarantines(resolved=a.all)
+    if a.json:
+        print(_json([q.to_dict() for q in held]))
+        return 0
+    if not held:
+        print(f"table {t.name!r} has no {'' if a.all else 'open '}quarantine")
+    for q in held:
+        part = ", ".join(f"{k}={v}" for k, v in q.partition.items()) or "(unpartitioned)"
+        state = f" [{q.resolution} at snapshot {q.resolved_snapshot}]" if q.resolution else ""
+        print(f"{q.quarantine_id}: partition {part}: {q.rows:,} rows in {q.files} files, snapshot "
+              f"{q.snapshot_id}{state}")
+        for v in q.violations:
+            bound = ", ".join(f"{k}={b:g}" for k, b in v.get("bound", {}).items())
+            print(f"    {v.get('rule')} of {v.get('column') or 'the partition'}: measured {v.get('measured'):.4g}, "
+                  f"bound {bound}")
+    return 0
+
+
+def _cmd_quality(a: argparse.Namespace) -> int:
+    from ..table.quality import plot_missing_heatmap, quality_report
+
+    t = _store(a.root).table(a.table)
+    now = a.as_of.timestamp() if a.as_of is not None else None
+    rep = quality_report(t, since=a.since, snapshot=a.snapshot, now=now, psi_window=a.psi_window)
+    if a.plot:
+        plot_missing_heatmap(rep, a.plot)
+    if a.json:
+        print(_json(rep))
+    else:
+        _print_quality(rep)
+        if a.plot:
+            print(f"wrote the missing-rate heat map to {a.plot}")
+    return 1 if rep["failed"] else 0
+
+
+def _print_quality(rep: dict[str, Any]) -> None:
+    parts = rep["partitions"]
+    print(f"quality of table {rep['table']} @ snapshot {rep['snapshot_id']} (as of {rep['as_of']}): "
+          f"{len(parts)} partitions, {len(rep['expectations'])} expectations, {rep['failed']} failed")
+    names = [",".join(str(v) for v in p["partition"].values()) or "(all)" for p in parts]
+    for name, p in zip(names, parts):
+        bad = [c for c in p["checks"] if c["verdict"] == "fail"]
+        unknown = sum(c["verdict"] == "not measurable" for c in p["checks"])
+        note = f", {unknown} not measurable" if unknown else ""
+        head = f"  {name:<12} {p['rows']:>12,} rows  "
+        if not bad:
+            print(head + f"ok ({len(p['checks'])} checks{note})")
+        for c in bad:
+            measured = f"{c['measured']:.4g}" + (f" (change {c['change']:+.1%})" if c.get("change") is not None else "")
+            bound = ", ".join(f"{k}={v:g}" for k, v in c["bound"].items())
+            print(head + f"FAIL {c['rule']}{' of ' + c['column'] if c['column'] else ''}: {measured}, bound {bound}")
+    for f in rep["freshness"]:
+        msgs = f.get("messages", [])
+        shown = msgs[:5] + ([f"... and {len(msgs) - 5} more (--json lists them)"] if len(msgs) > 5 else [])
+        print(f"  freshness of {f['column']} (expectation {f['rule_index']}): {f['verdict']}"
+              + "".join(f"\n    {m}" for m in shown) + (f" ({f['reason']})" if "reason" in f else ""))
+    trend = [c for c in (parts[0]["missing_rate"] if parts else {}) if any(p["missing_rate"][c] for p in parts)]
+    if trend:
+        print("missing rate (%) by partition (columns with any missing):")
+        print("  " + "column".ljust(16) + "".join(n[-10:].rjust(11) for n in names))
+        for c in trend:
+            print("  " + c.ljust(16) + "".join(f"{100 * p['missing_rate'][c]:>11.2f}" for p in parts))
+    shifted = [c for c in (parts[0]["psi"] if parts else {})]
+    if shifted and len(parts) > 1:
+        print(f"PSI against the previous {rep['psi_window']} partitions (max over slots; > 0.25: a shift):")
+        print("  " + "column".ljust(16) + "".join(n[-10:].rjust(11) for n in names))
+        for c in shifted:
+            cells = [p["psi"][c]["max"] if p["psi"].get(c) else None for p in parts]
+            print("  " + c.ljust(16) + "".join(("-" if v is None else f"{v:.3f}").rjust(11) for v in cells))
+    if rep["quarantines"]:
+        print(f"{len(rep['quarantines'])} open quarantine(s), not counted above: samplestore quarantine ROOT "
+              f"{rep['table']}")
+
+
+def _as_of_arg(text: str) -> _dt.datetime:
+    """A time for --as-of: ISO 8601 (UTC unless it says otherwise)."""
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an ISO time like 2026-11-21T06:00, found {text!r}") from exc
+    return when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc)
+
+
+def _partition_values(text: str) -> dict[str, str]:
+    """COL=VALUE[,COL=VALUE...] for ingest --partition."""
+    out = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"expected COL=VALUE[,COL=VALUE...], e.g. ds=2026-11-20; found {text!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def _cmd_bench(a: argparse.Namespace) -> int:
     require_extra("torch", "samplestore bench (the loader benchmarks train on PyTorch)")
     from ..bench.report import PARTS, run_all
@@ -603,7 +739,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ parser
 JSON_HELP = 'print the result as JSON on stdout; an error is printed there too, as {"error": "..."}, with exit status 2'
 
-_EPILOG = ("Errors print one line and exit with status 2 (verify exits 1 when it finds damage). With --json an "
+_EPILOG = ("Errors print one line and exit with status 2 (verify exits 1 when it finds damage, quality when an "
+           "expectation fails). With --json an "
            'error is one JSON object, {"error": "..."}, on stdout instead of a line of text on stderr. '
            "Run `samplestore COMMAND --help` for a command's options.")
 
@@ -682,6 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --create: comma-separated float columns to deliver as dense features")
     i.add_argument("--partition-by", type=names, metavar="COLS",
                    help="with --create: comma-separated scalar columns to partition the new table by, e.g. ds")
+    i.add_argument("--partition", type=_partition_values, metavar="COL=VALUE",
+                   help="give every row this value of a column the files lack, e.g. ds=2026-11-20 for a day's Criteo "
+                        "log; with --create the column is added to the schema (a string) and partitions the table")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, fn, help in [("info", _cmd_info, "describe the store or one table")]:
         sp = cmd(name, fn, help, table="optional")
@@ -734,6 +874,32 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--older-than", type=_duration,
                     help="keep snapshots younger than this (7d, 12h, 30m or seconds); given, it overrides the "
                          "table's retention policy for this run")
+    xp = cmd("expect", _cmd_expect, "set (or show) a table's data-quality expectations, checked at every commit")
+    xp.add_argument("file", nargs="?", metavar="FILE.json",
+                    help='a JSON list of rules, e.g. [{"rule": "missing_rate", "column": "dense[3]", "max": 0.1, '
+                         '"action": "quarantine"}] (see docs/QUALITY.md); replaces the table\'s expectations. '
+                         "Without it: show them")
+    xp.add_argument("--clear", action="store_true", help="remove every expectation of the table")
+    xp.add_argument("--json", action="store_true", help=JSON_HELP)
+    qu = cmd("quarantine", _cmd_quarantine, "list, release or drop the partitions' files that commits held back "
+                                            "for breaking a quarantine expectation")
+    qu.add_argument("--release", type=int, metavar="ID", help="make quarantine ID's rows visible (one snapshot)")
+    qu.add_argument("--drop", type=int, metavar="ID",
+                    help="remove quarantine ID's files (one snapshot; expire and gc then delete them)")
+    qu.add_argument("--all", action="store_true", help="list released and dropped quarantines too")
+    qu.add_argument("--json", action="store_true", help=JSON_HELP)
+    ql = cmd("quality", _cmd_quality, "the data-quality report: each expectation per partition, missing-rate trend, "
+                                      "PSI of dense features and labels, freshness; exit status 1 if a check fails")
+    ql.add_argument("--since", metavar="D", help="only partitions from D on (e.g. 2026-11-01); freshness counts from it")
+    ql.add_argument("--as-of", type=_as_of_arg, metavar="TIME",
+                    help="check freshness deadlines at this ISO time, UTC unless it says (default: now)")
+    ql.add_argument("--psi-window", type=int, default=7, metavar="N",
+                    help="how many previous partitions a partition's PSI compares against (default 7)")
+    ql.add_argument("--plot", metavar="OUT.png",
+                    help="also write a heat map of the missing rate by column and partition (needs matplotlib: "
+                         "pip install 'samplestore[plot]')")
+    snapshot_option(ql)
+    ql.add_argument("--json", action="store_true", help=JSON_HELP)
     g = cmd("gc", _cmd_gc, "remove files no snapshot or reader needs", table="optional")
     g.add_argument("--grace", type=float, default=3600.0,
                    help="seconds before temporary and orphan files of dead writers count as leftovers (default 3600)")

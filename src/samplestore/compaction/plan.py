@@ -69,7 +69,7 @@ def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_B
     # follower has moved past them.
     watermark = table.catalog.follow_watermark(table.name)
     if watermark is not None:
-        files = [f for f in files if not (f.added_snapshot > watermark and f.added_by in ("append", "stream-append"))]
+        files = [f for f in files if not (f.visible_from > watermark and f.added_by in ("append", "stream-append"))]
     dvs = table.catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
     wanted = None if partitions is None else {partition_key(p) for p in partitions}
     unsorted = {f.file_id for f in files if sort_by and not f.sorted_by(sort_by)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -23,11 +23,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import SchemaError
-from ..schema import Dense, Label, Schema, Sparse
+from ..schema import Dense, Label, Scalar, Schema, Sparse
 from .writer import StreamingWriter
 
 __all__ = ["criteo_tsv_schema", "read_criteo_tsv", "read_csv", "read_parquet", "ingest", "hex_to_int64",
-           "guess_format", "source_arrow_schema", "infer_schema", "CRITEO_DENSE", "CRITEO_SPARSE", "FORMATS"]
+           "guess_format", "source_arrow_schema", "infer_schema", "with_constant_columns", "CRITEO_DENSE", "CRITEO_SPARSE", "FORMATS"]
 
 CRITEO_DENSE = 13
 CRITEO_SPARSE = 26
@@ -271,14 +271,32 @@ def infer_schema(path: str, fmt: str | None = None, *, labels: Sequence[str] = (
     return Schema.infer(source_arrow_schema(path, fmt), labels=labels, dense=dense, ids=ids)
 
 
-def ingest(table: Any, paths: Sequence[str], fmt: str | None = None, *,
-           on_bytes: Callable[[int], None] | None = None, on_rows: Callable[[int], None] | None = None,
-           **writer_options: Any) -> int | None:
-    """Ingest files into ``table`` as one commit; return the snapshot id (None if empty).
+def with_constant_columns(batch: pa.Table, values: Mapping[str, Any], path: str) -> pa.Table:
+    """``batch`` with a column per entry of ``values`` holding that value in every row.
 
     Raises:
-        SchemaError: a source does not match the table's schema (column and row named);
-            nothing is committed and no file is left behind.
+        SchemaError: ``batch`` has such a column already.
+    """
+    for name, value in values.items():
+        if name in batch.column_names:
+            raise SchemaError(f"{path!r} has a column {name!r} already; give its value with --partition "
+                              f"(partition=) only for columns the file lacks")
+        batch = batch.append_column(name, pa.array([value] * batch.num_rows))
+    return batch
+
+
+def ingest(table: Any, paths: Sequence[str], fmt: str | None = None, *,
+           on_bytes: Callable[[int], None] | None = None, on_rows: Callable[[int], None] | None = None,
+           partition: Mapping[str, Any] | None = None, **writer_options: Any) -> int | None:
+    """Ingest files into ``table`` as one commit; return the snapshot id (None if empty).
+
+    ``partition`` gives columns the sources lack, one value for every row (e.g.
+    ``{"ds": "2026-11-20"}`` for a day's Criteo log, whose layout has no date column).
+
+    Raises:
+        SchemaError: a source does not match the table's schema (column and row named), or
+            holds a column ``partition`` gives; nothing is committed and no file is left behind.
+        DataQualityError: the rows broke a ``reject`` expectation; nothing is committed.
     """
     w = StreamingWriter(table, commit_every_rows=None, operation="append", writer_id=None, **writer_options)
     schema = table.schema
@@ -287,6 +305,7 @@ def ingest(table: Any, paths: Sequence[str], fmt: str | None = None, *,
             f = fmt or guess_format(path)
             rows = 0
             for batch in source_batches(path, f, schema, on_bytes):
+                batch = with_constant_columns(batch, partition or {}, path)
                 try:
                     w.write(batch)
                 except SchemaError as exc:

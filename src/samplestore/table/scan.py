@@ -221,6 +221,7 @@ class Scan:
         as_of: read the last snapshot committed at or before this time (epoch seconds or
             ``datetime``).
         lease_seconds: lifetime of the lease without renewal.
+        include_quarantined: read the files of open quarantines too (see ``Table.quarantines``).
 
     Raises:
         SchemaError: a column or the filter does not fit the table (named in the message).
@@ -228,8 +229,9 @@ class Scan:
 
     def __init__(self, table: "Table", columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
                  snapshot: int | None = None, as_of: object = None,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, include_quarantined: bool = False) -> None:
         self.table = table
+        self.include_quarantined = include_quarantined
         self._follows_current = snapshot is None and as_of is None
         if isinstance(columns, str):
             raise TypeError("columns must be a list of names, not a single string")
@@ -319,7 +321,8 @@ class Scan:
             return self._plan
         prune_cols = [n for n in self._filter_cols
                       if isinstance(self.schema.field(n), Scalar) and self.schema.field(n).dtype in _PRUNE_TYPES]
-        files = self.table.catalog.files(self.table.name, self.snapshot_id, with_stats=prune_cols)
+        files = self.table.catalog.files(self.table.name, self.snapshot_id, with_stats=prune_cols,
+                                         include_quarantined=self.include_quarantined)
         if self.filter is not None and files:
             arrow_schema = self.schema.to_arrow()
             files = _prune(arrow_schema, files, [_file_guarantee(self.schema, f, prune_cols) for f in files], self.filter)

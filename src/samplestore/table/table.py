@@ -9,9 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..catalog.base import DEFAULT_RETENTION_SECONDS, Catalog, RETENTION_PROPERTY, RetentionPolicy, Snapshot, TableMeta, Tag
+from ..catalog.base import (DEFAULT_RETENTION_SECONDS, Catalog, Quarantine, RETENTION_PROPERTY, RetentionPolicy, Snapshot,
+                            TableMeta, Tag)
 from ..errors import CatalogError, CommitConflict, SchemaError, SnapshotNotFound
 from ..schema import Feature, Schema
+from .expectations import EXPECTATIONS_PROPERTY, Expectation, expectations_of, parse_expectations
 from .maintenance import maintenance
 from .scan import DEFAULT_LEASE_SECONDS, Scan
 from .writer import DEFAULT_TARGET_FILE_BYTES, StreamingWriter
@@ -201,6 +203,53 @@ class Table:
         self._catalog.set_table_properties(self.name, {RETENTION_PROPERTY: policy.to_dict()})
         return policy
 
+    # -- data quality ---------------------------------------------------------------------
+    def set_expectations(self, rules: Sequence[Any]) -> list[Expectation]:
+        """Set the table's expectations: the rules every later commit is checked against
+        (replacing those set before; ``[]`` removes them). Each rule is a JSON object
+        ``{"rule": ..., "column": ..., bounds..., "action": "warn" | "reject" | "quarantine"}``;
+        see :mod:`samplestore.table.expectations` and docs/QUALITY.md.
+
+        Raises:
+            DataQualityError: a rule is not valid for this table (unknown rule or column, a
+                slot out of range, bad bounds): the message names the rule's index and the
+                field; nothing is stored.
+        """
+        meta = self.meta()
+        parsed = parse_expectations(rules, meta.schema, meta.partition_by)
+        self._catalog.set_table_properties(self.name, {EXPECTATIONS_PROPERTY: [e.to_dict() for e in parsed]})
+        return parsed
+
+    @property
+    def expectations(self) -> list[Expectation]:
+        """The table's expectations (see :meth:`set_expectations`)."""
+        meta = self.meta()
+        return expectations_of(meta.properties, meta.schema, meta.partition_by)
+
+    def quarantines(self, *, resolved: bool = False) -> list[Quarantine]:
+        """Partitions' files held back by ``quarantine`` expectations, open ones (with
+        ``resolved``, released and dropped ones too): id, partition, the violations (rule,
+        column, measured value, bound), files and rows. Readers do not see them unless they
+        ask (``include_quarantined=True``)."""
+        return self._catalog.quarantines(self.name, resolved=resolved)
+
+    def release_quarantine(self, quarantine_id: int) -> Snapshot:
+        """Make a quarantine's files visible, as a new snapshot (older snapshots still read
+        without them).
+
+        Raises:
+            CatalogError: no open quarantine of that id (the message lists the open ones).
+        """
+        return self._catalog.resolve_quarantine(self.name, quarantine_id, "release")
+
+    def drop_quarantine(self, quarantine_id: int) -> Snapshot:
+        """Remove a quarantine's files, as a new snapshot: expiry and GC then delete them.
+
+        Raises:
+            CatalogError: no open quarantine of that id (the message lists the open ones).
+        """
+        return self._catalog.resolve_quarantine(self.name, quarantine_id, "drop")
+
     def last_commit_token(self, writer_id: str = "default") -> str | None:
         """The commit token the streaming writer ``writer_id`` stored last (None if none)."""
         return self._catalog.last_commit_token(self.name, writer_id)
@@ -252,7 +301,8 @@ class Table:
         ``expire_snapshots`` + ``gc`` drop the old files. Returns None if nothing matched.
         """
         for _attempt in range(5):
-            with self.scan(columns=[], filter=filter) as scan:
+            # Quarantined rows too: an erasure must not come back with a released quarantine.
+            with self.scan(columns=[], filter=filter, include_quarantined=True) as scan:
                 positions: dict[int, list] = {}
                 starts: dict[int, int] = {}
                 for task, _rg, n, selected in scan.selections():
@@ -334,10 +384,13 @@ class Table:
 
     # -- reading --------------------------------------------------------------------------
     def scan(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
-             snapshot: int | str | None = None, as_of: Any = None, lease_seconds: float | None = None) -> Scan:
+             snapshot: int | str | None = None, as_of: Any = None, lease_seconds: float | None = None,
+             include_quarantined: bool = False) -> Scan:
         """A :class:`Scan` pinned to a snapshot (see there): ``snapshot`` is an id or a tag
-        name (see :meth:`tag`), the current snapshot if None."""
-        return Scan(self, columns, filter, snapshot, as_of, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
+        name (see :meth:`tag`), the current snapshot if None. Files held back by a quarantine
+        (see :meth:`quarantines`) are read only with ``include_quarantined``."""
+        return Scan(self, columns, filter, snapshot, as_of, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS,
+                    include_quarantined=include_quarantined)
 
     def to_arrow(self, **scan_args: Any) -> pa.Table:
         """Shorthand for ``scan(**scan_args).to_arrow()``."""
@@ -347,11 +400,12 @@ class Table:
         """Shorthand for ``scan(**scan_args).count()``."""
         return self.scan(**scan_args).count()
 
-    def files(self, snapshot: int | str | None = None, with_stats: Iterable[str] | None = None) -> list:
+    def files(self, snapshot: int | str | None = None, with_stats: Iterable[str] | None = None, *,
+              include_quarantined: bool = False) -> list:
         """The live data files of a snapshot, by id or tag name (with per-column statistics if
-        asked)."""
+        asked); those of open quarantines only with ``include_quarantined``."""
         sid = self.resolve_snapshot(snapshot, None)
-        return self._catalog.files(self.name, sid, with_stats=with_stats)
+        return self._catalog.files(self.name, sid, with_stats=with_stats, include_quarantined=include_quarantined)
 
     def check_columns(self, columns: Iterable[str]) -> None:
         """Check that every name in ``columns`` is a column of the current schema.

@@ -10,9 +10,10 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from ..catalog.base import ColumnStats, DataFile
-from ..errors import CatalogError, LeaseExpired
+from ..errors import CatalogError, DataQualityError, LeaseExpired
 from ..format import FileInfo, FileWriter
 from ..storage import Storage
+from .expectations import check_commit
 from .partition import partition_path, split_by_partition
 
 if TYPE_CHECKING:
@@ -103,6 +104,12 @@ class StreamingWriter:
     every row not yet committed, and later calls raise ``ValueError`` saying why; resume
     after ``table.last_commit_token(writer_id)``. So does a failed last commit on leaving
     a ``with`` block, where nothing is left to retry it.
+
+    Every commit is checked against the table's expectations (``Table.set_expectations``):
+    a partition that breaks a ``quarantine`` rule is committed held back, a ``warn`` rule is
+    logged and recorded in the snapshot's summary (``quality_warnings``), and a ``reject``
+    rule raises :class:`~samplestore.DataQualityError`, closing the writer as a failed file
+    write does.
     """
 
     def __init__(
@@ -230,6 +237,9 @@ class StreamingWriter:
                 or :meth:`abort` to drop them. Do not write their rows again.
             OSError: a data file could not be closed; the writer is closed and dropped
                 every row not yet committed (see the class docs).
+            DataQualityError: the rows broke an expectation whose action is ``reject`` (see
+                ``Table.set_expectations``); nothing was committed, and the writer is closed
+                and dropped every row not yet committed.
             ValueError: the writer is closed.
         """
         self._check_open()
@@ -253,8 +263,16 @@ class StreamingWriter:
             if not files and token is None:
                 self._rows_since_commit = 0
                 return None
-            snap = self.table.catalog.commit(self.table.name, self.operation, add=files,
-                                             writer_id=self.writer_id, commit_token=token)
+            verdict = check_commit(self.table, files, self.operation)
+            snap = self.table.catalog.commit(
+                self.table.name, self.operation, add=files, writer_id=self.writer_id, commit_token=token,
+                quarantine=verdict.quarantine or None,
+                summary={"quality_warnings": verdict.warnings} if verdict.warnings else None)
+        except DataQualityError as exc:
+            # The rows broke a reject rule: committing them later would be as wrong, and
+            # skipping them silently worse, so the writer drops them and closes.
+            self._close_on_failure("a data-quality check of its commit", exc)
+            raise
         except Exception as exc:
             if files:
                 self._doubtful.append((files[-1].path, token))

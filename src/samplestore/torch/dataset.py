@@ -188,6 +188,10 @@ class SampleDataset(IterableDataset):
             (:class:`~samplestore.torch.batch.DedupIds`), instead of in ``batch.sparse``, so a
             trainer looks each embedding row up once per batch. ``batch.full_sparse()`` and
             ``batch.to_kjt()`` still give every feature, equal to a batch without ``dedup``.
+        include_quarantined: also deliver the rows of open quarantines (files a commit held
+            back for breaking an expectation, see ``Table.quarantines``); by default a
+            dataset sees only released data. A follower sees a released quarantine's rows in
+            the round of the snapshot that released it.
     """
 
     def __init__(self, table: Table, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
@@ -195,7 +199,8 @@ class SampleDataset(IterableDataset):
                  snapshot: int | None = None, filter: pc.Expression | None = None, rank: int | None = None,
                  world_size: int | None = None, follow: bool = False, poll_seconds: float = 1.0,
                  follow_idle_seconds: float | None = None, lease_seconds: float = 300.0,
-                 follow_round_rows: int | None = None, dedup: Sequence[str] = ()) -> None:
+                 follow_round_rows: int | None = None, dedup: Sequence[str] = (),
+                 include_quarantined: bool = False) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
@@ -204,7 +209,8 @@ class SampleDataset(IterableDataset):
         self.catalog_location = table.store.catalog_location  # a remote root has its catalog elsewhere
         self.storage = table.storage  # workers reopen the store: with the same storage
         # The scan leases its snapshot before it plans the files, and hands the lease over.
-        scan = table.scan(columns=features, filter=filter, snapshot=snapshot, lease_seconds=lease_seconds)
+        scan = table.scan(columns=features, filter=filter, snapshot=snapshot, lease_seconds=lease_seconds,
+                          include_quarantined=include_quarantined)
         plan = scan.plan()
         self.snapshot_id = plan.snapshot_id
         self.schema = scan.out_schema
@@ -675,16 +681,17 @@ def _next_round(catalog: Catalog, table: str, after: int, round_rows: int, final
     files = catalog.appended_files(table, after)
     if not files:
         return None, []
-    files.sort(key=lambda f: (f.added_snapshot, f.file_id))
+    # A released quarantine's files join the stream at the snapshot that released them.
+    files.sort(key=lambda f: (f.visible_from, f.file_id))
     rows = 0
     for i, f in enumerate(files):
         rows += f.num_rows
-        last = i + 1 == len(files) or files[i + 1].added_snapshot != f.added_snapshot
+        last = i + 1 == len(files) or files[i + 1].visible_from != f.visible_from
         if last and rows >= round_rows:
-            upto = f.added_snapshot
-            return upto, [g for g in files if g.added_snapshot <= upto]
+            upto = f.visible_from
+            return upto, [g for g in files if g.visible_from <= upto]
     if final:
-        return files[-1].added_snapshot, files
+        return files[-1].visible_from, files
     return None, []
 
 
