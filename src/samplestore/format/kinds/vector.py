@@ -39,10 +39,12 @@ def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
 
 #: Value histograms (dense features and labels) use one fixed set of bins, the same in every
 #: file, so the histograms of files and partitions merge by adding counts (no quantiles to
-#: reconcile): ``bin = floor(8 * sign(x) * log2(1 + |x|))``, eight bins per doubling of
-#: ``1 + |x|`` on either side of 0 (0 and 1 fall in bins 0 and 8).
+#: reconcile). With ``1 + |x| = m * 2**e`` (``1 <= m < 2``, float32), a value's bin is
+#: ``k = 8 * e + floor(8 * (m - 1))`` for ``x >= 0`` and ``-1 - k`` for ``x < 0``: eight bins
+#: per doubling of ``1 + |x|``, read off the float's exponent and top three mantissa bits
+#: (0 is bin 0, 1 is bin 8, 3 is bin 16; +-inf the outermost bins, +-1024).
 HIST_BINS_PER_OCTAVE = 8
-#: |float32| < 2**128, so |bin| <= 1024; infinities are clipped to the outermost bin.
+#: |bin| <= 1025 (inf included).
 HIST_MAX_BIN = 1040
 #: Keys of a histogram: ``slot * HIST_SPAN + bin + HIST_MAX_BIN``.
 HIST_SPAN = 2 * HIST_MAX_BIN + 1
@@ -51,21 +53,34 @@ HIST_MAX_DIM = 64
 
 
 def value_bins(v: np.ndarray) -> np.ndarray:
-    """The histogram bin (int64, see :data:`HIST_BINS_PER_OCTAVE`) of each non-NaN value."""
-    t = np.log2(1.0 + np.abs(v.astype(np.float64))) * HIST_BINS_PER_OCTAVE
-    return np.clip(np.floor(np.copysign(t, v)), -HIST_MAX_BIN, HIST_MAX_BIN).astype(np.int64)
+    """The histogram bin (int32, see :data:`HIST_BINS_PER_OCTAVE`) of each value (NaN: any)."""
+    v = np.asarray(v, dtype=np.float32)
+    # In place, one temporary: a chunk's values are a few hundred kB, and fresh arrays of that
+    # size cost more in page faults than the arithmetic.
+    y = np.abs(v)
+    y += np.float32(1.0)
+    k = y.view(np.int32)
+    k >>= 20
+    k -= 127 << 3
+    np.subtract(-1, k, out=k, where=v < 0)
+    return k
 
 
 def _value_stats(feat: Feature, v: np.ndarray, nan: np.ndarray, dim: int) -> tuple[float | None, tuple | None]:
     """A label's sum, and the value histogram of a dense feature or label (see value_bins)."""
     if feat.kind not in ("dense", "label") or not len(v):
         return None, None
-    ok = ~nan
-    total = float(v[ok].sum(dtype=np.float64)) if feat.kind == "label" else None
+    total = None
+    if feat.kind == "label":
+        with np.errstate(invalid="ignore", over="ignore"):  # inf and -inf sum to NaN: a fact, not an error
+            total = float(np.nansum(v, dtype=np.float64))
     if dim > HIST_MAX_DIM:
         return total, None
-    keys = np.broadcast_to(np.arange(dim, dtype=np.int64) * HIST_SPAN, (len(v) // dim, dim)).reshape(-1)[ok]
-    counts = np.bincount(keys + value_bins(v[ok]) + HIST_MAX_BIN, minlength=dim * HIST_SPAN)
+    keys = value_bins(v).reshape(-1, dim)
+    keys += (np.arange(dim, dtype=np.int32) * HIST_SPAN + HIST_MAX_BIN)[None, :]
+    keys = keys.reshape(-1)
+    keys[nan] = dim * HIST_SPAN  # one extra key, dropped below
+    counts = np.bincount(keys, minlength=dim * HIST_SPAN + 1)[:-1]
     nz = np.flatnonzero(counts)
     return total, (nz, counts[nz])
 
