@@ -369,7 +369,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     results = []
     for n in names:
         t = store.table(n)
-        bar = Progress(f"verify {n}", total=len(t.files()) or None, unit=" files", enabled=not (a.json or a.quiet))
+        bar = Progress(f"verify {n}", total=len(t.files(include_quarantined=True)) or None, unit=" files", enabled=not (a.json or a.quiet))
         results.append(verify_table(t, remove_leftovers=a.remove_leftovers, grace_seconds=a.grace, on_file=bar.update))
         bar.close()
     ok = all(r["ok"] for r in results)
