@@ -20,7 +20,8 @@ from .base import QUARANTINE_ACTIONS, Quarantine
 __all__ = ["translated", "check_version", "changed_properties", "unreferenced", "commit_summary", "merge_positions", "shown_ids", "readers_refusal", "missing_tag",
            "tag_taken", "not_retained", "late_deletes", "removed_since", "replaced_since",
            "visible_clause", "quarantine_action", "quarantine_groups", "no_open_quarantine", "quarantine_of",
-           "QUARANTINE_COLS", "held_summary"]
+           "QUARANTINE_COLS", "held_summary", "resolution_of",
+           "resolved_summary", "require_open_quarantine"]
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -248,3 +249,32 @@ def held_summary(add: Sequence[Any], quarantine_of_file: Mapping[int, int],
                    quarantined_rows=sum(add[i].num_rows for i in quarantine_of_file),
                    quarantine_ids=sorted(set(quarantine_of_file.values())))
     return out
+
+
+def resolution_of(action: str) -> str:
+    """What a quarantine resolved by ``action`` is: ``released`` or ``dropped``."""
+    return "released" if action == "release" else "dropped"
+
+
+def resolved_summary(previous: str | None, action: str, quarantine_id: int, files: int, rows: int) -> dict[str, Any]:
+    """The summary of the snapshot that releases (its files and rows become visible: added)
+    or drops (they were never visible: no change to the totals) a quarantine."""
+    shown = (files, rows) if action == "release" else (0, 0)
+    return commit_summary(previous, added_files=shown[0], added_rows=shown[1], removed_files=0, removed_rows=0,
+                          deleted_rows=0, extra={"quarantine_id": quarantine_id, f"{action}d_files": files})
+
+
+def require_open_quarantine(execute: Callable[[str, tuple], Any], mark: str, name: str, quarantine_id: int) -> None:
+    """Check, inside a backend's transaction, that table ``name`` has quarantine
+    ``quarantine_id`` open; ``execute(sql, args)`` runs a query whose parameters are written
+    ``mark`` (the driver's placeholder).
+
+    Raises:
+        CatalogError: it does not exist, or was released or dropped (listing the open ones).
+    """
+    row = execute(f"SELECT resolution, resolved_snapshot FROM quarantines WHERE table_name = {mark} "
+                  f"AND quarantine_id = {mark}", (name, quarantine_id)).fetchone()
+    if row is None or row[0] is not None:
+        open_ids = [r[0] for r in execute(f"SELECT quarantine_id FROM quarantines WHERE table_name = {mark} AND "
+                                          f"resolution IS NULL ORDER BY quarantine_id", (name,))]
+        raise no_open_quarantine(name, quarantine_id, row, open_ids)

@@ -962,12 +962,7 @@ class PostgresCatalog(Catalog):
 
         def work(c: psycopg.Connection) -> Snapshot:
             row = self._require(c, name, "FOR UPDATE")
-            q = c.execute("SELECT resolution, resolved_snapshot FROM quarantines WHERE table_name = %s "
-                          "AND quarantine_id = %s", (name, qid)).fetchone()
-            if q is None or q[0] is not None:
-                open_ids = [r[0] for r in c.execute("SELECT quarantine_id FROM quarantines WHERE table_name = %s AND "
-                                                    "resolution IS NULL ORDER BY quarantine_id", (name,))]
-                raise common.no_open_quarantine(name, qid, q, open_ids)
+            common.require_open_quarantine(c.execute, "%s", name, qid)
             parent = row[5]
             new_id = parent + 1
             files, rows = c.execute("SELECT COUNT(*), COALESCE(SUM(num_rows), 0)::bigint FROM files WHERE "
@@ -977,13 +972,10 @@ class PostgresCatalog(Catalog):
             c.execute(sql.SQL("UPDATE files SET {} = %s WHERE table_name = %s AND quarantine_id = %s "
                               "AND removed_snapshot IS NULL").format(column), (new_id, name, qid))
             c.execute("UPDATE quarantines SET resolution = %s, resolved_snapshot = %s WHERE quarantine_id = %s",
-                      ("released" if action == "release" else "dropped", new_id, qid))
+                      (common.resolution_of(action), new_id, qid))
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = %s AND snapshot_id = %s",
                              (name, parent)).fetchone()
-            shown = (files, rows) if action == "release" else (0, 0)  # dropped files were never visible
-            full = common.commit_summary(prev[0] if prev else None, added_files=shown[0], added_rows=shown[1],
-                                         removed_files=0, removed_rows=0, deleted_rows=0,
-                                         extra={"quarantine_id": qid, f"{action}d_files": files})
+            full = common.resolved_summary(prev[0] if prev else None, action, qid, files, rows)
             now = c.execute(f"INSERT INTO snapshots VALUES (%s, %s, %s, {_NOW}, %s, %s, %s, NULL, NULL) "
                             "RETURNING created_at", (name, new_id, parent if parent else None, operation,
                                                      json.dumps(full), row[1])).fetchone()[0]

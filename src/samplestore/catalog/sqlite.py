@@ -934,12 +934,7 @@ class SQLiteCatalog(Catalog):
         qid = int(quarantine_id)
         with self._tx() as c:
             row = self._require(c, name)
-            q = c.execute("SELECT resolution, resolved_snapshot FROM quarantines WHERE table_name = ? "
-                          "AND quarantine_id = ?", (name, qid)).fetchone()
-            if q is None or q[0] is not None:
-                open_ids = [r[0] for r in c.execute("SELECT quarantine_id FROM quarantines WHERE table_name = ? AND "
-                                                    "resolution IS NULL ORDER BY quarantine_id", (name,))]
-                raise common.no_open_quarantine(name, qid, q, open_ids)
+            common.require_open_quarantine(c.execute, "?", name, qid)
             parent = row[5]
             new_id = parent + 1
             files, rows = c.execute("SELECT COUNT(*), COALESCE(SUM(num_rows), 0) FROM files WHERE table_name = ? "
@@ -948,12 +943,9 @@ class SQLiteCatalog(Catalog):
             c.execute(f"UPDATE files SET {column} = ? WHERE table_name = ? AND quarantine_id = ? "
                       f"AND removed_snapshot IS NULL", (new_id, name, qid))
             c.execute("UPDATE quarantines SET resolution = ?, resolved_snapshot = ? WHERE quarantine_id = ?",
-                      ("released" if action == "release" else "dropped", new_id, qid))
+                      (common.resolution_of(action), new_id, qid))
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = ? AND snapshot_id = ?", (name, parent)).fetchone()
-            shown = (files, rows) if action == "release" else (0, 0)  # dropped files were never visible
-            full = common.commit_summary(prev[0] if prev else None, added_files=shown[0], added_rows=shown[1],
-                                         removed_files=0, removed_rows=0, deleted_rows=0,
-                                         extra={"quarantine_id": qid, f"{action}d_files": files})
+            full = common.resolved_summary(prev[0] if prev else None, action, qid, files, rows)
             now = time.time()
             c.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (name, new_id, parent if parent else None, now, operation, json.dumps(full), row[1], None, None))
