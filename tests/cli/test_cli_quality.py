@@ -99,6 +99,10 @@ def test_reject_commits_nothing_of_the_day_and_exits_2_with_one_line(tmp_path, c
     table = ss.open_store(str(root)).table("c")
     assert table.current_snapshot_id == before and table.count(include_quarantined=True) == 3 * ROWS
     assert week[3][0] not in {f.partition["ds"] for f in table.files(include_quarantined=True)}
+    day_folder = root / "tables" / "c" / "data" / f"ds={week[3][0]}"
+    assert not day_folder.exists() or not any(p.is_file() for p in day_folder.rglob("*"))  # the writer removed them
+    code, out, _ = run(capsys, "quality", root, "nope", "--json")
+    assert code == 2 and "no table 'nope'" in json.loads(out)["error"]
 
 
 def test_half_rows_all_zero_labels_and_a_missing_day_are_caught(tmp_path, capsys):
