@@ -48,10 +48,15 @@ def test_a_day_with_40_percent_missing_is_quarantined_invisible_then_released(tm
     code, _, err = _ingest(capsys, root, *week[0], "--create")
     assert code == 0, err
     _expect(capsys, tmp_path, root, [{"rule": "missing_rate", "column": "dense[3]", "max": 0.1, "action": "quarantine"}])
+    said = {}
     for ds, path in week[1:]:
-        assert _ingest(capsys, root, ds, path)[0] == 0
+        code, said[ds], _ = _ingest(capsys, root, ds, path)
+        assert code == 0
     code, out, _ = run(capsys, "quarantine", root, "c", "--json")
     [q] = json.loads(out)
+    assert f"quarantined (2,000 rows, quarantine {q['id']}): partition ds={week[3][0]}: missing_rate of dense[3] is " \
+           f"{q['violations'][0]['measured']:.4g}, above the bound max=0.1" in said[week[3][0]]
+    assert "--release" in said[week[3][0]] and "quarantined" not in said[week[4][0]]
     bad = week[3][0]
     assert q["partition"] == {"ds": bad} and q["rows"] == ROWS
     [v] = q["violations"]

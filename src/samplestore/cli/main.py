@@ -134,7 +134,21 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     bar.close()
     print(f"ingested {rows[0]:,} rows into {a.table!r} in {time.perf_counter() - t0:.1f} s"
           + (f" (snapshot {sid})" if sid else " (nothing to commit)"))
+    if sid:
+        _print_quality_of_commit(a, table, sid)
     return 0
+
+
+def _print_quality_of_commit(a: argparse.Namespace, table: Any, sid: int) -> None:
+    """What the table's expectations did to a commit: warnings and quarantined partitions."""
+    summary = table.snapshot(sid).summary
+    for w in summary.get("quality_warnings", ()):
+        print(f"warning: {w}")
+    held = set(summary.get("quarantine_ids", ()))
+    for q in (q for q in table.quarantines() if q.quarantine_id in held):
+        for v in q.violations:
+            print(f"quarantined ({q.rows:,} rows, quarantine {q.quarantine_id}): {v.get('message')}")
+        print(f"  release with `samplestore quarantine {a.root} {a.table} --release {q.quarantine_id}`, or --drop")
 
 
 def _table_info(t: Any) -> dict[str, Any]:
