@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 import samplestore as ss
