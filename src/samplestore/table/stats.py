@@ -18,6 +18,8 @@ as scans return them.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -45,6 +47,12 @@ def _quantile(hist: dict[int, int], q: float) -> int:
 
 def _default_row(feat: Feature) -> ChunkStats:
     """The statistics of one row of ``feat``'s default, as its kind's encoder computes them."""
+    # Keyed without the name: a table of 10,000 features has a handful of distinct kinds.
+    return _default_row_of(dataclasses.replace(feat, name="_"))
+
+
+@functools.lru_cache(maxsize=256)
+def _default_row_of(feat: Feature) -> ChunkStats:
     return kind_codec(feat).encode(feat, feat.default_array(1))[1]
 
 

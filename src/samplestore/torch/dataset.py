@@ -194,8 +194,8 @@ class SampleDataset(IterableDataset):
             pinned snapshot, from the catalog's statistics, as ``table_stats`` reports it in
             ``mean_by_dim``: over the stored rows, deleted rows not yet purged included),
             ``"zero"``, a number, or ``dim`` numbers. The fills are fixed when the dataset is
-            made (later appends do not move them). Vectorised per batch (see
-            :mod:`samplestore.torch.impute`).
+            made (later appends do not move them). Each batch is filled by one kernel pass
+            per imputed feature, no per-row Python (see :mod:`samplestore.torch.impute`).
         missing_indicators: with ``impute``, add one 0/1 float32 column per dimension of each
             imputed feature, 1 where the value was missing: at the end of ``batch.dense``,
             named ``"<name>_missing"`` in ``batch.dense_names`` (``batch.dense_feature(
