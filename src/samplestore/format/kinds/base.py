@@ -79,7 +79,8 @@ class ColumnData:
 class ChunkStats:
     """Statistics of one chunk: nulls/values/min/max go to the footer; all are summed into
     the catalog (``missing``: nulls, empty lists or NaNs by kind; ``lengths``: histogram of
-    list lengths; ``missing_by_dim``: NaNs per slot of a dense vector)."""
+    list lengths; ``missing_by_dim``: NaNs per slot of a dense vector; ``sum_by_dim``: float64
+    sum of the non-NaN values per slot of a vector, from which the catalog's means come)."""
 
     nulls: int
     values: int
@@ -88,6 +89,7 @@ class ChunkStats:
     missing: int = 0
     lengths: np.ndarray | None = None
     missing_by_dim: np.ndarray | None = None
+    sum_by_dim: np.ndarray | None = None
 
 
 class Streams:

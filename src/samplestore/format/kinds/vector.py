@@ -59,12 +59,15 @@ class VectorKind(KindCodec):
         dim = _dim(feat)
         by_dim = nan.reshape(-1, dim).sum(axis=0) if dim > 1 and n else None
         missing = int(nan.sum())
+        # Per slot, so the catalog can give per-dimension means without reading the data.
+        with np.errstate(invalid="ignore", over="ignore"):  # +inf and -inf sum to NaN, as they should
+            sums = np.where(nan, np.float32(0), v).reshape(-1, dim).sum(axis=0, dtype=np.float64)
         storage = _storage(feat)
         if storage == "float16":
             v = v.astype(np.float16)
         elif storage == "bfloat16":
             v = f32_to_bf16(np.ascontiguousarray(v))
-        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim)
+        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim, sum_by_dim=sums)
 
     def decode(self, feat: Feature, streams: Streams, n: int) -> ColumnData:
         return ColumnData(streams.values("values", n * _dim(feat)))
