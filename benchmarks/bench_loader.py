@@ -13,7 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from samplestore.bench.loader import format_markdown, order_figures, random_order_figures, run_loader_bench
+from samplestore.bench.loader import (
+    format_impute_markdown, format_markdown, order_figures, random_order_figures, run_impute_bench, run_loader_bench,
+)
 
 FIELDS = ("samples_per_s", "cpu_cores", "samples_per_core_s", "spearman", "neighbour_rate", "batch_neighbour_rate",
           "units_per_batch", "import_rss_mb", "peak_rss_mb", "peak_rss_above_import_mb", "unit")
@@ -48,6 +50,24 @@ def test_loader_against_parquet_and_lance(benchmark, quick, tmp_path):
         take, rnd = by[("lance-take", 0)], by[("lance-take", 0)]["random_order"]
         assert abs(take["batch_neighbour_rate"] - rnd["batch_neighbour_rate"]) < 0.3 * rnd["batch_neighbour_rate"]
     benchmark.extra_info.update({k: v for k, v in res["ratios"].items()})
+
+
+def test_loader_with_and_without_imputation(benchmark, quick, tmp_path):
+    """``samplestore bench impute``: the same table, dense NaNs filled by the snapshot's means
+    or not, runs alternating; the quick test checks what each delivered, not the speed."""
+    rows = 8_000 if quick else 1_000_000
+    res = benchmark.pedantic(lambda: run_impute_bench(str(tmp_path), rows=rows, batch_size=1024 if quick else 4096,
+                                                      repeats=1 if quick else 5),
+                             rounds=1, iterations=1)
+    print("\n" + format_impute_markdown(res))
+    plain, imputed = res["runs"]["samplestore"][0], res["runs"]["samplestore-impute"][0]
+    for r in (plain, imputed):
+        assert r["rows"] == rows and r["unique_rows"] == rows and r["samples_per_s"] > 0
+    # 5% of the 13 dense values of a batch are NaN without imputation, none with, plus 13 indicators.
+    assert plain["first_batch_dense_nan"] > 0 and plain["first_batch_dense_columns"] == 13
+    assert imputed["first_batch_dense_nan"] == 0 and imputed["first_batch_dense_columns"] == 26
+    assert res["ratio"] > 0
+    benchmark.extra_info["impute_ratio"] = res["ratio"]
 
 
 def test_lance_is_skipped_with_the_reason_where_pylance_is_missing(tmp_path, monkeypatch):

@@ -261,3 +261,42 @@ def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
     finally:
         free(slots)
     return k
+
+
+def impute_columns(float[:, ::1] out, Py_ssize_t start, const float[::1] fill, Py_ssize_t indicator):
+    """Fill the NaNs of columns ``[start, start + len(fill))`` of ``out`` (``[B, D]`` float32)
+    in place with ``fill`` (one value per column); with ``indicator`` >= 0, also write 1.0
+    where a value was NaN and 0.0 elsewhere into columns ``[indicator, indicator + len(fill))``
+    (every row: they may hold garbage before). Returns how many values were filled.
+    """
+    cdef Py_ssize_t b = out.shape[0], d = out.shape[1], k = fill.shape[0], i, j
+    cdef int64_t filled = 0
+    cdef float v
+    cdef int nan
+    if k == 0 or b == 0:
+        return 0
+    if start < 0 or start + k > d:
+        raise ValueError(f"impute: columns [{start}, {start + k}) outside a [{b}, {d}] output")
+    if indicator >= 0 and (indicator + k > d or (indicator < start + k and start < indicator + k)):
+        raise ValueError(f"impute: indicator columns [{indicator}, {indicator + k}) outside a [{b}, {d}] output "
+                         f"or overlapping the filled columns [{start}, {start + k})")
+    cdef float* row
+    cdef const float* f = &fill[0]
+    with nogil:
+        # Branch-free inner loops (NaNs come at random: a branch on each would mispredict).
+        for i in range(b):
+            row = &out[i, 0]
+            if indicator >= 0:
+                for j in range(k):
+                    v = row[start + j]
+                    nan = v != v
+                    row[start + j] = f[j] if nan else v
+                    row[indicator + j] = <float>nan
+                    filled += nan
+            else:
+                for j in range(k):
+                    v = row[start + j]
+                    nan = v != v
+                    row[start + j] = f[j] if nan else v
+                    filled += nan
+    return filled

@@ -70,14 +70,15 @@ def start_server():
 
 
 def make_store(where: str, tmp_path, request, name: str = "store"):
-    """A new store on the local disk (``where == "local"``) or on the S3 server (its
-    catalog on the local disk beside it): one fixture parameter runs a test on both."""
+    """A new store on the local disk (``where == "local"``) or on the S3 server with a
+    PostgreSQL catalog, as a fleet of hosts would share them: one fixture parameter runs a
+    test on both. (An S3 store with an SQLite catalog beside it is tests/storage's case.)"""
     import samplestore as ss
 
     if where == "local":
         return ss.open_store(tmp_path / name, create=True)
     server = request.getfixturevalue("s3_server")
-    # The catalog a test chose through SAMPLESTORE_CATALOG (PostgreSQL), else SQLite beside.
-    catalog = os.environ.get("SAMPLESTORE_CATALOG") or tmp_path / f"{name}-catalog"
+    # The catalog a test chose through SAMPLESTORE_CATALOG, else a new schema on the session's server.
+    catalog = os.environ.get("SAMPLESTORE_CATALOG") or request.getfixturevalue("pg_server").uri()
     return ss.open_store(f"s3://{server.new_bucket()}/{name}", create=True, catalog=catalog,
                          storage_options=server.options)

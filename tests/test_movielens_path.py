@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 import samplestore as ss
@@ -124,6 +125,7 @@ def _epoch(table: ss.Table, **kw) -> list[tuple[int, int]]:
     return out
 
 
+@pytest.mark.slow
 def test_movielens_training_run_reproduced_by_tag_after_compaction_and_daemon(tmp_path):
     """Ingest, tag what a training run read, let the table move on (more days, a day's ratings erased,
     compaction, the daemon, a retention that keeps only the last snapshot); the tag still gives

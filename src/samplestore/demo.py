@@ -161,8 +161,10 @@ def _stream(table: Any, data: Any, commits: int, say: Callable[[str], None]) -> 
 
 
 def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, batch_size: int = 2048,
-             days: int = 5, seed: int = 0, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the demo in ``root`` (created); returns the figures it printed."""
+             days: int = 5, seed: int = 0, say: Callable[[str], None] = print, sparse_lr: float = 0.01,
+             dense_lr: float = 0.003) -> dict[str, Any]:
+    """Run the demo in ``root`` (created); returns the figures it printed. ``sparse_lr`` and
+    ``dense_lr`` are the learning rates of the embedding bags and of the MLPs."""
     import samplestore as ss
     from .torch import SampleDataset
 
@@ -192,7 +194,7 @@ def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, 
     say(f"training on {train.num_rows:,} samples ({', '.join(days_seen[:-1])}), holding out {held_out} "
         f"({test.num_rows:,} samples); {workers} DataLoader workers")
     model = DLRM([*[f"c{i}" for i in range(8)], "history"], num_dense=datagen.NUM_DENSE)
-    step = Trainer(model)
+    step = Trainer(model, sparse_lr=sparse_lr, dense_lr=dense_lr)
     losses, rates = [], []
     for epoch in range(epochs):
         train.set_epoch(epoch)

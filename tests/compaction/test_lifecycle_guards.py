@@ -268,3 +268,39 @@ def test_expiry_never_drops_snapshots_committed_after_it_listed_them(tmp_path, m
     monkeypatch.undo()
     assert dropped == [1, 2]
     assert [s.snapshot_id for s in t.snapshots()] == [3, 4, 5]
+
+
+# -- a bounded compaction step -----------------------------------------------------------------
+def test_compaction_time_limit_stops_between_groups_and_the_pass_still_expires_and_collects(store, monkeypatch):
+    """Writers that keep adding small files must not keep the daemon in compaction for ever:
+    with ``compact_seconds`` a pass stops starting groups when the time is up (the group
+    under way is finished and committed), then expires snapshots and collects garbage."""
+    from samplestore.compaction import compactor
+
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
+    for day in "abcd":  # four partitions: four groups of two small files each
+        t.append(_rows(0, 10, ds=day))
+        t.append(_rows(10, 10, ds=day))
+    clock = {"now": 1000.0}
+    real_rewrite = compactor._rewrite
+
+    def slow_rewrite(*args, **kwargs):
+        clock["now"] += 10.0  # each group "takes" 10 s
+        return real_rewrite(*args, **kwargs)
+
+    monkeypatch.setattr(compactor, "_rewrite", slow_rewrite)
+    monkeypatch.setattr(compactor.time, "monotonic", lambda: clock["now"])
+    res = compactor.compact(t, max_seconds=15.0)
+    # Group 1 starts at 0 s, group 2 at 10 s (< 15), none at 20 s.
+    assert len(res.commits) == 2 and res.time_limited
+    assert len(t.files()) == 2 + 2 * 2 and t.count() == 80
+
+    snaps_before = len(t.snapshots())
+    reports = daemon.run_once(store, compact_seconds=0.0, retain_last=1, grace_seconds=0)
+    assert reports[0]["time_limited"] and reports[0]["files_in"] == 0  # no group started
+    assert reports[0]["snapshots_expired"] == snaps_before - 1 and len(t.snapshots()) == 1
+    assert reports[0]["files_removed"] == 4  # the replaced small files, collected in the same pass
+    assert t.count() == 80
+
+    unbounded = compactor.compact(t)
+    assert not unbounded.time_limited and len(t.files()) == 4 and t.count() == 80

@@ -99,3 +99,38 @@ def test_gather_jagged_matches_python(data):
     with pytest.raises(IndexError):
         _gather.gather_jagged(offsets, values.view(np.uint8), 8, np.array([len(lengths)], np.int64),
                               np.empty(1, np.int32), out_val.view(np.uint8))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_impute_columns_matches_numpy(data):
+    b, d = data.draw(st.integers(0, 40)), data.draw(st.integers(1, 6))
+    start = data.draw(st.integers(0, d - 1))
+    k = data.draw(st.integers(1, d - start))
+    vals = data.draw(hnp.arrays(np.float32, (b, d + k), elements=st.floats(-1e3, 1e3, width=32) | st.just(np.nan)))
+    fill = data.draw(hnp.arrays(np.float32, k, elements=st.floats(-5, 5, width=32)))
+    ind = data.draw(st.sampled_from([-1, d]))
+    out = vals.copy()
+    if ind >= 0:
+        out[:, d:] = 7.0  # garbage the kernel must overwrite
+    nan = np.isnan(vals[:, start:start + k])
+    assert _gather.impute_columns(out, start, fill, ind) == int(nan.sum())
+    want = vals.copy()
+    want[:, start:start + k] = np.where(nan, fill, vals[:, start:start + k])
+    if ind >= 0:
+        want[:, d:] = nan
+    rest = [c for c in range(d + k) if not start <= c < start + k and not (ind >= 0 and c >= d)]
+    np.testing.assert_array_equal(out[:, start:start + k], want[:, start:start + k])
+    np.testing.assert_array_equal(out[:, rest], vals[:, rest])  # NaNs elsewhere untouched
+    if ind >= 0:
+        np.testing.assert_array_equal(out[:, d:], want[:, d:])
+
+
+def test_impute_columns_rejects_a_layout_that_does_not_fit():
+    out = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        _gather.impute_columns(out, 3, np.zeros(2, np.float32), -1)
+    with pytest.raises(ValueError, match="overlapping"):
+        _gather.impute_columns(out, 0, np.zeros(2, np.float32), 1)
+    with pytest.raises(ValueError):  # not C-contiguous: refused, never silently copied
+        _gather.impute_columns(np.zeros((4, 3), np.float32).T, 0, np.zeros(1, np.float32), -1)

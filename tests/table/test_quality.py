@@ -155,12 +155,12 @@ def test_stats_leave_quarantined_files_out_unless_asked(table):
     assert 0.4 < st["partitions"][1]["columns"]["x"]["missing_by_dim"][2] / 300 < 0.6
 
 
-def test_label_mean_and_histograms_are_kept_per_file_and_merge(table):
+def test_label_rate_and_histograms_come_from_per_file_statistics(table):
     table.append(rows(0, 1000, "d1", label=0.2))
     [f] = table.files(with_stats=["y", "x"])
     y = table.scan(columns=["y"]).to_arrow().column("y").to_numpy()
-    assert f.stats["y"].extra["sum"] == float(y.sum())
-    assert table_stats(table)["columns"]["y"]["mean"] == pytest.approx(y.mean())
+    assert f.stats["y"].extra["sum_by_dim"] == [float(y.sum())]
+    assert table_stats(table)["columns"]["y"]["mean_by_dim"] == [pytest.approx(y.mean())]
     hist = f.stats["x"].extra["histogram"]
     assert {s for s, _b, _c in hist} == {0, 1, 2, 3}
     assert sum(c for s, _b, c in hist if s == 0) == 1000  # every non-NaN value of slot 0 in one bin

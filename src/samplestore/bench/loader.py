@@ -39,7 +39,7 @@ from ..errors import SampleStoreError
 from ..schema import Scalar, Schema
 
 __all__ = ["make_tables", "ArrowBatches", "ParquetLoader", "order_figures", "random_order_figures", "run_loader_bench",
-           "format_markdown", "LOADERS"]
+           "format_markdown", "LOADERS", "run_impute_bench", "format_impute_markdown"]
 
 PARQUET_ROW_GROUP_ROWS = 65_536
 
@@ -50,9 +50,10 @@ def bench_schema() -> Schema:
     return Schema([Scalar("row_id", "int64", nullable=False), *base.features])
 
 
-def make_tables(workdir: str, rows: int, seed: int = 0, lance: bool = False) -> dict[str, Any]:
+def make_tables(workdir: str, rows: int, seed: int = 0, lance: bool = False, dense_missing: float = 0.0) -> dict[str, Any]:
     """Write the same generated rows as a samplestore table, as Parquet files and, with
-    ``lance``, as a Lance dataset (one fragment per chunk of rows)."""
+    ``lance``, as a Lance dataset (one fragment per chunk of rows). ``dense_missing``: the
+    share of dense values made NaN (what imputation fills)."""
     import samplestore as ss
 
     schema = bench_schema()
@@ -73,6 +74,8 @@ def make_tables(workdir: str, rows: int, seed: int = 0, lance: bool = False) -> 
         n = min(chunk, rows - start)
         data = datagen.criteo_like(n, seed=seed + k)
         data = data.add_column(0, "row_id", pa.array(np.arange(start, start + n)))
+        if dense_missing:
+            data = _with_missing_dense(data, dense_missing, seed + k)
         data = schema.conform(data)
         arrow_bytes += data.nbytes
         table.append(data)
@@ -82,6 +85,15 @@ def make_tables(workdir: str, rows: int, seed: int = 0, lance: bool = False) -> 
             write_lance(lance_path, data)
     return {"store": store.root, "parquet": pq_dir, "lance": lance_path, "rows": rows,
             "decoded_bytes_per_row": arrow_bytes / rows}
+
+
+def _with_missing_dense(data: pa.Table, share: float, seed: int) -> pa.Table:
+    """``data`` with about ``share`` of its ``dense`` values replaced by NaN."""
+    col = data.column("dense").combine_chunks()
+    values = col.flatten().to_numpy().copy()
+    values[np.random.default_rng(seed).random(len(values)) < share] = np.nan
+    dense = pa.FixedSizeListArray.from_arrays(pa.array(values), col.type.list_size)
+    return data.set_column(data.schema.get_field_index("dense"), "dense", dense)
 
 
 class ArrowBatches:
@@ -275,7 +287,7 @@ def order_figures(positions: np.ndarray, batch_rows: list[int], batch_size: int,
 
 def _unit_starts(kind: str, info: dict[str, Any], batch_size: int) -> tuple[np.ndarray, str]:
     """Table positions where each loader's read units begin, and what a unit is."""
-    if kind == "samplestore":
+    if kind.startswith("samplestore"):
         import samplestore as ss
 
         starts, sizes = [], set()
@@ -302,9 +314,11 @@ def _dataset(kind: str, info: dict[str, Any], batch_size: int, buffer_rows: int)
     import samplestore as ss
     from ..torch import SampleDataset
 
-    if kind == "samplestore":
+    if kind.startswith("samplestore"):
+        # samplestore-impute: the same, with the dense NaNs filled by the snapshot's means.
+        impute = dict(impute={"dense": "mean"}, missing_indicators=True) if kind == "samplestore-impute" else {}
         return SampleDataset(ss.open_store(info["store"]).table("criteo"), batch_size=batch_size,
-                             shuffle_buffer_rows=buffer_rows)
+                             shuffle_buffer_rows=buffer_rows, **impute)
     if kind == "parquet":
         paths = sorted(os.path.join(info["parquet"], p) for p in os.listdir(info["parquet"]))
         return ParquetLoader(paths, bench_schema(), batch_size, buffer_rows)
@@ -337,6 +351,7 @@ def _measure(kind: str, info: dict[str, Any], workers: int, batch_size: int, buf
     t_first = time.perf_counter() - t0
     # Copy what is kept: a batch's tensors may share one buffer, which a view would pin.
     ids = [first.extras["row_id"].numpy().copy()]
+    dense_nan = int(torch.isnan(first.dense).sum())  # shows imputation ran; one batch: negligible time
     worker_peak = np.zeros(max(workers, 1))
     for k, b in enumerate(it):
         ids.append(b.extras["row_id"].numpy().copy())
@@ -364,6 +379,7 @@ def _measure(kind: str, info: dict[str, Any], workers: int, batch_size: int, buf
         "random_order": random_order_figures(info["rows"], batch_size, np.diff(np.append(starts, info["rows"]))),
         "import_rss_mb": base_rss / 1e6, "peak_rss_mb": peak / 1e6, "peak_rss_above_import_mb": above / 1e6,
         "worker_start_rss_mb": float(np.max(worker_start_rss)) / 1e6 if workers else None,
+        "first_batch_dense_nan": dense_nan, "first_batch_dense_columns": int(first.dense.shape[1]),
     }
 
 
@@ -443,6 +459,47 @@ def run_loader_bench(workdir: str, rows: int = 2_000_000, batch_size: int = 4096
         "large_buffer": {"buffer_rows": large_rows, "buffer_mb": mb(large_rows), "results": large,
                          "rss_limit_mb": 1.5 * mb(large_rows) + 200},
     }
+
+
+def run_impute_bench(workdir: str, rows: int = 1_000_000, batch_size: int = 4096, buffer_rows: int | None = None,
+                     repeats: int = 5, workers: int = 0, dense_missing: float = 0.05) -> dict[str, Any]:
+    """SampleDataset with and without ``impute={"dense": "mean"}, missing_indicators=True``
+    on the same table, ``dense_missing`` of its dense values NaN: ``repeats`` runs of each,
+    alternating (which goes first alternates too), each in a fresh process; medians."""
+    from ..torch import DEFAULT_SHUFFLE_BUFFER_ROWS
+
+    buffer_rows = buffer_rows or DEFAULT_SHUFFLE_BUFFER_ROWS
+    info = make_tables(workdir, rows, dense_missing=dense_missing)
+    kinds = ("samplestore", "samplestore-impute")
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for i in range(repeats):
+        for kind in (kinds if i % 2 == 0 else kinds[::-1]):
+            runs[kind].append(_median_runs(kind, info, workers, batch_size, buffer_rows, 1))
+    med = {k: float(np.median([r["samples_per_s"] for r in runs[k]])) for k in kinds}
+    # Runs next to each other in time share the machine's load: their ratio is steadier on a
+    # shared machine than the ratio of the medians.
+    pairs = [b["samples_per_s"] / a["samples_per_s"] for a, b in zip(runs[kinds[0]], runs[kinds[1]])]
+    return {"rows": rows, "batch_size": batch_size, "buffer_rows": buffer_rows, "workers": workers,
+            "dense_missing": dense_missing, "repeats": repeats, "runs": runs,
+            "samples_per_s": {k: [r["samples_per_s"] for r in runs[k]] for k in kinds},
+            "median_samples_per_s": med, "ratio": med["samplestore-impute"] / med["samplestore"],
+            "pair_ratios": pairs, "median_pair_ratio": float(np.median(pairs))}
+
+
+def format_impute_markdown(res: dict[str, Any]) -> str:
+    """The imputation benchmark as a markdown table."""
+    lines = [f"{res['rows']:,} Criteo-like rows, {res['dense_missing']:.0%} of the 13 dense values NaN, batch "
+             f"{res['batch_size']:,}, shuffle buffer {res['buffer_rows']:,} rows, {res['workers']} DataLoader workers; "
+             f"{res['repeats']} runs each, alternating, each a fresh process; medians.", "",
+             "| loader | median samples/s | runs |", "|---|---:|---|"]
+    for kind, label in (("samplestore", "SampleDataset"),
+                        ("samplestore-impute", 'SampleDataset(impute={"dense": "mean"}, missing_indicators=True)')):
+        each = ", ".join(f"{x:,.0f}" for x in res["samples_per_s"][kind])
+        lines.append(f"| {label} | {res['median_samples_per_s'][kind]:,.0f} | {each} |")
+    lines += ["", f"With imputation / without: **{res['ratio']:.3f}x** (medians); median of the ratios of runs made "
+              f"one after the other: {res['median_pair_ratio']:.3f}x "
+              f"({', '.join(f'{x:.2f}' for x in res['pair_ratios'])})."]
+    return "\n".join(lines)
 
 
 def format_markdown(res: dict[str, Any]) -> str:

@@ -11,13 +11,14 @@ from typing import Any, Callable
 __all__ = ["run_all", "SIZES", "PARTS"]
 
 #: The benchmarks, in the order ``samplestore bench`` (all) runs them.
-PARTS = ("format", "loader", "train-quality", "compaction", "catalog", "sequence", "remote")
+PARTS = ("format", "loader", "impute", "train-quality", "compaction", "catalog", "sequence", "remote")
 
 #: Sizes of each benchmark: full (the figures we quote) and --quick (under 5 minutes here;
 #: train-quality --quick well under 2: 9 one-epoch trainings of 72,000 rows).
 SIZES = {
     "full": {"format": dict(rows=1_000_000, wide_rows=100_000, wide_cols=5_000, repeats=5),
              "loader": dict(rows=2_000_000, repeats=3),
+             "impute": dict(rows=1_000_000, repeats=7),
              "train-quality": dict(rows=1_000_000, seeds=3),
              "compaction": dict(files=1000),
              "catalog": dict(files=10_000),
@@ -25,6 +26,7 @@ SIZES = {
              "sequence": dict(rows=400_000)},
     "quick": {"format": dict(rows=200_000, wide_rows=20_000, wide_cols=5_000, repeats=3),
               "loader": dict(rows=400_000, repeats=1),
+              "impute": dict(rows=200_000, repeats=7),
               "train-quality": dict(rows=80_000, seeds=3),
               "compaction": dict(files=300),
               "catalog": dict(files=2_000),
@@ -104,6 +106,7 @@ def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], No
     sizes = SIZES["quick" if quick else "full"]
     mods = {"format": (format.run_format_bench, format.format_markdown),
             "loader": (loader.run_loader_bench, loader.format_markdown),
+            "impute": (loader.run_impute_bench, loader.format_impute_markdown),
             "train-quality": (train_quality.run_train_quality_bench, train_quality.format_markdown),
             "compaction": (compaction.run_compaction_bench, compaction.format_markdown),
             "catalog": (catalog.run_catalog_bench, catalog.format_markdown),

@@ -203,7 +203,8 @@ class ColumnStats:
     ``missing`` counts what a data-quality view calls missing: nulls for scalars, empty
     lists for sparse/sequence features, NaN values for dense/embedding/label features.
     ``extra`` holds kind-specific figures: ``lengths`` (a histogram of list lengths as
-    ``[[length, count], ...]``) and ``missing_by_dim`` for dense vectors.
+    ``[[length, count], ...]``), ``missing_by_dim`` for dense vectors and ``sum_by_dim`` (the
+    float64 sum of the non-NaN values per slot) for dense, label and embedding vectors.
     """
 
     nulls: int

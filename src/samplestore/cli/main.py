@@ -406,6 +406,7 @@ def _cmd_compact(a: argparse.Namespace) -> int:
     import logging
 
     from ..compaction import run_daemon, run_once
+    from ..compaction.daemon import DAEMON_COMPACT_SECONDS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     store = _store(a.root)
@@ -414,9 +415,10 @@ def _cmd_compact(a: argparse.Namespace) -> int:
     if a.daemon:
         if a.table:
             raise SampleStoreError("--daemon works on every table of the store; leave out TABLE")
-        run_daemon(store, interval=a.interval, **opts)
+        bound = DAEMON_COMPACT_SECONDS if a.compact_seconds is None else a.compact_seconds or None  # 0: none
+        run_daemon(store, interval=a.interval, compact_seconds=bound, **opts)
         return 0
-    reports = run_once(store, [a.table] if a.table else None, **opts)
+    reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds, **opts)
     if a.json:
         print(_json(reports))
     else:
@@ -867,6 +869,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp = cmd("compact", _cmd_compact, "compact small files, expire snapshots and collect garbage", table="optional")
     cp.add_argument("--daemon", action="store_true", help="run in a loop until SIGTERM")
     cp.add_argument("--interval", type=float, default=60.0, help="seconds between passes (daemon)")
+    cp.add_argument("--compact-seconds", type=float,
+                    help="bound on one table's compaction in one pass: no group of files starts after it, and "
+                         "expiry and GC follow (default: none for one pass; with --daemon 300, 0 for none)")
     cp.add_argument("--target-mb", type=float, default=128.0, help="target file size in MiB")
     cp.add_argument("--sort-by", help="comma-separated cluster key, e.g. user_id,ts")
     cp.add_argument("--retain-last", type=int,
@@ -942,7 +947,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("which", nargs="?", default="all", choices=["all", *PARTS],
                    help="which benchmark to run (default all); train-quality trains the demo's model once per loader "
                         "and seed on drifting data and reports held-out AUC and log-loss; sequence measures 200-id "
-                        "behaviour histories (cross-row encoding, dedup); remote reads over a local S3 server (needs "
+                        "behaviour histories (cross-row encoding, dedup); impute runs the loader with and without "
+                        "mean imputation of dense NaNs; remote reads over a local S3 server (needs "
                         "the test extra)")
     b.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
     b.add_argument("--out", default="bench-out", help="output directory (default bench-out)")

@@ -31,6 +31,8 @@ class CompactionResult:
     table: str
     commits: list[dict[str, Any]] = field(default_factory=list)
     conflicts: int = 0
+    #: True when ``max_seconds`` ran out with groups still to rewrite (the next run goes on).
+    time_limited: bool = False
 
     @property
     def files_in(self) -> int:
@@ -50,7 +52,8 @@ class CompactionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "files_in": self.files_in, "files_out": self.files_out, "bytes_in": self.bytes_in,
-                "bytes_out": self.bytes_out, "conflicts": self.conflicts, "commits": self.commits}
+                "bytes_out": self.bytes_out, "conflicts": self.conflicts, "time_limited": self.time_limited,
+                "commits": self.commits}
 
 
 def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
@@ -121,13 +124,19 @@ def _delete(table: Any, files: Iterable[Any]) -> None:
 
 def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
             partitions: Iterable[Mapping[str, Any]] | None = None, max_attempts: int = 5,
-            row_group_rows: int = TABLE_ROW_GROUP_ROWS, should_stop: Any = None) -> CompactionResult:
+            row_group_rows: int = TABLE_ROW_GROUP_ROWS, should_stop: Any = None,
+            max_seconds: float | None = None) -> CompactionResult:
     """Compact a table: merge small files per partition, drop deleted rows, optionally sort.
 
     Each group is one ``replace`` commit. Appends committed meanwhile are untouched; a group
     that lost a race (its files were replaced, or rows in them deleted, after planning) is
     re-planned and retried, ``max_attempts`` times in all. Passes repeat until no small
     files are left to merge. ``should_stop()`` ends the run between groups (SIGTERM).
+
+    ``max_seconds`` bounds the run: no group is started after that many seconds (a group
+    started is finished and committed), and the result says ``time_limited``. The daemon
+    uses it so that, while writers keep adding small files, a pass still gets to expiry and
+    GC instead of merging for ever.
     """
     if sort_by:
         table.check_columns(sort_by)
@@ -137,6 +146,15 @@ def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, so
     # "small": passes repeat until nothing is left to merge or a pass stops reducing files.
     conflicts_left = max_attempts
     lease = Lease(table.catalog, table.name, 0)  # marks the files being written as in progress
+    if max_seconds is not None:
+        deadline = time.monotonic() + max_seconds
+        stop_requested = should_stop
+
+        def should_stop() -> bool:
+            if stop_requested is not None and stop_requested():
+                return True
+            result.time_limited = time.monotonic() >= deadline
+            return result.time_limited
     try:
         return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,
                         lease)

@@ -43,13 +43,17 @@ def _backoff(interval: float, failures: int, max_backoff: float) -> float:
 
 def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
              sort_by: Sequence[str] | None = None, retain_last: int | None = None, older_than: float | None = None,
-             grace_seconds: float = 3600.0, should_stop: Any = None) -> list[dict[str, Any]]:
+             grace_seconds: float = 3600.0, compact_seconds: float | None = None,
+             should_stop: Any = None) -> list[dict[str, Any]]:
     """One pass over the tables: compact, expire, gc. Returns a report per table.
 
     Expiry follows each table's own retention policy (``table.set_retention``; by default a
     week of snapshots and at least the last), unless ``retain_last`` or ``older_than`` is
     given: explicit values win over every table's policy (see
     :func:`~samplestore.compaction.expire_snapshots`). Tagged snapshots are always kept.
+
+    ``compact_seconds`` bounds each table's compaction (no group starts after it), so that
+    expiry and GC run in every pass even while writers keep adding small files.
     """
     reports = []
     for name in store.tables() if tables is None else tables:
@@ -60,7 +64,7 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
             table = store.table(name)
             props = table.meta().properties
             cols = props.get("compaction.sort_by", sort_by)
-            res = compact(table, target_file_bytes, sort_by=cols, should_stop=should_stop)
+            res = compact(table, target_file_bytes, sort_by=cols, should_stop=should_stop, max_seconds=compact_seconds)
             expired = expire_snapshots(table, older_than=older_than, retain_last=retain_last)
             gc = gc_table(table, grace_seconds)
         except _RECOVERABLE as exc:  # one bad table must not stop the others
@@ -71,15 +75,24 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
             continue
         rep = {**res.to_dict(), "snapshots_expired": len(expired), **{k: v for k, v in gc.items() if k != "table"},
                "seconds": round(time.perf_counter() - t0, 3)}
-        log.info("table %s: %d files -> %d, %d snapshots expired, %d files removed, %.2f s", name, rep["files_in"],
-                 rep["files_out"], rep["snapshots_expired"], rep["files_removed"], rep["seconds"])
+        log.info("table %s: %d files -> %d, %d snapshots expired, %d files removed, %.2f s%s", name, rep["files_in"],
+                 rep["files_out"], rep["snapshots_expired"], rep["files_removed"], rep["seconds"],
+                 " (compaction time limit reached; the next pass goes on)" if res.time_limited else "")
         reports.append(rep)
     return reports
 
 
+#: The daemon's default bound on one table's compaction in one pass (seconds).
+DAEMON_COMPACT_SECONDS = 300.0
+
+
 def run_daemon(store: Store, interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
-               **options: Any) -> int:
+               compact_seconds: float | None = DAEMON_COMPACT_SECONDS, **options: Any) -> int:
     """Run :func:`run_once` every ``interval`` seconds until SIGTERM/SIGINT; returns passes run.
+
+    Each table's compaction in a pass is bounded by ``compact_seconds`` (default five
+    minutes; None for no bound), so snapshots expire and garbage is collected in every pass
+    however fast writers add small files.
 
     A pass that fails as a whole (the catalog cannot list the tables, say) is logged and
     retried after ``interval`` doubled per consecutive failure, at most ``max_backoff``
@@ -102,7 +115,7 @@ def run_daemon(store: Store, interval: float = 60.0, max_passes: int | None = No
             try:
                 now = time.monotonic()
                 names = [n for n in store.tables() if held_back.get(n, (0, 0.0))[1] <= now]
-                for rep in run_once(store, names, should_stop=stop.is_set, **options):
+                for rep in run_once(store, names, should_stop=stop.is_set, compact_seconds=compact_seconds, **options):
                     if "error" in rep:
                         k = held_back.get(rep["table"], (0, 0.0))[0] + 1
                         wait = _backoff(interval, k, max_backoff)

@@ -42,7 +42,7 @@ class ColumnSummary:
     missing: int = 0
     lengths: np.ndarray | None = None
     missing_by_dim: np.ndarray | None = None
-    sum: float | None = None
+    sum_by_dim: np.ndarray | None = None
     histogram: list[tuple[np.ndarray, np.ndarray]] | None = None  # per chunk, merged by extra()
 
     def add(self, s: ChunkStats, nbytes: int) -> None:
@@ -54,8 +54,9 @@ class ColumnSummary:
             self.lengths = _add_hist(self.lengths, s.lengths)
         if s.missing_by_dim is not None:
             self.missing_by_dim = s.missing_by_dim if self.missing_by_dim is None else self.missing_by_dim + s.missing_by_dim
-        if s.sum is not None:
-            self.sum = s.sum + (self.sum or 0.0)
+        if s.sum_by_dim is not None:
+            with np.errstate(invalid="ignore", over="ignore"):  # +inf and -inf sum to NaN: no mean
+                self.sum_by_dim = s.sum_by_dim if self.sum_by_dim is None else self.sum_by_dim + s.sum_by_dim
         if s.histogram is not None:
             self.histogram = [*(self.histogram or ()), s.histogram]
         if s.min is not None:
@@ -63,15 +64,16 @@ class ColumnSummary:
             self.max = s.max if self.max is None else max(self.max, s.max)  # type: ignore[type-var]
 
     def extra(self) -> dict[str, Any]:
-        """Kind-specific figures as JSON-ready values (sparse length histogram, NaNs per slot)."""
+        """Kind-specific figures as JSON-ready values (sparse length histogram, NaNs and sums
+        per slot of a vector)."""
         out: dict[str, Any] = {}
         if self.lengths is not None:
             nz = np.flatnonzero(self.lengths)
             out["lengths"] = [[int(i), int(self.lengths[i])] for i in nz]
         if self.missing_by_dim is not None:
             out["missing_by_dim"] = [int(x) for x in self.missing_by_dim]
-        if self.sum is not None:
-            out["sum"] = self.sum
+        if self.sum_by_dim is not None:
+            out["sum_by_dim"] = [float(x) for x in self.sum_by_dim]
         if self.histogram:
             out["histogram"] = _merged_histogram(self.histogram)
         return out

@@ -258,9 +258,12 @@ def measure(e: Expectation, files: Sequence[DataFile], schema: Schema,
             return None, "no list lengths recorded"
         return float(col["list_length"]["p99"]), ""
     if e.rule == "label_rate":
-        if "mean" not in col:
-            return None, "files written before samplestore kept a label's sum"
-        return float(col["mean"]), ""
+        mean = col.get("mean_by_dim")
+        if not mean:
+            return None, "files written before samplestore recorded a vector's sum_by_dim"
+        if mean[0] is None:
+            return None, "every label value is missing"
+        return float(mean[0]), ""
     raise AssertionError(e.rule)  # parse_expectations admits no other rule
 
 

@@ -106,8 +106,11 @@ class Batch:
     """One training batch.
 
     Attributes:
-        dense: float32 ``[B, D]``: every dense feature, concatenated in schema order.
-        dense_names: the dense feature names with their column ranges in ``dense``.
+        dense: float32 ``[B, D]``: every dense feature, concatenated in schema order, then
+            the 0/1 indicator columns of imputed features (``SampleDataset(impute=...,
+            missing_indicators=True)``, see :mod:`samplestore.torch.impute`).
+        dense_names: the dense feature names with their column ranges in ``dense``
+            (indicators as ``"<name>_missing"``).
         sparse: sparse and sequence features (:class:`SparseFeatures`).
         labels: float32 ``[B, T]`` (one column per label feature, schema order).
         embeddings: float32 ``[B, dim]`` per embedding feature.

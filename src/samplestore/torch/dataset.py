@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow.compute as pc
@@ -23,6 +23,7 @@ from ..table.lease import Lease, lease_is_live
 from ..table.scan import deleted_among
 from . import _gather
 from .batch import Batch, DedupIds, SparseFeatures
+from .impute import plan_imputation
 from .ring import SlotRing
 from .sharding import epoch_rng, plan_worker, rank_batch_sizes, split_windows
 from .window import FeatureLayout, ReaderCache, Window, concat_parts, gather, load_window
@@ -188,6 +189,24 @@ class SampleDataset(IterableDataset):
             (:class:`~samplestore.torch.batch.DedupIds`), instead of in ``batch.sparse``, so a
             trainer looks each embedding row up once per batch. ``batch.full_sparse()`` and
             ``batch.to_kjt()`` still give every feature, equal to a batch without ``dedup``.
+        impute: dense feature name -> how its missing (NaN) values are filled, per
+            dimension: ``"mean"`` (the mean of the dimension's non-missing values in the
+            pinned snapshot, from the catalog's statistics, as ``table_stats`` reports it in
+            ``mean_by_dim``: over the stored rows, deleted rows not yet purged included),
+            ``"zero"``, a number, or ``dim`` numbers. The fills are fixed when the dataset is
+            made (later appends do not move them). Each batch is filled by one kernel pass
+            per imputed feature, no per-row Python (see :mod:`samplestore.torch.impute`).
+        missing_indicators: with ``impute``, add one 0/1 float32 column per dimension of each
+            imputed feature, 1 where the value was missing: at the end of ``batch.dense``,
+            named ``"<name>_missing"`` in ``batch.dense_names`` (``batch.dense_feature(
+            "dense_missing")``). The features' own columns keep their positions; the jagged
+            features and ``batch.to_kjt()`` are unchanged.
+
+    Raises:
+        SchemaError: ``impute`` names a feature that is not a dense feature this dataset
+            delivers, or a strategy that is none of the above (the message names it).
+        CatalogError: ``"mean"`` over a snapshot with files written before samplestore
+            recorded per-dimension sums (the message names the file and what rewrites it).
         include_quarantined: also deliver the rows of open quarantines (files a commit held
             back for breaking an expectation, see ``Table.quarantines``); by default a
             dataset sees only released data. A follower sees a released quarantine's rows in
@@ -200,6 +219,7 @@ class SampleDataset(IterableDataset):
                  world_size: int | None = None, follow: bool = False, poll_seconds: float = 1.0,
                  follow_idle_seconds: float | None = None, lease_seconds: float = 300.0,
                  follow_round_rows: int | None = None, dedup: Sequence[str] = (),
+                 impute: Mapping[str, Any] | None = None, missing_indicators: bool = False,
                  include_quarantined: bool = False) -> None:
         super().__init__()
         if batch_size < 1:
@@ -229,6 +249,11 @@ class SampleDataset(IterableDataset):
         if self.dedup:
             last = [f for f in self.schema if f.name in self._dedup_position]
             self.layout = FeatureLayout.of([f for f in self.schema if f.name not in self._dedup_position] + last)
+        try:  # fills from the pinned snapshot's statistics, while the scan's lease pins it
+            self._impute = plan_imputation(table, self.snapshot_id, self.layout.dense, impute, missing_indicators)
+        except BaseException:
+            scan.close()
+            raise
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = int(seed)
@@ -484,11 +509,12 @@ class SampleDataset(IterableDataset):
                     if win.dropped is not None:  # deleted since the plan: the batch is smaller
                         rows = rows[~win.dropped[rows]]
                     parts.append(gather(win, rows, self.layout, shared=self._in_worker, claim=self._claim,
-                                        dedup_keys=len(self.dedup)))
+                                        dedup_keys=len(self.dedup), impute=self._impute))
                     pos += take
                     need -= take
                 if not parts:
-                    parts.append(gather(win, np.empty(0, np.int64), self.layout, shared=self._in_worker))
+                    parts.append(gather(win, np.empty(0, np.int64), self.layout, shared=self._in_worker,
+                                        impute=self._impute))
                 yield self._to_batch(concat_parts(parts, len(self.layout.sparse)), index_offset + int(index[b]),
                                      follow_round)
         finally:
@@ -547,6 +573,8 @@ class SampleDataset(IterableDataset):
         for f in self.layout.dense:
             names[f.name] = (col, col + f.dim)
             col += f.dim
+        if self._impute is not None:
+            names.update(self._impute.dense_names())
         sparse, dedup = self._split_dedup(a, tensor)
         batch = Batch(
             dense=tensor(a["dense"]),

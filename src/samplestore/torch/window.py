@@ -21,6 +21,7 @@ from ..format import FileReader, RowGroupBytes
 from ..format.columns import ColumnData, default_column
 from ..schema import Feature
 from ..storage import Storage
+from .impute import DenseImputation
 from .kinds import SLOTS, Column, assembler_for
 
 __all__ = ["FeatureLayout", "ReaderCache", "Window", "load_window", "gather", "concat_parts"]
@@ -217,13 +218,16 @@ def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
 
 
 def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = False,
-           claim: Callable[[int], Any] | None = None, dedup_keys: int = 0) -> dict[str, Any]:
+           claim: Callable[[int], Any] | None = None, dedup_keys: int = 0,
+           impute: DenseImputation | None = None) -> dict[str, Any]:
     """Rows ``idx`` of a window as batch arrays (numpy), KeyedJaggedTensor layout for ids.
 
     With ``shared``, every numeric array is a view of one shared-memory buffer: a ring slot
     from ``claim(nbytes)`` where it returns one, else a fresh shared torch storage.
     ``dedup_keys``: the last that many jagged keys will be deduplicated; an int32 ``inverse``
     array as long as their ids is reserved beside them (in the same buffer).
+    ``impute``: fill the dense NaNs it names and write its indicator columns, which widen
+    ``dense`` by ``impute.extra_columns``.
     """
     b = len(idx)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
@@ -235,23 +239,26 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
                 sel = piece == p
                 local[sel] = m[local[sel]]
     dim_total = sum(f.dim for f in layout.dense)
+    width = dim_total + (impute.extra_columns if impute is not None else 0)
     nl, nk = len(layout.labels), len(layout.sparse)
     totals = [_gather.jagged_total_pieces(win.columns[f.name].offsets, piece, local) for f in layout.sparse]
     total = sum(totals)
     extra_src = {f.name: win.columns[f.name] for f in layout.extras if win.columns[f.name].flat.dtype != object}
     n_inverse = sum(totals[nk - dedup_keys:]) if dedup_keys else 0
-    shapes = [((b, dim_total), np.float32), ((b, nl), np.float32), ((total,), np.int64), ((b * nk,), np.int32),
+    shapes = [((b, width), np.float32), ((b, nl), np.float32), ((total,), np.int64), ((b * nk,), np.int32),
               ((n_inverse,), np.int32)]
     shapes += [((total,), np.float32)] if layout.weighted else []
     shapes += [((b, f.dim), np.float32) for f in layout.embeddings]
     shapes += [((b,), c.flat.dtype) for c in extra_src.values()]
     arena = _Arena(sum(_nbytes(s, d) for s, d in shapes) if shared else 0, shared, claim)
-    dense = arena.take((b, dim_total), np.float32)
+    dense = arena.take((b, width), np.float32)
     col = 0
     for f in layout.dense:
         _gather.gather_rows_pieces(win.columns[f.name].pieces, f.dim * 4, piece, local, dense.view(np.uint8).reshape(-1),
-                                   dim_total * 4, col * 4)
+                                   width * 4, col * 4)
         col += f.dim
+    if impute is not None:
+        impute.apply(dense)
     labels = arena.take((b, nl), np.float32)
     for j, f in enumerate(layout.labels):
         _gather.gather_rows_pieces(win.columns[f.name].pieces, 4, piece, local, labels.view(np.uint8).reshape(-1), nl * 4, j * 4)

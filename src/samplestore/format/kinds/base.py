@@ -79,8 +79,9 @@ class ColumnData:
 class ChunkStats:
     """Statistics of one chunk: nulls/values/min/max go to the footer; all are summed into
     the catalog (``missing``: nulls, empty lists or NaNs by kind; ``lengths``: histogram of
-    list lengths; ``missing_by_dim``: NaNs per slot of a dense vector; ``sum``: the sum of a
-    vector's non-NaN values; ``histogram``: (keys, counts) of its values in the fixed bins of
+    list lengths; ``missing_by_dim``: NaNs per slot of a dense vector; ``sum_by_dim``: float64
+    sum of the non-NaN values per slot of a vector, from which the catalog's means come;
+    ``histogram``: (keys, counts) of a dense feature's or label's values in the fixed bins of
     :func:`~samplestore.format.kinds.vector.value_bins`, key = slot * ``HIST_SPAN`` + bin)."""
 
     nulls: int
@@ -90,7 +91,7 @@ class ChunkStats:
     missing: int = 0
     lengths: np.ndarray | None = None
     missing_by_dim: np.ndarray | None = None
-    sum: float | None = None
+    sum_by_dim: np.ndarray | None = None
     histogram: tuple[np.ndarray, np.ndarray] | None = None
 
 

@@ -66,23 +66,17 @@ def value_bins(v: np.ndarray) -> np.ndarray:
     return k
 
 
-def _value_stats(feat: Feature, v: np.ndarray, nan: np.ndarray, dim: int) -> tuple[float | None, tuple | None]:
-    """A label's sum, and the value histogram of a dense feature or label (see value_bins)."""
-    if feat.kind not in ("dense", "label") or not len(v):
-        return None, None
-    total = None
-    if feat.kind == "label":
-        with np.errstate(invalid="ignore", over="ignore"):  # inf and -inf sum to NaN: a fact, not an error
-            total = float(np.nansum(v, dtype=np.float64))
-    if dim > HIST_MAX_DIM:
-        return total, None
+def _value_stats(feat: Feature, v: np.ndarray, nan: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The value histogram (keys, counts) of a dense feature or label (see value_bins)."""
+    if feat.kind not in ("dense", "label") or not len(v) or dim > HIST_MAX_DIM:
+        return None
     keys = value_bins(v).reshape(-1, dim)
     keys += (np.arange(dim, dtype=np.int32) * HIST_SPAN + HIST_MAX_BIN)[None, :]
     keys = keys.reshape(-1)
     keys[nan] = dim * HIST_SPAN  # one extra key, dropped below
     counts = np.bincount(keys, minlength=dim * HIST_SPAN + 1)[:-1]
     nz = np.flatnonzero(counts)
-    return total, (nz, counts[nz])
+    return nz, counts[nz]
 
 
 def _dim(feat: Feature) -> int:
@@ -108,13 +102,16 @@ class VectorKind(KindCodec):
         dim = _dim(feat)
         by_dim = nan.reshape(-1, dim).sum(axis=0) if dim > 1 and n else None
         missing = int(nan.sum())
-        total, hist = _value_stats(feat, v, nan, dim)
+        # Per slot, so the catalog can give per-dimension means without reading the data.
+        with np.errstate(invalid="ignore", over="ignore"):  # +inf and -inf sum to NaN, as they should
+            sums = np.where(nan, np.float32(0), v).reshape(-1, dim).sum(axis=0, dtype=np.float64)
+        hist = _value_stats(feat, v, nan, dim)
         storage = _storage(feat)
         if storage == "float16":
             v = v.astype(np.float16)
         elif storage == "bfloat16":
             v = f32_to_bf16(np.ascontiguousarray(v))
-        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim, total, hist)
+        return [v], ChunkStats(0, n, lo, hi, missing, None, by_dim, sum_by_dim=sums, histogram=hist)
 
     def decode(self, feat: Feature, streams: Streams, n: int) -> ColumnData:
         return ColumnData(streams.values("values", n * _dim(feat)))
