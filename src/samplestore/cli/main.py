@@ -475,7 +475,9 @@ def _cmd_gc(a: argparse.Namespace) -> int:
     for n in names:
         r = store.table(n).gc(a.grace)
         print(f"{n}: removed {r['files_removed']} unreferenced files and {r['leftovers_removed']} leftovers, "
-              f"{r['bytes_freed'] / 1e6:.1f} MB freed")
+              f"{r['bytes_freed'] / 1e6:.1f} MB freed, aborted {r['uploads_aborted']} unfinished uploads")
+        if "uploads_unchecked" in r:
+            print(f"{n}: note: unfinished uploads not checked: {r['uploads_unchecked']}")
     return 0
 
 

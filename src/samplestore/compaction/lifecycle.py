@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 from ..catalog.base import RetentionPolicy
+from ..errors import MissingDependency
 from ..storage import REMOVED, UNSAFE
 from ..table import Table
-from ..table.verify import leftover_files, remove_empty_partition_folders, table_folder_problem
+from ..table.verify import leftover_files, live_writer_leases, remove_empty_partition_folders, table_folder_problem
+from ..table.writer import writer_lease_of
 
 __all__ = ["expire_snapshots", "gc_table"]
 
@@ -54,8 +56,10 @@ def expire_snapshots(table: Table, older_than: float | _dt.timedelta | None = No
 
 def gc_table(table: Table, grace_seconds: float = 3600.0) -> dict[str, Any]:
     """Delete files no retained or leased snapshot references, and leftovers of dead writers
-    (temporary and orphan files older than ``grace_seconds``), then partition folders left
-    empty (never the table's ``data/`` folder). Returns what was removed.
+    (temporary and orphan files older than ``grace_seconds``, and on S3 their unfinished
+    multipart uploads started that long ago), then partition folders left empty (never the
+    table's ``data/`` folder). Returns what was removed (``uploads_aborted`` counts the
+    uploads; where they could not be listed, ``uploads_unchecked`` says why and what to do).
 
     Nothing is deleted when the table's folder is not this catalog's table (see
     :func:`~samplestore.table.verify.table_folder_problem`), and nothing is reached through
@@ -63,7 +67,7 @@ def gc_table(table: Table, grace_seconds: float = 3600.0) -> dict[str, Any]:
     reached that way stays on disk and in the catalog, with a warning each pass.
     """
     report: dict[str, Any] = {"table": table.name, "files_removed": 0, "leftovers_removed": 0, "bytes_freed": 0,
-                              "folders_removed": 0}
+                              "folders_removed": 0, "uploads_aborted": 0}
     problem = table_folder_problem(table)
     if problem is not None:
         log.warning("gc %s: removing nothing: %s", table.name, problem)
@@ -89,11 +93,28 @@ def gc_table(table: Table, grace_seconds: float = 3600.0) -> dict[str, Any]:
         if status == REMOVED:
             freed += size
             leftovers.append(p)
+    uploads = _abort_stale_uploads(table, grace_seconds, report)
     # Folders are checked on every pass, not only those emptied now: one emptied before
     # folders were removed, or whose rmdir lost a race with a writer, goes on a later pass.
     folders = remove_empty_partition_folders(table)
-    if removed or leftovers or folders:
-        log.info("gc %s: removed %d unreferenced files, %d leftovers and %d empty partition folders, %.1f MB freed",
-                 table.name, len(removed), len(leftovers), len(folders), freed / 1e6)
+    if removed or leftovers or folders or uploads:
+        log.info("gc %s: removed %d unreferenced files, %d leftovers and %d empty partition folders, %.1f MB freed; "
+                 "aborted %d unfinished uploads", table.name, len(removed), len(leftovers), len(folders), freed / 1e6,
+                 len(uploads))
     return {**report, "files_removed": len(removed), "leftovers_removed": len(leftovers), "bytes_freed": freed,
-            "folders_removed": len(folders)}
+            "folders_removed": len(folders), "uploads_aborted": len(uploads)}
+
+
+def _abort_stale_uploads(table: Table, grace_seconds: float, report: dict[str, Any]) -> list[str]:
+    """Abort the unfinished uploads of dead writers under the table's data folder (S3: a
+    writer killed mid-upload leaves one, stored and billed but never listed), once older than
+    the grace period; a live writer's are kept. Where the storage cannot list them, says so in
+    ``report`` and the log, and carries on."""
+    live = live_writer_leases(table)
+    try:
+        return table.storage.abort_stale_uploads(
+            table.data_dir, grace_seconds, keep=lambda p: writer_lease_of(p.rsplit("/", 1)[-1]) in live)
+    except (MissingDependency, OSError) as exc:  # the rest of GC stands; the next pass tries again
+        report["uploads_unchecked"] = str(exc)
+        log.warning("gc %s: unfinished uploads of killed writers were not checked: %s", table.name, exc)
+        return []

@@ -7,6 +7,10 @@ written under its final, unique name and the output stream's close completes it 
 do not fsync, so on a local disk this gives atomic visibility across a process crash but not
 durability across a power cut: use :class:`~samplestore.storage.local.LocalStorage` there.
 
+pyarrow can neither list nor abort an S3 multipart upload, which a writer killed mid-upload
+leaves behind (stored and billed, invisible to listings): :meth:`ArrowStorage.abort_stale_uploads`
+does it with boto3 (the ``[s3]`` extra), configured from the ``S3FileSystem``'s own settings.
+
 pyarrow has no "remove this folder if it is empty": ``delete_dir`` removes a folder with
 everything in it, and would take a file a writer made in it a moment before with it. So
 :meth:`ArrowStorage.remove_empty_dirs` removes nothing (object stores have no real folders;
@@ -43,6 +47,60 @@ def _base_fs(fs: pafs.FileSystem) -> pafs.FileSystem:
     while isinstance(fs, pafs.SubTreeFileSystem):
         fs = fs.base_fs
     return fs
+
+
+def _base_path(fs: pafs.FileSystem, path: str) -> str:
+    """``path`` of ``fs`` as a path of :func:`_base_fs` (through any ``SubTreeFileSystem``)."""
+    while isinstance(fs, pafs.SubTreeFileSystem):
+        path = posixpath.join(fs.base_path, path)
+        fs = fs.base_fs
+    return path
+
+
+def _s3_client(fs: pafs.S3FileSystem) -> Any:
+    """A boto3 S3 client reaching what ``fs`` reaches, with its credentials.
+
+    pyarrow shows only ``region`` as a property; its pickling protocol (``__reduce__``) gives
+    the constructor's arguments, whether ``fs`` came from keyword arguments or a URI's query
+    string. Keys left unset there come from boto3's own chain (environment, config files),
+    as they do for pyarrow. Nothing of it is logged.
+    """
+    from ..extras import require_extra
+
+    boto3 = require_extra("boto3", "aborting the unfinished S3 uploads of killed writers", extra="s3",
+                          instead="or let a bucket lifecycle rule AbortIncompleteMultipartUpload do it")
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    opts = fs.__reduce__()[1][0]
+    config: dict[str, Any] = {}
+    endpoint = opts.get("endpoint_override") or None
+    if endpoint is not None:
+        if "://" not in endpoint:
+            endpoint = f"{opts.get('scheme') or 'https'}://{endpoint}"
+        # pyarrow addresses buckets by path on an endpoint of one's own, as boto3 must then.
+        config["s3"] = {"addressing_style": "virtual" if opts.get("force_virtual_addressing") else "path"}
+    for ours, theirs in (("connect_timeout", "connect_timeout"), ("request_timeout", "read_timeout")):
+        if (opts.get(ours) or -1) > 0:
+            config[theirs] = opts[ours]
+    if opts.get("anonymous"):
+        config["signature_version"] = UNSIGNED
+    keys = {name: opts[ours] for ours, name in (("access_key", "aws_access_key_id"),
+                                                ("secret_key", "aws_secret_access_key"),
+                                                ("session_token", "aws_session_token")) if opts.get(ours)}
+    return boto3.client("s3", endpoint_url=endpoint, region_name=opts.get("region") or None,
+                        verify=opts.get("tls_ca_file_path") or None, config=Config(**config), **keys)
+
+
+def _last_part_time(s3: Any, bucket: str, upload: dict[str, Any]) -> float:
+    """When the upload last received a part (seconds since the epoch; 0 with no part): one
+    started long ago may still be at work on a big file."""
+    last = 0.0
+    pages = s3.get_paginator("list_parts").paginate(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in pages:
+        for part in page.get("Parts", []):
+            last = max(last, part["LastModified"].timestamp())
+    return last
 
 
 class _ArrowFile(ReadableFile):
@@ -188,6 +246,38 @@ class ArrowStorage(Storage):
             self.fs.delete_dir(path)
         except OSError:
             pass  # gone already, or not ours to remove: left as it is
+
+    def abort_stale_uploads(self, prefix: str, older_than_seconds: float, *,
+                            keep: Callable[[str], bool] | None = None) -> list[str]:
+        base = _base_fs(self.fs)
+        if base.type_name != "s3":
+            return []  # GCS and ABFS complete or drop an upload on their own; files have no uploads
+        full = _base_path(self.fs, prefix).strip("/")
+        bucket, _, key_prefix = full.partition("/")
+        if not bucket:
+            return []  # not under one bucket: nothing to look at
+        key_prefix = key_prefix + "/" if key_prefix else ""
+        s3 = _s3_client(base)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        cutoff = time.time() - older_than_seconds
+        aborted: list[str] = []
+        try:
+            for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key_prefix):
+                for up in page.get("Uploads", []):
+                    path = posixpath.join(prefix, up["Key"][len(key_prefix):])  # in this storage's namespace
+                    if up["Initiated"].timestamp() >= cutoff or (keep is not None and keep(path)) \
+                            or _last_part_time(s3, bucket, up) >= cutoff:
+                        continue
+                    try:
+                        s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+                    except s3.exceptions.NoSuchUpload:
+                        continue  # completed or aborted meanwhile
+                    aborted.append(path)
+        except (BotoCoreError, ClientError) as exc:  # pyarrow's errors are OSErrors: so are these
+            raise OSError(f"listing or aborting the unfinished uploads under s3://{bucket}/{key_prefix} failed "
+                          f"after {len(aborted)} aborted: {exc}") from exc
+        return aborted
 
     # -- folders ----------------------------------------------------------------------------
     def make_dirs(self, path: str) -> None:

@@ -33,12 +33,17 @@ A file is written through a :class:`PendingFile` from :meth:`Storage.open_write`
 - **Where there is no atomic rename** (object stores: S3, GCS, ABFS) the bytes go straight to
   the final name, which a writer makes unique (data file names carry a timestamp, the writer's
   lease id and a random part); publish closes the output stream, which completes the object
-  (on S3, completes the multipart upload). A crashed writer can leave a partial object at the
-  final name. Nothing reads it, because a data file becomes visible to readers only through
-  the catalog commit that references it, made after publish returned; GC removes such an
-  unreferenced file as it removes any orphan, once its writer's lease has lapsed and the grace
-  period has passed. A small file written with :meth:`Storage.write_bytes` (a table marker) is
-  one request and so is either there whole or not at all.
+  (on S3, completes the multipart upload). A writer killed before publish leaves no object at
+  the final name but, on S3, an unfinished multipart upload: its parts are stored (and billed)
+  yet no listing shows them. :meth:`Storage.abort_stale_uploads` finds and aborts such uploads,
+  and GC calls it, respecting its grace period and live writers' leases like for any leftover.
+  A writer killed between publish and its commit leaves a complete object no commit
+  references: nothing reads it (a data file becomes visible to readers only through the
+  catalog commit that references it) and GC removes it as it removes any orphan, once its
+  writer's lease has lapsed and the grace period has passed. (:meth:`PendingFile.abort` in a
+  living process completes the upload and deletes the object: pyarrow cannot abort one.) A
+  small file written with :meth:`Storage.write_bytes` (a table marker) is one request and so
+  is either there whole or not at all.
 
 Symbolic links: :class:`~samplestore.storage.local.LocalStorage` never follows a link when it
 lists, removes a file under a folder (:meth:`Storage.delete_under`) or removes folders
@@ -334,6 +339,27 @@ class Storage(ABC):
         """Make the folder ``path`` and its missing parents (durably, where the backend can:
         a file published in it must not vanish with its folder's entry after a power cut).
         A no-op where it exists; on object stores folders are implicit."""
+
+    def abort_stale_uploads(self, prefix: str, older_than_seconds: float, *,
+                            keep: Callable[[str], bool] | None = None) -> list[str]:
+        """Abort the unfinished uploads (S3 multipart uploads a killed writer left) of files
+        under the folder ``prefix`` that were started, and last received a part, more than
+        ``older_than_seconds`` ago.
+
+        Args:
+            keep: called with an upload's path; where it returns True the upload is left (a
+                live writer's work in progress).
+
+        Returns:
+            The paths whose uploads were aborted. Backends without resumable uploads have
+            none: by default nothing is done and ``[]`` returned.
+
+        Raises:
+            MissingDependency: the backend needs a client library that is not installed to
+                list its uploads (S3: boto3, ``pip install 'samplestore[s3]'``).
+            OSError: the object store refused or failed a request.
+        """
+        return []
 
     @abstractmethod
     def remove_empty_dirs(self, base: str, rel: str = "", *,

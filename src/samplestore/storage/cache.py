@@ -191,6 +191,10 @@ class CachedStorage(Storage):
     def delete_tree(self, path: str) -> None:
         self.inner.delete_tree(path)
 
+    def abort_stale_uploads(self, prefix: str, older_than_seconds: float, *,
+                            keep: Callable[[str], bool] | None = None) -> list[str]:
+        return self.inner.abort_stale_uploads(prefix, older_than_seconds, keep=keep)
+
     def make_dirs(self, path: str) -> None:
         self.inner.make_dirs(path)
 

@@ -77,6 +77,14 @@ def table_folder_problem(table: Any) -> str | None:
     return None
 
 
+def live_writer_leases(table: Any) -> set[str]:
+    """The ids of the table's writer leases that are live (their files are work in progress);
+    a lease of a dead process of this host is not, even before it lapses."""
+    from .lease import owner_is_dead
+
+    return {lease for lease, _snap, _exp, owner in table.catalog.live_leases(table.name) if not owner_is_dead(owner)}
+
+
 def leftover_files(table: Any) -> tuple[list[str], list[str]]:
     """(temporary files, orphan .ssf files) under the table's folder, as paths in the table's
     storage (absolute on the local disk).
@@ -87,7 +95,6 @@ def leftover_files(table: Any) -> tuple[list[str], list[str]]:
     :func:`table_folder_problem`), nor files last written before the table was created,
     nor anything behind a symbolic link.
     """
-    from .lease import owner_is_dead
     from .writer import writer_lease_of
 
     problem = table_folder_problem(table)
@@ -96,7 +103,7 @@ def leftover_files(table: Any) -> tuple[list[str], list[str]]:
         return [], []
     created_at = table.meta().created_at
     known = {os.path.normpath(os.path.join(table.dir, p)) for _, p, _ in table.catalog.all_file_paths(table.name)}
-    live = {lease for lease, _snap, _exp, owner in table.catalog.live_leases(table.name) if not owner_is_dead(owner)}
+    live = live_writer_leases(table)
     temps, orphans = [], []
     for entry in table.storage.list_files(table.data_dir):
         n = os.path.basename(entry.path)
