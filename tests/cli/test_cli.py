@@ -185,3 +185,44 @@ def test_the_cli_takes_s3_uris(tmp_path, capsys, monkeypatch, s3_server):
     assert code == 0, err
     assert json.loads(out)["rows"] == 300
     assert not os.path.exists("s3:")
+
+
+def test_ingest_reads_and_export_writes_uris(tmp_path, capsys, monkeypatch, s3_server):
+    """FILES and OUT take URIs as ROOT does: sources on S3 (Parquet, a Criteo TSV), an export
+    to an object and into a "folder" of objects, and a failed export leaves nothing there."""
+    fs, bucket = s3_server.filesystem(), s3_server.new_bucket()
+    q = f"?endpoint_override={s3_server.endpoint}&scheme=http&region=us-east-1"
+    with fs.open_output_stream(f"{bucket}/in/a.parquet") as f:
+        pq.write_table(datagen.criteo_like(300, seed=0), f)
+    datagen.write_criteo_tsv(str(tmp_path / "day.tsv"), 200, seed=1)
+    with fs.open_output_stream(f"{bucket}/in/day") as f:
+        f.write((tmp_path / "day.tsv").read_bytes())
+    root = tmp_path / "store"
+    code, out, err = run(capsys, "ingest", root, "p", f"s3://{bucket}/in/a.parquet{q}", "--create", "--quiet")
+    assert code == 0 and "300 rows" in out, err
+    code, out, err = run(capsys, "ingest", root, "c", f"s3://{bucket}/in/day{q}", "--format", "criteo", "--create",
+                         "--quiet")
+    assert code == 0 and "200 rows" in out, err
+    code, out, err = run(capsys, "ingest", root, "p", f"s3://{bucket}/in/none.parquet{q}")
+    assert code == 2 and "does not exist" in err
+
+    def objects():
+        return sorted(i.path for i in fs.get_file_info(pa.fs.FileSelector(f"{bucket}/out", allow_not_found=True)))
+
+    code, out, err = run(capsys, "export", root, "p", f"s3://{bucket}/out/p.parquet{q}", "--quiet")
+    assert code == 0 and f"s3://{bucket}/out/p.parquet" in out, err
+    assert run(capsys, "export", root, "p", tmp_path / "p.parquet", "--quiet")[0] == 0
+    assert pq.read_table(fs.open_input_file(f"{bucket}/out/p.parquet")).equals(pq.read_table(tmp_path / "p.parquet"))
+    code, out, err = run(capsys, "export", root, "c", f"s3://{bucket}/out{q}", "--quiet")  # a "folder" there
+    assert code == 0, err
+    assert pq.read_table(fs.open_input_file(f"{bucket}/out/c.parquet")).num_rows == 200
+    assert objects() == [f"{bucket}/out/c.parquet", f"{bucket}/out/p.parquet"]
+
+    def broken(self, batch, *args, **kw):
+        raise OSError("the network went away mid-export")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", broken)
+    code, out, err = run(capsys, "export", root, "p", f"s3://{bucket}/out/again.parquet{q}", "--quiet")
+    assert code != 0 and "went away" in err
+    assert objects() == [f"{bucket}/out/c.parquet", f"{bucket}/out/p.parquet"]  # no half file, no temporary
+    assert not os.path.exists("s3:")

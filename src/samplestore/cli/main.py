@@ -22,7 +22,7 @@ from typing import Any, NoReturn, Sequence
 from .. import __version__
 from ..errors import SampleStoreError
 from ..extras import require_extra
-from ..storage import LocalStorage
+from ..storage import LocalStorage, input_size, is_remote_uri, open_output, redact
 
 __all__ = ["main", "build_parser"]
 
@@ -88,9 +88,10 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     if shape and not a.create:
         raise SampleStoreError(f"{', '.join(shape)}: these options describe the table that --create "
                                f"makes; add --create, or leave them out to ingest into an existing table")
-    for p in a.files:
-        if not os.path.exists(p):
-            raise SampleStoreError(f"input file {p!r} does not exist")
+    sizes = [input_size(p) for p in a.files]  # a local path or a URI (s3://bucket/key?endpoint_override=...)
+    for p, size in zip(a.files, sizes):
+        if size is None:
+            raise SampleStoreError(f"input file {redact(p)!r} does not exist")
     store = _store(a.root, create=a.create)
     created = False
     try:
@@ -109,7 +110,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
             created = True
         except TableExists:  # another process made it meanwhile: ingest into theirs
             table = store.table(a.table)
-    total = sum(os.path.getsize(p) for p in a.files)
+    total = sum(sizes)  # type: ignore[arg-type]  # none is None (checked above)
     bar = Progress(f"ingest {a.table}", total=total, unit=" MB", scale=1e6, enabled=not a.quiet)
     rows = [0]
 
@@ -353,16 +354,21 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from ..progress import Progress
 
     t = _store(a.root).table(a.table)
-    out = _export_path(a.out, a.table)
+    remote = is_remote_uri(a.out)
+    out = "" if remote else _export_path(a.out, a.table)
     scan = t.scan(columns=a.columns.split(",") if a.columns else None, snapshot=a.snapshot)
     bar = Progress(f"export {a.table}", total=scan.plan().num_rows, unit=" rows", enabled=not a.quiet)
-    # OUT is the user's file on the local disk, not a store path, but it is published like a
-    # data file: written under a temporary name of its own in the same folder and renamed over
-    # OUT only once complete, so OUT is never a partial file and two exports to one folder do
-    # not collide. Any failure, Ctrl-C included, leaves the block unpublished: the temporary
-    # file is removed.
+    if remote:  # an object, or one in the folder the URI names, on the file system it names
+        pending, out = open_output(a.out, f"{a.table}.parquet")
+        out = redact(out)
+    else:
+        pending = LocalStorage().open_write(os.path.abspath(out))
+    # OUT is the user's file, not a store path, but it is published like a data file: written
+    # under a temporary name of its own in the same folder and moved onto OUT only once
+    # complete, so OUT is never a partial file and two exports to one folder do not collide.
+    # Any failure, Ctrl-C included, leaves the block unpublished: the temporary file is removed.
     n = 0
-    with LocalStorage().open_write(os.path.abspath(out)) as f:
+    with pending as f:
         with pq.ParquetWriter(f, scan.out_schema.to_arrow(), compression="zstd") as w:
             for batch in scan.to_batches():
                 w.write_batch(batch)
@@ -794,7 +800,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def cmd(name: str, fn: Any, help: str, table: str | None = "required") -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("root", help="the store's root directory")
+        sp.add_argument("root", help="the store's root: a directory or a URI (s3://bucket/prefix"
+                                     "[?endpoint_override=host:port&scheme=http], gs://, abfs://, hdfs://)")
         sp.add_argument("--catalog", metavar="URI",
                         help="the store's catalog, if not the SQLite file in ROOT: postgresql://user@host:port/db"
                              "[?schema=NAME] for one many hosts share (default: $SAMPLESTORE_CATALOG; give the "
@@ -817,7 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--criteo", action="store_true", help="use the Criteo click-log schema")
     c.add_argument("--partition-by", nargs="*", help="scalar columns to partition by")
     i = cmd("ingest", _cmd_ingest, "ingest Parquet, CSV/TSV or Criteo TSV files as one commit")
-    i.add_argument("files", nargs="+", help="input files, all of one schema")
+    i.add_argument("files", nargs="+", metavar="FILES",
+                   help="input files, all of one schema: local paths or URIs as for ROOT (s3://bucket/day.parquet...)")
     i.add_argument("--format", choices=["parquet", "csv", "tsv", "criteo"],
                    help="default: from the file name (.parquet/.pq, .csv, .tsv/.txt), else Parquet if the file is one")
     i.add_argument("--create", action="store_true",
@@ -857,8 +865,9 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("--json", action="store_true", help=JSON_HELP)
     e = cmd("export", _cmd_export, "export a table (snapshot) to a Parquet file")
     e.add_argument("out", metavar="OUT",
-                   help="the Parquet file to write, or an existing folder to write TABLE.parquet in; written under "
-                        "a temporary name and renamed when complete")
+                   help="the Parquet file to write, or an existing folder to write TABLE.parquet in: a local path "
+                        "or a URI as for ROOT (a URI ending in / is a folder); written under a temporary name and "
+                        "moved onto OUT when complete")
     e.add_argument("--columns", help="comma-separated column names (default: all)")
     snapshot_option(e)
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -3,7 +3,8 @@
 :class:`Storage` (``base.py``) is the interface; :class:`LocalStorage` (``local.py``) the
 default, the local file system; :class:`ArrowStorage` (``arrow.py``) any
 ``pyarrow.fs.FileSystem``; :class:`CachedStorage` (``cache.py``) a size-bounded local cache of
-the ranges read from another. :func:`storage_for` picks one for a store location.
+the ranges read from another. :func:`storage_for` picks one for a store location. ``external.py`` opens files outside
+any store (ingest sources, export outputs) named by a local path or a URI alike.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from .arrow import ArrowStorage
 from .cache import CachedStorage
 from .base import MISSING, REMOVED, UNSAFE, YOUNG, FileEntry, IOStats, PendingFile, ReadableFile, Storage
 from .local import LocalStorage
+from .external import input_size, location_path, open_input, open_output
 
 __all__ = ["Storage", "ReadableFile", "PendingFile", "FileEntry", "IOStats", "LocalStorage", "ArrowStorage", "CachedStorage",
-           "storage_for", "is_remote_uri", "redact", "REMOVED", "MISSING", "YOUNG", "UNSAFE"]
+           "storage_for", "is_remote_uri", "redact", "REMOVED", "MISSING", "YOUNG", "UNSAFE",
+           "open_input", "input_size", "open_output", "location_path"]
 
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # user:secret@ in a URI (pyarrow accepts s3://KEY:SECRET@bucket/...): never shown in a message.

@@ -9,6 +9,9 @@ A new table's schema can be inferred from a Parquet or CSV/TSV file's columns
 (:func:`infer_schema`, after :meth:`Schema.infer`), as ``samplestore ingest --create`` does. A
 file whose format is neither named nor recognised (by its extension or Parquet's magic bytes)
 is refused with an error saying to name it, never read as the wrong format.
+
+A source is a local path or a URI, as a store root is (``s3://bucket/day.parquet?endpoint_override=...``):
+it is opened through :func:`samplestore.storage.open_input`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pyarrow.parquet as pq
 
 from ..errors import SchemaError
 from ..schema import Dense, Label, Scalar, Schema, Sparse
+from ..storage import location_path, open_input
 from .writer import StreamingWriter
 
 __all__ = ["criteo_tsv_schema", "read_criteo_tsv", "read_csv", "read_parquet", "ingest", "hex_to_int64",
@@ -48,10 +52,10 @@ def criteo_tsv_schema() -> Schema:
 
 
 class _CountingFile(io.RawIOBase):
-    """A read-only file that counts the bytes read (for progress)."""
+    """A read-only file (a local path or a URI) that counts the bytes read (for progress)."""
 
     def __init__(self, path: str, on_bytes: Callable[[int], None] | None) -> None:
-        self._f = open(path, "rb")
+        self._f = open_input(path)
         self._on = on_bytes
 
     def readable(self) -> bool:
@@ -177,16 +181,17 @@ def read_parquet(path: str, batch_rows: int = 65_536, on_bytes: Callable[[int], 
     Raises:
         SchemaError: the file is not Parquet or is damaged (named, with what to do).
     """
-    try:
-        pf = pq.ParquetFile(path)
-        total = max(1, pf.metadata.num_rows)
-        size = os.path.getsize(path)
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            if on_bytes:
-                on_bytes(int(size * batch.num_rows / total))
-            yield batch
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise _not_parquet(path, exc) from exc
+    with open_input(path) as source:
+        try:
+            pf = pq.ParquetFile(source)
+            total = max(1, pf.metadata.num_rows)
+            size = source.size()
+            for batch in pf.iter_batches(batch_size=batch_rows):
+                if on_bytes:
+                    on_bytes(int(size * batch.num_rows / total))
+                yield batch
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise _not_parquet(path, exc) from exc
 
 
 def source_batches(path: str, fmt: str, schema: Schema, on_bytes: Callable[[int], None] | None = None) -> Iterator[Any]:
@@ -211,10 +216,10 @@ def guess_format(path: str) -> str:
     Raises:
         SchemaError: the name has no known extension and the file is not Parquet.
     """
-    fmt = _EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    fmt = _EXTENSIONS.get(os.path.splitext(location_path(path))[1].lower())
     if fmt is not None:
         return fmt
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         head = f.read(len(_PARQUET_MAGIC))
     if head == _PARQUET_MAGIC:
         return "parquet"
@@ -235,7 +240,8 @@ def source_arrow_schema(path: str, fmt: str | None = None) -> pa.Schema:
     fmt = fmt or guess_format(path)
     if fmt == "parquet":
         try:
-            return pq.read_schema(path)
+            with open_input(path) as source:
+                return pq.read_schema(source)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise _not_parquet(path, exc) from exc
     if fmt in ("csv", "tsv"):
