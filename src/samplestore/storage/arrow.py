@@ -251,7 +251,7 @@ class ArrowStorage(Storage):
                             keep: Callable[[str], bool] | None = None) -> list[str]:
         base = _base_fs(self.fs)
         if base.type_name != "s3":
-            return []  # GCS and ABFS complete or drop an upload on their own; files have no uploads
+            return []  # file systems have no uploads; GCS and ABFS let unfinished ones expire (after a week)
         full = _base_path(self.fs, prefix).strip("/")
         bucket, _, key_prefix = full.partition("/")
         if not bucket:
