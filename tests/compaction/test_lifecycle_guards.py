@@ -209,6 +209,26 @@ def test_daemon_backs_off_when_a_whole_pass_fails(store, monkeypatch, caplog):
     assert caplog.text.count("pass failed") == 2 and "database is locked" in caplog.text
 
 
+def test_daemon_started_while_the_catalog_is_unreachable_waits_for_it(store, monkeypatch, caplog):
+    t = store.create_table("t", SCHEMA)
+    for k in range(3):
+        t.append(_rows(k * 10, 10))
+    tries = []
+
+    def open_store():
+        tries.append(1)
+        if len(tries) <= 2:
+            raise ss.CatalogError("catalog 'postgresql://h/db': unreachable (connection refused)")
+        return ss.open_store(store.root)
+
+    waits = _record_daemon_waits(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="samplestore.daemon"):
+        assert daemon.run_daemon(open_store, interval=5, max_passes=3) == 3
+    assert len(tries) == 3 and waits == [5, 10]  # backed off, then opened once and kept
+    assert caplog.text.count("unreachable") == 2 and "opened Store(" in caplog.text
+    assert len(t.files()) == 1 and t.count() == 30  # the pass after the open compacted
+
+
 def test_daemon_back_off_is_capped(store, monkeypatch):
     def broken():
         raise OSError(5, "Input/output error")

@@ -409,15 +409,16 @@ def _cmd_compact(a: argparse.Namespace) -> int:
     from ..compaction.daemon import DAEMON_COMPACT_SECONDS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    store = _store(a.root)
     opts = dict(target_file_bytes=int(a.target_mb * (1 << 20)), sort_by=a.sort_by.split(",") if a.sort_by else None,
                 retain_last=a.retain_last, older_than=a.older_than, grace_seconds=a.grace)
     if a.daemon:
         if a.table:
             raise SampleStoreError("--daemon works on every table of the store; leave out TABLE")
         bound = DAEMON_COMPACT_SECONDS if a.compact_seconds is None else a.compact_seconds or None  # 0: no bound
-        run_daemon(store, interval=a.interval, compact_seconds=bound, **opts)
+        # Opened in the daemon's loop: started while the catalog is down, it waits for it.
+        run_daemon(lambda: _store(a.root), interval=a.interval, compact_seconds=bound, **opts)
         return 0
+    store = _store(a.root)
     reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds or None, **opts)
     if a.json:
         print(_json(reports))
