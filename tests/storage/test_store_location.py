@@ -31,12 +31,14 @@ def test_a_mistyped_local_root_with_a_catalog_apart_refuses_writes(tmp_path):
         not os.listdir(tmp_path / "sampels" / "tables" / "t" / "data")
 
 
+@pytest.mark.slow  # starts the S3 and PostgreSQL servers
 def test_a_mistyped_s3_prefix_with_a_shared_catalog_refuses_writes(tmp_path, s3_uri, pg_server):
     uri, options = s3_uri
     _mistyped_root_refuses_writes(uri, uri.replace("/samples", "/sampels"), catalog=pg_server.uri(),
                                   storage_options=options)
 
 
+@pytest.mark.slow  # starts the S3 server
 def test_a_table_whose_folder_cannot_be_written_is_not_created(tmp_path, s3_server):
     options = s3_server.options
     store = ss.open_store("s3://no-such-bucket/samples", create=True, catalog=tmp_path / "catalog",
