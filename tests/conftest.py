@@ -55,6 +55,7 @@ def s3_uri(s3_server):
 #: Parameters whose values name a server-backed variant (tests/s3server.py, tests/pg.py).
 _SERVER_VARIANTS = {"s3", "postgres"}
 _SERVER_MODULES = {"test_s3.py", "test_postgres_catalog.py"}
+_SERVER_FIXTURES = {"s3_server", "s3_uri", "pg_server"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
@@ -69,7 +70,8 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         # The S3 and PostgreSQL variants start servers and take a few seconds each: `make test`
         # runs them, the quick loop (`make test-fast`, -m "not slow") leaves them out.
-        if item.path.name in _SERVER_MODULES or _SERVER_VARIANTS & {v for v in params.values() if isinstance(v, str)}:
+        if (item.path.name in _SERVER_MODULES or _SERVER_VARIANTS & {v for v in params.values() if isinstance(v, str)}
+                or _SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.slow)
         storage = params.get("store", params.get("table"))
         if storage == "s3" and params.get("catalog_backend") == "sqlite":

@@ -209,6 +209,26 @@ def test_daemon_backs_off_when_a_whole_pass_fails(store, monkeypatch, caplog):
     assert caplog.text.count("pass failed") == 2 and "database is locked" in caplog.text
 
 
+def test_daemon_started_while_the_catalog_is_unreachable_waits_for_it(store, monkeypatch, caplog):
+    t = store.create_table("t", SCHEMA)
+    for k in range(3):
+        t.append(_rows(k * 10, 10))
+    tries = []
+
+    def open_store():
+        tries.append(1)
+        if len(tries) <= 2:
+            raise ss.CatalogError("catalog 'postgresql://h/db': unreachable (connection refused)")
+        return ss.open_store(store.root)
+
+    waits = _record_daemon_waits(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="samplestore.daemon"):
+        assert daemon.run_daemon(open_store, interval=5, max_passes=3) == 3
+    assert len(tries) == 3 and waits == [5, 10]  # backed off, then opened once and kept
+    assert caplog.text.count("unreachable") == 2 and "opened Store(" in caplog.text
+    assert len(t.files()) == 1 and t.count() == 30  # the pass after the open compacted
+
+
 def test_daemon_back_off_is_capped(store, monkeypatch):
     def broken():
         raise OSError(5, "Input/output error")
@@ -296,11 +316,30 @@ def test_compaction_time_limit_stops_between_groups_and_the_pass_still_expires_a
     assert len(t.files()) == 2 + 2 * 2 and t.count() == 80
 
     snaps_before = len(t.snapshots())
+    # A bound already spent: the pass still commits its first group (every pass makes
+    # progress), starts no other, and goes on to expiry and GC.
     reports = daemon.run_once(store, compact_seconds=0.0, retain_last=1, grace_seconds=0)
-    assert reports[0]["time_limited"] and reports[0]["files_in"] == 0  # no group started
-    assert reports[0]["snapshots_expired"] == snaps_before - 1 and len(t.snapshots()) == 1
-    assert reports[0]["files_removed"] == 4  # the replaced small files, collected in the same pass
+    assert reports[0]["time_limited"] and len(reports[0]["commits"]) == 1 and reports[0]["files_in"] == 2
+    assert reports[0]["snapshots_expired"] == snaps_before and len(t.snapshots()) == 1  # its commit added one
+    assert reports[0]["files_removed"] == 4 + 2  # the replaced small files, collected in the same pass
     assert t.count() == 80
 
     unbounded = compactor.compact(t)
     assert not unbounded.time_limited and len(t.files()) == 4 and t.count() == 80
+    with pytest.raises(ValueError, match="max_seconds must be >= 0"):
+        compactor.compact(t, max_seconds=-1)
+
+
+def test_cli_compact_seconds_is_a_duration_and_zero_means_no_bound(store, capsys):
+    from samplestore.cli.main import main
+
+    t = store.create_table("t", SCHEMA, partition_by=["ds"])
+    for day in "ab":
+        t.append(_rows(0, 10, ds=day))
+        t.append(_rows(10, 10, ds=day))
+    assert main(["compact", store.root, "t", "--compact-seconds", "-5"]) == 2
+    assert "expected a duration" in capsys.readouterr().err
+    assert main(["compact", store.root, "t", "--compact-seconds", "0", "--grace", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "4 files" in out and "2 commits" in out and "bound" not in out
+    assert len(t.files()) == 2 and t.count() == 40

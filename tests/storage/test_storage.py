@@ -366,3 +366,19 @@ def test_storage_for(tmp_path):
     with pytest.raises(ss.CatalogError, match="pass catalog="):
         ss.open_store("s3://bucket/samples", create=True)
     assert not os.path.exists("s3:")
+
+
+@pytest.mark.slow
+class TestArrowStorageOnS3(StorageConformance):
+    """The same behaviour on a real S3-API server (moto, tests/s3server.py), through the
+    storage a store on ``s3://`` gets (no rename: the final name, completed on close; no
+    folders: a key's prefix exists while a key under it does)."""
+
+    has_folders = False
+    removes_empty_dirs = False
+
+    @pytest.fixture
+    def storage(self, s3_server):
+        from samplestore.storage import storage_for
+
+        return storage_for(f"s3://{s3_server.new_bucket()}/store", s3_server.options)

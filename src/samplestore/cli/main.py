@@ -415,16 +415,17 @@ def _cmd_compact(a: argparse.Namespace) -> int:
     from ..compaction.daemon import DAEMON_COMPACT_SECONDS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    store = _store(a.root)
     opts = dict(target_file_bytes=int(a.target_mb * (1 << 20)), sort_by=a.sort_by.split(",") if a.sort_by else None,
                 retain_last=a.retain_last, older_than=a.older_than, grace_seconds=a.grace)
     if a.daemon:
         if a.table:
             raise SampleStoreError("--daemon works on every table of the store; leave out TABLE")
-        bound = DAEMON_COMPACT_SECONDS if a.compact_seconds is None else a.compact_seconds or None  # 0: none
-        run_daemon(store, interval=a.interval, compact_seconds=bound, **opts)
+        bound = DAEMON_COMPACT_SECONDS if a.compact_seconds is None else a.compact_seconds or None  # 0: no bound
+        # Opened in the daemon's loop: started while the catalog is down, it waits for it.
+        run_daemon(lambda: _store(a.root), interval=a.interval, compact_seconds=bound, **opts)
         return 0
-    reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds, **opts)
+    store = _store(a.root)
+    reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds or None, **opts)
     if a.json:
         print(_json(reports))
     else:
@@ -434,7 +435,8 @@ def _cmd_compact(a: argparse.Namespace) -> int:
                 continue
             print(f"{r['table']}: {r['files_in']} files ({r['bytes_in'] / 1e6:.1f} MB) -> {r['files_out']} files "
                   f"({r['bytes_out'] / 1e6:.1f} MB) in {len(r['commits'])} commits; {r['snapshots_expired']} snapshots "
-                  f"expired; {r['files_removed']} files and {r['leftovers_removed']} leftovers removed")
+                  f"expired; {r['files_removed']} files and {r['leftovers_removed']} leftovers removed"
+                  + ("; stopped at the --compact-seconds bound (run again to go on)" if r.get("time_limited") else ""))
     return 1 if any("error" in r for r in reports) else 0
 
 
@@ -880,9 +882,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp = cmd("compact", _cmd_compact, "compact small files, expire snapshots and collect garbage", table="optional")
     cp.add_argument("--daemon", action="store_true", help="run in a loop until SIGTERM")
     cp.add_argument("--interval", type=float, default=60.0, help="seconds between passes (daemon)")
-    cp.add_argument("--compact-seconds", type=float,
-                    help="bound on one table's compaction in one pass: no group of files starts after it, and "
-                         "expiry and GC follow (default: none for one pass; with --daemon 300, 0 for none)")
+    cp.add_argument("--compact-seconds", type=_duration,
+                    help="time bound on compacting one table in one pass (10m, 300 or seconds): no group of files "
+                         "starts after it but the first, then expiry and GC follow; 0 for no bound (default: no "
+                         "bound for one pass, 5m with --daemon)")
     cp.add_argument("--target-mb", type=float, default=128.0, help="target file size in MiB")
     cp.add_argument("--sort-by", help="comma-separated cluster key, e.g. user_id,ts")
     cp.add_argument("--retain-last", type=int,

@@ -134,10 +134,13 @@ def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, so
     files are left to merge. ``should_stop()`` ends the run between groups (SIGTERM).
 
     ``max_seconds`` bounds the run: no group is started after that many seconds (a group
-    started is finished and committed), and the result says ``time_limited``. The daemon
-    uses it so that, while writers keep adding small files, a pass still gets to expiry and
-    GC instead of merging for ever.
+    started is finished and committed), except the first, so that every run makes progress
+    however long planning took; the result says ``time_limited``. The daemon uses it so
+    that, while writers keep adding small files, a pass still gets to expiry and GC instead
+    of merging for ever.
     """
+    if max_seconds is not None and max_seconds < 0:
+        raise ValueError(f"max_seconds must be >= 0 (or None for no bound), got {max_seconds!r}")
     if sort_by:
         table.check_columns(sort_by)
     result = CompactionResult(table.name)
@@ -153,7 +156,8 @@ def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, so
         def should_stop() -> bool:
             if stop_requested is not None and stop_requested():
                 return True
-            result.time_limited = time.monotonic() >= deadline
+            tried = bool(result.commits) or result.conflicts > 0  # the first group always runs
+            result.time_limited = tried and time.monotonic() >= deadline
             return result.time_limited
     try:
         return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,

@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import SampleStoreError
 from ..table import Store
@@ -86,13 +86,17 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
 DAEMON_COMPACT_SECONDS = 300.0
 
 
-def run_daemon(store: Store, interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
+def run_daemon(store: Store | Callable[[], Store], interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
                compact_seconds: float | None = DAEMON_COMPACT_SECONDS, **options: Any) -> int:
     """Run :func:`run_once` every ``interval`` seconds until SIGTERM/SIGINT; returns passes run.
 
     Each table's compaction in a pass is bounded by ``compact_seconds`` (default five
     minutes; None for no bound), so snapshots expire and garbage is collected in every pass
     however fast writers add small files.
+
+    ``store`` may be a function that opens the store: the daemon then opens it in its loop,
+    so that one started while the catalog is unreachable waits and retries (with the same
+    back-off as a failed pass) instead of exiting.
 
     A pass that fails as a whole (the catalog cannot list the tables, say) is logged and
     retried after ``interval`` doubled per consecutive failure, at most ``max_backoff``
@@ -109,10 +113,15 @@ def run_daemon(store: Store, interval: float = 60.0, max_passes: int | None = No
     passes = 0
     failures = 0  # consecutive passes that failed as a whole
     held_back: dict[str, tuple[int, float]] = {}  # table -> (consecutive failures, not before)
+    opener = None if isinstance(store, Store) else store
     try:
         while not stop.is_set():
             delay = interval
             try:
+                if opener is not None:
+                    store = opener()
+                    opener = None
+                    log.info("opened %r", store)
                 now = time.monotonic()
                 names = [n for n in store.tables() if held_back.get(n, (0, 0.0))[1] <= now]
                 for rep in run_once(store, names, should_stop=stop.is_set, compact_seconds=compact_seconds, **options):

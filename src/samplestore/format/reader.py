@@ -99,6 +99,8 @@ class FileReader:
         storage = storage or LocalStorage()
         self._footer_hint = min(int(footer_hint), MAX_HINT_BYTES) if footer_hint and storage.remote else 0
         self._gap = max(0, int(storage.coalesce_gap))
+        overread = getattr(storage, "coalesce_overread", None)
+        self._overread = None if overread is None else max(0.0, float(overread))
         self._remote = bool(storage.remote)
         self._header_checked = False
         self._file = storage.open_read(self.path)
@@ -403,17 +405,17 @@ class FileReader:
                                     self._feature(o).name)
             spans.append((off, length, o))
         spans.sort()
+        joined = self._joins(spans)
         chunks: dict[int, memoryview] = {}
         fetched = 0
         i = 0
         while i < len(spans):
-            # Grow a request while the next chunk is within the gap and the request stays bounded.
+            # Grow a request over the gaps chosen to be read, while it stays bounded.
             start = spans[i][0]
             if not self._header_checked and start - HEADER.size <= min(self._gap, 4096):
                 start = 0  # the header is a few bytes away: check it on the way
             end, j = spans[i][0] + spans[i][1], i + 1
-            while (j < len(spans) and spans[j][0] - end <= self._gap
-                   and spans[j][0] + spans[j][1] - start <= MAX_COALESCED_BYTES):
+            while j < len(spans) and joined[j - 1] and spans[j][0] + spans[j][1] - start <= MAX_COALESCED_BYTES:
                 end = max(end, spans[j][0] + spans[j][1])
                 j += 1
             buf = self._pread_into(start, end - start)
@@ -428,6 +430,22 @@ class FileReader:
                 chunks[o] = chunk
             i = j
         return RowGroupBytes(rg, chunks, fetched)
+
+    def _joins(self, spans: Sequence[tuple[int, int, int]]) -> list[bool]:
+        """For each pair of neighbouring ``spans`` (sorted), whether one request reads both
+        and the gap between: gaps up to the storage's ``coalesce_gap``, smallest first, as
+        long as what they add stays within ``coalesce_overread`` of the bytes needed."""
+        gaps = [spans[k + 1][0] - (spans[k][0] + spans[k][1]) for k in range(len(spans) - 1)]
+        joined = [g <= self._gap for g in gaps]
+        if self._overread is not None:
+            budget = self._overread * sum(length for _, length, _ in spans)
+            joined = [False] * len(gaps)
+            for k in sorted(range(len(gaps)), key=gaps.__getitem__):
+                if gaps[k] > self._gap or gaps[k] > budget:
+                    break
+                budget -= gaps[k]
+                joined[k] = True
+        return joined
 
     def _decode_chunk(self, feat: Feature, buf: memoryview, n: int) -> ColumnData:
         specs = stream_specs(feat)

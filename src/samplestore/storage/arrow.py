@@ -41,6 +41,10 @@ _BUFFER_BYTES = 1 << 20
 #: On an object store two needed byte ranges closer than this are fetched as one request:
 #: reading 256 KiB more costs about what one more round trip costs (a few ms at ~100 MB/s).
 REMOTE_COALESCE_GAP = 256 << 10
+#: ... and fetch at most this share more than the bytes needed (a few columns of many, spread
+#: across a row group, are then fetched in several requests rather than with the columns
+#: between them).
+REMOTE_COALESCE_OVERREAD = 0.1
 
 
 def _base_fs(fs: pafs.FileSystem) -> pafs.FileSystem:
@@ -184,6 +188,7 @@ class ArrowStorage(Storage):
         self.atomic_rename = (kind in _RENAMING) if atomic_rename is None else bool(atomic_rename)
         self.remote = (kind not in _LOCAL) if remote is None else bool(remote)
         self.coalesce_gap = REMOTE_COALESCE_GAP if self.remote else 0
+        self.coalesce_overread = REMOTE_COALESCE_OVERREAD if self.remote else None
         self._implicit_dirs = kind in _OBJECT_STORES
 
     def __repr__(self) -> str:

@@ -235,11 +235,15 @@ class Storage(ABC):
             fetch a file's tail speculatively and keep several requests in flight.
         coalesce_gap: readers merge the byte ranges they need into one request where the
             gap between two is at most this many bytes (a gap is read and dropped).
+        coalesce_overread: the most a read may fetch beyond the bytes it needs, as a share
+            of them (0.1: at most 10% more); gaps are merged smallest first within it. None
+            bounds the gaps only.
     """
 
     root: str
     remote = False
     coalesce_gap = 0
+    coalesce_overread: float | None = None
 
     @property
     def stats(self) -> IOStats:

@@ -79,6 +79,7 @@ class CachedStorage(Storage):
         self.root = inner.root
         self.remote = inner.remote
         self.coalesce_gap = inner.coalesce_gap
+        self.coalesce_overread = inner.coalesce_overread
         os.makedirs(self.folder, exist_ok=True)
         self._reset_counters()
 

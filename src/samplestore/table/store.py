@@ -88,10 +88,17 @@ class Store:
                 return self.table(name)
             raise
         table_dir = self.table_dir(name)
-        self.storage.make_dirs(self.storage.join(table_dir, "data"))
-        # Claim the folder for this catalog and this table: GC leaves alone what a marker
-        # says belongs to another (an old table of the same name, another store's catalog).
-        write_table_marker(self.storage, table_dir, self.catalog.catalog_id, name, meta.created_at)
+        try:
+            self.storage.make_dirs(self.storage.join(table_dir, "data"))
+            # Claim the folder for this catalog and this table: GC leaves alone what a marker
+            # says belongs to another (an old table of the same name, another store's catalog).
+            write_table_marker(self.storage, table_dir, self.catalog.catalog_id, name, meta.created_at)
+        except OSError as exc:
+            # No table whose folder could not be made: the catalog entry goes too.
+            self.catalog.drop_table(name, force=True)
+            raise CatalogError(f"table {name!r} was not created: its folder {table_dir!r} could not be written "
+                               f"({type(exc).__name__}: {exc}); check that the store's root exists and is "
+                               "writable (on object storage: the bucket and the credentials)") from exc
         return Table(self, name)
 
     def table(self, name: str) -> Table:

@@ -77,6 +77,29 @@ def table_folder_problem(table: Any) -> str | None:
     return None
 
 
+def write_location_problem(table: Any) -> str | None:
+    """Why new files of ``table`` must not be written under this store's root, or None.
+
+    A store opened at a mistyped root with a catalog that lives apart (a shared PostgreSQL
+    catalog, an S3 prefix) would otherwise write files the catalog then points at, where
+    no reader opening the right root finds them. The table's folder must carry this
+    table's marker; a folder from before markers is accepted when it exists and holds the
+    table's files.
+    """
+    problem = table_folder_problem(table)
+    if problem is not None:
+        return problem
+    storage = table.storage
+    if storage.info(storage.join(table.dir, TABLE_MARKER)) is not None:
+        return None
+    if storage.info(table.dir) is None:
+        return f"its folder {table.dir!r} does not exist under this store's root"
+    files = table.catalog.files(table.name, table.current_snapshot_id)
+    if files and storage.info(storage.join(table.dir, files[0].path)) is None:
+        return f"its folder {table.dir!r} has no marker and not its data file {files[0].path!r}"
+    return None
+
+
 def live_writer_leases(table: Any) -> set[str]:
     """The ids of the table's writer leases that are live (their files are work in progress);
     a lease of a dead process of this host is not, even before it lapses."""

@@ -15,6 +15,7 @@ from ..format import FileInfo, FileWriter
 from ..storage import Storage
 from .expectations import check_commit
 from .partition import partition_path, split_by_partition
+from .verify import write_location_problem
 
 if TYPE_CHECKING:
     from .table import Table
@@ -147,6 +148,10 @@ class StreamingWriter:
         self._done = False
         self._closed_by: str | None = None  # why a failure closed the writer
         self.snapshots: list[int] = []
+        problem = write_location_problem(table)
+        if problem is not None:
+            raise CatalogError(f"table {table.name!r}: no files are written under {table.store.root!r}: {problem}; "
+                               "is the store's root right? (the catalog names tables of another root)")
         from .lease import Lease
         self._lease = Lease(table.catalog, table.name, 0, ttl=lease_seconds)
 

@@ -73,6 +73,11 @@ def _value_stats(feat: Feature, v: np.ndarray, nan: np.ndarray, dim: int) -> tup
     keys = value_bins(v).reshape(-1, dim)
     keys += (np.arange(dim, dtype=np.int32) * HIST_SPAN + HIST_MAX_BIN)[None, :]
     keys = keys.reshape(-1)
+    if keys.size < dim * HIST_SPAN // 8:
+        # A small chunk (a wide table's, a short row group's): sorting its few keys costs
+        # less than a count array over every bin.
+        nz, counts = np.unique(keys[~nan] if nan.any() else keys, return_counts=True)
+        return nz.astype(np.int64), counts.astype(np.int64)
     keys[nan] = dim * HIST_SPAN  # one extra key, dropped below
     counts = np.bincount(keys, minlength=dim * HIST_SPAN + 1)[:-1]
     nz = np.flatnonzero(counts)
