@@ -46,8 +46,9 @@ RUN_SECONDS = {"local": 20.0, "s3": 20.0}
 COMPACT_SECONDS = "3"
 WALL_SECONDS = {"local": 90, "s3": 120}  # the test's own bound, everything included
 KILL_WINDOWS = ((0.15, 0.4), (0.5, 0.75))  # when in the run each SIGKILL lands (fractions, drawn at random)
-#: Erasure on S3: writer w1's first batches go, and every 50th row of w2 (writers that are
-#: never killed: a killed writer's unfinished multipart upload holds parts, not an object).
+#: Erasure on S3: writer w1's first batches go, and every 50th row of w2 and of the killed
+#: writer w0 (whose unfinished multipart uploads, which may hold copies of its rows as parts,
+#: GC aborts: none may be left after the purge).
 ERASED_BATCHES = 8
 SEED = int(os.environ.get("SOAK_SEED", "2026"))
 GC_REMOVED = re.compile(r"gc t: removed [1-9]\d* unreferenced")
@@ -159,15 +160,27 @@ def rows_in_objects(fs: pafs.FileSystem, prefix: str) -> tuple[np.ndarray, list[
     return (np.concatenate(parts) if parts else np.empty(0, np.int64)), data, others
 
 
-def check_erasure(table, fs: pafs.FileSystem, prefix: str, problems: list[str]) -> str:
+def unfinished_uploads(endpoint: str, prefix: str) -> list[str]:
+    """The keys of the multipart uploads under ``prefix`` not completed nor aborted (asked of
+    the server with boto3: pyarrow cannot list them)."""
+    import boto3
+
+    bucket, _, key_prefix = prefix.partition("/")
+    s3 = boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1")
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=key_prefix).get("Uploads", [])]
+
+
+def check_erasure(table, server, prefix: str, problems: list[str]) -> str:
     """Delete some committed rows, purge as the daemon does (compact, expire to the last
     snapshot, gc with no grace), then read every object under ``prefix``: no deleted row
     anywhere, every kept row exactly once. Appends what broke to ``problems``; returns a
     line for the summary."""
+    fs = server.filesystem()
     ids = table.scan(columns=["row_id"]).to_arrow().column("row_id").to_numpy()
-    w1, w2 = row_base(1), row_base(2)
+    w0, w1, w2 = row_base(KILLED), row_base(1), row_base(2)
     gone = ids[((ids >= w1) & (ids < w1 + ERASED_BATCHES * BATCH))
-               | ((ids >= w2) & (ids < w2 + WRITER_BASE) & (ids % 50 == 0))]
+               | ((ids >= w2) & (ids < w2 + WRITER_BASE) & (ids % 50 == 0))
+               | ((ids >= w0) & (ids < w0 + WRITER_BASE) & (ids % 50 == 0))]
     before, _, _ = rows_in_objects(fs, prefix)
     held = int(np.isin(before, gone).sum())
     if held < len(gone):
@@ -179,6 +192,10 @@ def check_erasure(table, fs: pafs.FileSystem, prefix: str, problems: list[str]) 
         problems.append(f"erasure: the delete of {len(gone)} rows committed {deleted}")
     report = purge(table)
     after, data, others = rows_in_objects(fs, prefix)
+    uploads = unfinished_uploads(server.endpoint, prefix)
+    if uploads:
+        problems.append(f"erasure: {len(uploads)} unfinished multipart uploads are left under {prefix!r} after "
+                        f"compact + expire + gc: {uploads[:5]}")
     kept = np.setdiff1d(ids, gone)
     lingering = np.intersect1d(after, gone)
     if len(lingering):
@@ -197,7 +214,8 @@ def check_erasure(table, fs: pafs.FileSystem, prefix: str, problems: list[str]) 
         problems.append(f"erasure: objects under {prefix!r} that are neither data files nor the table's marker: "
                         f"{others}")
     return (f"erasure: {len(gone)} rows deleted ({held} copies in objects before), purge removed "
-            f"{report['files_removed']} files; then {len(data)} data objects hold {len(after):,} rows, "
+            f"{report['files_removed']} files; then {len(data)} data objects hold {len(after):,} rows "
+            f"({len(uploads)} unfinished uploads), "
             f"{len(lingering)} deleted, each kept row {'once' if np.array_equal(np.sort(after), kept) else 'NOT once'}")
 
 
@@ -332,7 +350,7 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
         if verify.returncode != 0:
             problems.append(f"samplestore verify exited {verify.returncode}: {verify.stdout[-2000:]}{verify.stderr[-1000:]}")
         if where == "s3":
-            erasure = "; " + check_erasure(table, request.getfixturevalue("s3_server").filesystem(), store.storage.root,
+            erasure = "; " + check_erasure(table, request.getfixturevalue("s3_server"), store.storage.root,
                                            problems)
     finally:
         for p in procs:
