@@ -91,7 +91,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     sizes = [input_size(p) for p in a.files]  # a local path or a URI (s3://bucket/key?endpoint_override=...)
     for p, size in zip(a.files, sizes):
         if size is None:
-            raise SampleStoreError(f"input file {redact(p)!r} does not exist")
+            raise SampleStoreError(f"input file {redact(p)!r} does not exist (or is not a file)")
     store = _store(a.root, create=a.create)
     created = False
     try:
