@@ -13,6 +13,7 @@ import pytest
 
 import samplestore as ss
 from samplestore.format import FileReader
+from samplestore.storage import ArrowStorage
 
 torch = pytest.importorskip("torch")
 from samplestore.torch import SampleDataset  # noqa: E402
@@ -124,13 +125,41 @@ def test_a_writer_killed_mid_upload_leaves_no_object_and_gc_removes_its_orphan_a
     assert t.count() == 20
 
 
+def test_abort_stale_uploads_keeps_what_it_is_told_and_reads_its_settings_from_the_uri(s3_server):
+    """A storage opened from a URI (endpoint in the query string) reaches the same server with
+    boto3; an upload ``keep`` claims stays, a stale one under the prefix goes, one elsewhere
+    in the bucket stays; paths come back in the storage's own namespace."""
+    import pyarrow.fs as pafs
+
+    from samplestore.storage import storage_for
+
+    boto3 = pytest.importorskip("boto3")
+    s3 = boto3.client("s3", endpoint_url=f"http://{s3_server.endpoint}", region_name="us-east-1")
+    bucket = s3_server.new_bucket()
+    for key in ("root/d/a.ssf", "root/d/b.ssf", "other/c.ssf"):  # as a killed writer leaves them: one part stored
+        up = s3.create_multipart_upload(Bucket=bucket, Key=key)
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=1, Body=b"part one")
+
+    def uploads():
+        return sorted(u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+    storage = storage_for(f"s3://{bucket}/root?endpoint_override={s3_server.endpoint}&scheme=http&region=us-east-1")
+    prefix = storage.join(storage.root, "d")
+    assert storage.abort_stale_uploads(prefix, 3600) == []  # its part is seconds old
+    keep = storage.join(prefix, "a.ssf")
+    assert storage.abort_stale_uploads(prefix, 0, keep=lambda p: p == keep) == [storage.join(prefix, "b.ssf")]
+    assert uploads() == ["other/c.ssf", "root/d/a.ssf"]
+    subtree = ArrowStorage(pafs.SubTreeFileSystem(f"{bucket}/root", s3_server.filesystem()))
+    assert subtree.abort_stale_uploads("d", 0) == ["d/a.ssf"]
+    assert uploads() == ["other/c.ssf"]  # outside the prefix: not touched
+
+
 def test_footer_in_one_request_and_chunks_coalesced(s3_server, tmp_path):
     """Request counts of the reader on S3: a file's footer and index come in one ranged GET
     (after the HEAD that gives its size); adjacent chunks of one row group in one GET; a
     gap wider than the threshold splits them."""
     from samplestore.format import write_file
     from samplestore.format.spec import HEADER
-    from samplestore.storage import ArrowStorage
 
     storage = ArrowStorage(s3_server.filesystem(), s3_server.new_bucket())
     schema = ss.Schema([ss.Dense(f"f{i}", dim=64) for i in range(6)])
