@@ -31,18 +31,20 @@ def _remote(location: str) -> bool:
     return is_remote_uri(location)
 
 
-def location_path(location: str) -> str:
+def location_path(location: str | os.PathLike[str]) -> str:
     """``location`` without a URI's query string (where its options are): what its name and
     extension are read from."""
+    location = os.fspath(location)
     return location.split("?", 1)[0] if _remote(location) else location
 
 
-def _arrow_location(location: str) -> tuple[pafs.FileSystem, str]:
+def _arrow_location(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
     """The pyarrow file system holding ``location`` and its path there.
 
     Raises:
         UnsupportedStorage: pyarrow cannot open the URI.
     """
+    location = os.fspath(location)
     if _remote(location):
         from . import storage_for
 
@@ -52,7 +54,7 @@ def _arrow_location(location: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
-def input_size(location: str) -> int | None:
+def input_size(location: str | os.PathLike[str]) -> int | None:
     """The size in bytes of the file at ``location``; None when there is no file there (a
     folder counts as none).
 
@@ -64,7 +66,7 @@ def input_size(location: str) -> int | None:
     return int(info.size or 0) if info.type == pafs.FileType.File else None
 
 
-def open_input(location: str) -> Any:
+def open_input(location: str | os.PathLike[str]) -> Any:
     """The file at ``location`` open for reading: a seekable ``pyarrow.NativeFile`` (a context
     manager; ``pyarrow.parquet`` and ``pyarrow.csv`` read it as they read a path).
 

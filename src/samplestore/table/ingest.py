@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from ..errors import SchemaError
 from ..schema import Dense, Label, Scalar, Schema, Sparse
-from ..storage import location_path, open_input
+from ..storage import location_path, open_input, redact
 from .writer import StreamingWriter
 
 __all__ = ["criteo_tsv_schema", "read_criteo_tsv", "read_csv", "read_parquet", "ingest", "hex_to_int64",
@@ -43,6 +43,11 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
 for _i, _c in enumerate(b"ABCDEF"):
     _HEX[_c] = 10 + _i
+
+
+def _shown(path: Any) -> str:
+    """A source's name for messages: a URI's credentials masked."""
+    return redact(os.fspath(path))
 
 
 def criteo_tsv_schema() -> Schema:
@@ -125,7 +130,7 @@ def read_criteo_tsv(path: str, batch_rows: int = 65_536, on_bytes: Callable[[int
             yield _criteo_batch(batch, row)
             row += batch.num_rows
     except pa.ArrowInvalid as exc:
-        raise SchemaError(f"{path!r} is not a Criteo TSV file (after row {row}): {exc}") from exc
+        raise SchemaError(f"{_shown(path)!r} is not a Criteo TSV file (after row {row}): {exc}") from exc
 
 
 def _criteo_batch(batch: pa.RecordBatch, first_row: int) -> pa.Table:
@@ -167,11 +172,11 @@ def read_csv(path: str, delimiter: str = ",", on_bytes: Callable[[int], None] | 
         )
         yield from reader
     except pa.ArrowInvalid as exc:
-        raise SchemaError(f"{path!r} does not parse as delimited text matching the schema: {exc}") from exc
+        raise SchemaError(f"{_shown(path)!r} does not parse as delimited text matching the schema: {exc}") from exc
 
 
 def _not_parquet(path: str, exc: Exception) -> SchemaError:
-    return SchemaError(f"{path!r} does not read as a Parquet file ({exc}); if it is CSV, TSV or a Criteo "
+    return SchemaError(f"{_shown(path)!r} does not read as a Parquet file ({exc}); if it is CSV, TSV or a Criteo "
                        f"log, say so with --format csv|tsv|criteo (fmt= in Python)")
 
 
@@ -224,7 +229,7 @@ def guess_format(path: str) -> str:
     if head == _PARQUET_MAGIC:
         return "parquet"
     raise SchemaError(
-        f"could not recognise the format of {path!r}: its name does not end in "
+        f"could not recognise the format of {_shown(path)!r}: its name does not end in "
         f"{', '.join(sorted(_EXTENSIONS))} and it is not a Parquet file; pass --format "
         f"parquet|csv|tsv|criteo (fmt= in Python)")
 
@@ -253,7 +258,7 @@ def source_arrow_schema(path: str, fmt: str | None = None) -> pa.Schema:
                     convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
                 ).schema
         except pa.ArrowInvalid as exc:
-            raise SchemaError(f"{path!r} does not parse as {fmt.upper()} with a header row: {exc}") from exc
+            raise SchemaError(f"{_shown(path)!r} does not parse as {fmt.upper()} with a header row: {exc}") from exc
     if fmt == "criteo":
         raise SchemaError("a Criteo log has a fixed schema (criteo_tsv_schema()); there is nothing to infer")
     raise SchemaError(f"unknown ingest format {fmt!r}; known: {list(FORMATS)}")
@@ -285,7 +290,7 @@ def with_constant_columns(batch: pa.Table, values: Mapping[str, Any], path: str)
     """
     for name, value in values.items():
         if name in batch.column_names:
-            raise SchemaError(f"{path!r} has a column {name!r} already; give its value with --partition "
+            raise SchemaError(f"{_shown(path)!r} has a column {name!r} already; give its value with --partition "
                               f"(partition=) only for columns the file lacks")
         batch = batch.append_column(name, pa.array([value] * batch.num_rows))
     return batch
@@ -315,7 +320,7 @@ def ingest(table: Any, paths: Sequence[str], fmt: str | None = None, *,
                 try:
                     w.write(batch)
                 except SchemaError as exc:
-                    raise SchemaError(f"{path!r}, in the batch starting at row {rows}: {exc}") from exc
+                    raise SchemaError(f"{_shown(path)!r}, in the batch starting at row {rows}: {exc}") from exc
                 rows += batch.num_rows
                 if on_rows:
                     on_rows(batch.num_rows)
