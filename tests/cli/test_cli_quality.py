@@ -67,6 +67,13 @@ def test_a_day_with_40_percent_missing_is_quarantined_invisible_then_released(tm
     code, out, _ = run(capsys, "quarantine", root, "c")
     assert f"{q['id']}: partition ds={bad}: 2,000 rows" in out and "missing_rate of dense[3]: measured 0.4" in out
 
+    # An open quarantine is rows training does not get: the report fails and shows the day held.
+    code, out, _ = run(capsys, "quality", root, "c")
+    assert code == 1 and f"{bad}" in out and "HELD 2,000 rows" in out and "1 open quarantines" in out
+    rep = json.loads(run(capsys, "quality", root, "c", "--json")[1])
+    assert rep["failures"] == {"checks": 0, "freshness": 0, "quarantines": 1}
+    assert [p["state"] for p in rep["partitions"]].count("held") == 1
+
     table = ss.open_store(str(root)).table("c")
     held_at = table.current_snapshot_id
     assert _dataset_rows(table) == 6 * ROWS

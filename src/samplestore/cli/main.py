@@ -657,28 +657,35 @@ def _cmd_quality(a: argparse.Namespace) -> int:
     t = _store(a.root).table(a.table)
     now = a.as_of.timestamp() if a.as_of is not None else None
     rep = quality_report(t, since=a.since, snapshot=a.snapshot, now=now, psi_window=a.psi_window)
-    if a.plot:
-        plot_missing_heatmap(rep, a.plot)
+    plotted = plot_missing_heatmap(rep, a.plot) if a.plot else None
     if a.json:
         print(_json(rep))
     else:
         _print_quality(rep)
-        if a.plot:
+        if plotted:
             print(f"wrote the missing-rate heat map to {a.plot}")
+    if a.plot and not plotted:
+        print(f"samplestore: no heat map written to {a.plot}: the report has no partition", file=sys.stderr)
     return 1 if rep["failed"] else 0
 
 
 def _print_quality(rep: dict[str, Any]) -> None:
     parts = rep["partitions"]
+    fails = rep["failures"]
     print(f"quality of table {rep['table']} @ snapshot {rep['snapshot_id']} (as of {rep['as_of']}): "
-          f"{len(parts)} partitions, {len(rep['expectations'])} expectations, {rep['failed']} failed")
+          f"{len(parts)} partitions, {len(rep['expectations'])} expectations, {rep['failed']} failed "
+          f"({fails['checks']} checks, {fails['freshness']} freshness rules, {fails['quarantines']} open quarantines)")
     names = [",".join(str(v) for v in p["partition"].values()) or "(all)" for p in parts]
     for name, p in zip(names, parts):
         bad = [c for c in p["checks"] if c["verdict"] == "fail"]
         unknown = sum(c["verdict"] == "not measurable" for c in p["checks"])
         note = f", {unknown} not measurable" if unknown else ""
         head = f"  {name:<12} {p['rows']:>12,} rows  "
-        if not bad:
+        if p["held"]:
+            h = p["held"]
+            print(head + f"HELD {h['rows']:,} rows in quarantine(s) {', '.join(map(str, h['quarantine_ids']))}"
+                  + (" (the whole partition)" if p["state"] == "held" else ""))
+        if not bad and p["state"] != "held":
             print(head + f"ok ({len(p['checks'])} checks{note})")
         for c in bad:
             measured = f"{c['measured']:.4g}" + (f" (change {c['change']:+.1%})" if c.get("change") is not None else "")
@@ -695,7 +702,7 @@ def _print_quality(rep: dict[str, Any]) -> None:
         print("  " + "column".ljust(16) + "".join(n[-10:].rjust(11) for n in names))
         for c in trend:
             print("  " + c.ljust(16) + "".join(f"{100 * p['missing_rate'][c]:>11.2f}" for p in parts))
-    shifted = [c for c in (parts[0]["psi"] if parts else {})]
+    shifted = list(dict.fromkeys(c for p in parts for c in p["psi"]))
     if shifted and len(parts) > 1:
         print(f"PSI against the previous {rep['psi_window']} partitions (max over slots; > 0.25: a shift):")
         print("  " + "column".ljust(16) + "".join(n[-10:].rjust(11) for n in names))
@@ -703,8 +710,8 @@ def _print_quality(rep: dict[str, Any]) -> None:
             cells = [p["psi"][c]["max"] if p["psi"].get(c) else None for p in parts]
             print("  " + c.ljust(16) + "".join(("-" if v is None else f"{v:.3f}").rjust(11) for v in cells))
     if rep["quarantines"]:
-        print(f"{len(rep['quarantines'])} open quarantine(s), not counted above: samplestore quarantine ROOT "
-              f"{rep['table']}")
+        print(f"FAIL {len(rep['quarantines'])} open quarantine(s) hold rows back from training: release or drop "
+              f"them (samplestore quarantine ROOT {rep['table']})")
 
 
 def _as_of_arg(text: str) -> _dt.datetime:
