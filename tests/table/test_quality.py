@@ -278,3 +278,30 @@ def test_heat_map_hatches_held_partitions_and_leaves_a_missing_day_grey(table, t
     assert (0x1f, 0x77, 0xb4) in colours and (0xd9, 0xd9, 0xd9) in colours  # hatching, the grey gap
     assert plot_missing_heatmap({**rep, "partitions": []}, str(tmp_path / "none.png")) is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_an_erasure_in_a_quarantine_is_physical_after_compact_expire_and_gc(table):
+    from samplestore.format import FileReader
+
+    table.set_expectations([QUARANTINE_X2])
+    table.append(rows(0, 100, "d1"))
+    table.append(rows(100, 100, "d1", missing=0.5))  # held, in the same partition as a visible file
+    table.delete(pc.field("row_id") >= 190)
+    s = table.snapshot(table.current_snapshot_id).summary
+    assert s["deleted_rows"] == 10 and s["total_rows"] == 100  # held rows were never in the total
+    [q] = table.quarantines()
+    table.compact()
+    files = table.files(include_quarantined=True)
+    assert sorted(f.quarantine_id or 0 for f in files) == [0, q.quarantine_id]  # rewritten apart, still held
+    assert table.quarantines()[0].rows == 90 and table.count() == 100
+    table.expire_snapshots(retain_last=1)
+    table.gc(grace_seconds=0)
+    on_disk = []
+    for entry in table.storage.list_files(table.dir):
+        if entry.path.endswith(".ssf"):
+            with FileReader(entry.path, table.storage) as r:
+                on_disk += r.read(["row_id"]).column("row_id").to_pylist()
+    assert sorted(on_disk) == list(range(190))
+    rel = table.release_quarantine(q.quarantine_id)
+    assert rel.summary["total_rows"] == 190 and rel.summary["released_files"] == 1
+    assert sorted(table.scan(columns=["row_id"]).to_arrow().column("row_id").to_pylist()) == list(range(190))
