@@ -305,3 +305,10 @@ def test_an_erasure_in_a_quarantine_is_physical_after_compact_expire_and_gc(tabl
     rel = table.release_quarantine(q.quarantine_id)
     assert rel.summary["total_rows"] == 190 and rel.summary["released_files"] == 1
     assert sorted(table.scan(columns=["row_id"]).to_arrow().column("row_id").to_pylist()) == list(range(190))
+
+
+def test_one_rule_object_is_a_list_of_one_and_a_slot_is_stored_as_reported(table):
+    [e] = table.set_expectations({"rule": "missing_rate", "column": "x[02]", "max": 0.1})
+    assert e.column == "x[2]" and table.expectations[0].to_dict()["column"] == "x[2]"
+    with pytest.raises(ss.DataQualityError, match=r"wrap it in \[ \]"):
+        table.set_expectations({"missing_rate": 0.1})

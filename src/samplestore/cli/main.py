@@ -635,7 +635,10 @@ def _cmd_quarantine(a: argparse.Namespace) -> int:
         return 0
     held = t.quarantines(resolved=a.all)
     if a.json:
-        print(_json([q.to_dict() for q in held]))
+        # The first violation's rule, column, measured value and bound at the top level (what
+        # a script asks first); every violation stays under "violations".
+        print(_json([{**{k: (q.violations[0].get(k) if q.violations else None)
+                         for k in ("rule", "column", "measured", "bound")}, **q.to_dict()} for q in held]))
         return 0
     if not held:
         print(f"table {t.name!r} has no {'' if a.all else 'open '}quarantine")
@@ -688,7 +691,8 @@ def _print_quality(rep: dict[str, Any]) -> None:
         if not bad and p["state"] != "held":
             print(head + f"ok ({len(p['checks'])} checks{note})")
         for c in bad:
-            measured = f"{c['measured']:.4g}" + (f" (change {c['change']:+.1%})" if c.get("change") is not None else "")
+            value = f"{int(c['measured']):,}" if c["rule"] == "rows" else f"{c['measured']:.4g}"
+            measured = value + (f" (change {c['change']:+.1%})" if c.get("change") is not None else "")
             bound = ", ".join(f"{k}={v:g}" for k, v in c["bound"].items())
             print(head + f"FAIL {c['rule']}{' of ' + c['column'] if c['column'] else ''}: {measured}, bound {bound}")
     for f in rep["freshness"]:
@@ -712,6 +716,17 @@ def _print_quality(rep: dict[str, Any]) -> None:
     if rep["quarantines"]:
         print(f"FAIL {len(rep['quarantines'])} open quarantine(s) hold rows back from training: release or drop "
               f"them (samplestore quarantine ROOT {rep['table']})")
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (--psi-window)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1 or str(n) != text.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, found {text!r}")
+    return n
 
 
 def _as_of_arg(text: str) -> _dt.datetime:
@@ -922,7 +937,7 @@ def build_parser() -> argparse.ArgumentParser:
     ql.add_argument("--since", metavar="D", help="only partitions from D on (e.g. 2026-11-01); freshness counts from it")
     ql.add_argument("--as-of", type=_as_of_arg, metavar="TIME",
                     help="check freshness deadlines at this ISO time, UTC unless it says (default: now)")
-    ql.add_argument("--psi-window", type=int, default=7, metavar="N",
+    ql.add_argument("--psi-window", type=_positive_int, default=7, metavar="N",
                     help="how many previous partitions a partition's PSI compares against (default 7)")
     ql.add_argument("--plot", metavar="OUT.png",
                     help="also write a heat map of the missing rate by column and partition (needs matplotlib: "

@@ -157,7 +157,8 @@ def _column(index: int, rule: str, raw: Any, schema: Schema, partition_by: Seque
     if rule == "freshness" and name not in partition_by:
         raise _bad(index, "column", f"freshness is about partitions: {name!r} is not a partition column "
                                     f"(the table is partitioned by {list(partition_by)})")
-    return raw, name, slot
+    # "dense[03]" is stored as reported: "dense[3]".
+    return (raw if slot is None else f"{name}[{slot}]"), name, slot
 
 
 def _parse_one(index: int, raw: Any, schema: Schema, partition_by: Sequence[str]) -> Expectation:
@@ -212,6 +213,12 @@ def parse_expectations(rules: Any, schema: Schema, partition_by: Sequence[str]) 
     """
     if isinstance(rules, Mapping) and "expectations" in rules:
         rules = rules["expectations"]
+    elif isinstance(rules, Mapping) and "rule" in rules:
+        rules = [rules]  # one rule: a list of one
+    elif isinstance(rules, Mapping):
+        raise DataQualityError(f"expectations must be a list of rule objects, found one object without a 'rule' "
+                               f"({sorted(rules)[:5]}); give [{{\"rule\": ..., ...}}, ...] (a single rule may be "
+                               f"one object; else wrap it in [ ]); nothing was stored")
     if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
         raise DataQualityError(f"expectations must be a list of rule objects, found {type(rules).__name__}; "
                                f"nothing was stored")
