@@ -794,6 +794,18 @@ class TestCatalogConformance:
         c.create_table("t", SCHEMA, ["ds"])
         assert c.quarantines("t", resolved=True) == []
 
+    @covers("commit", "files")
+    def test_files_of_some_partitions_only(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, ["ds"])
+        c.commit("t", "append", add=[_file("a.ssf", 1, "a"), _file("b.ssf", 2, "b"), _file("c.ssf", 3, "c")])
+        c.commit("t", "append", add=[_file("b2.ssf", 4, "b")], quarantine={'{"ds": "b"}': [{"rule": "rows"}]})
+        got = c.files("t", 2, with_stats=["y"], partitions=[{"ds": "b"}, {"ds": "c"}, {"ds": "zz"}])
+        assert [f.path for f in got] == ["b.ssf", "c.ssf"] and all("y" in f.stats for f in got)
+        held = c.files("t", 2, partitions=[{"ds": "b"}], include_quarantined=True)
+        assert [f.path for f in held] == ["b.ssf", "b2.ssf"]
+        assert c.files("t", 2, partitions=[]) == []
+
     @covers("commit", "files", "quarantines", "resolve_quarantine", "appended_files", "appends_replaced_upto")
     def test_held_rows_stay_out_of_the_totals_and_a_rewrite_joins_their_quarantine(self, catalog):
         c = catalog

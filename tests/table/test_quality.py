@@ -312,3 +312,22 @@ def test_one_rule_object_is_a_list_of_one_and_a_slot_is_stored_as_reported(table
     assert e.column == "x[2]" and table.expectations[0].to_dict()["column"] == "x[2]"
     with pytest.raises(ss.DataQualityError, match=r"wrap it in \[ \]"):
         table.set_expectations({"missing_rate": 0.1})
+
+
+def test_a_commit_reads_statistics_of_its_own_partitions_only(table, monkeypatch):
+    for k in range(4):
+        table.append(rows(100 * k, 100, f"d{k}"))
+    table.set_expectations([{"rule": "label_rate", "column": "y", "min": 0.01},
+                            {"rule": "rows", "max_change": 0.5, "window": 2, "action": "reject"}])
+    real, seen = table.catalog.files, []
+
+    def files(*args, **kwargs):
+        got = real(*args, **kwargs)
+        seen.append(({f.partition["ds"] for f in got}, bool(kwargs.get("with_stats"))))
+        return got
+
+    monkeypatch.setattr(table.catalog, "files", files)
+    with pytest.raises(ss.DataQualityError, match=r"ds=d9: rows is 10, -90.0% from the median 100"):
+        table.append(rows(0, 10, "d9"))
+    with_stats = [parts for parts, stats in seen if stats]
+    assert all(parts <= {"d9"} for parts in with_stats)  # not the statistics of d0..d3

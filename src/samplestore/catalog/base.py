@@ -462,14 +462,18 @@ class Catalog(abc.ABC):
     # -- files ---------------------------------------------------------------------------
     @abc.abstractmethod
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
-              include_quarantined: bool = False) -> list[DataFile]:
+              include_quarantined: bool = False, partitions: Iterable[Mapping[str, Any]] | None = None
+              ) -> list[DataFile]:
         """The files live in a snapshot (added at or before it, not removed at or before it),
         in commit order (by file id), read in one consistent state; with ``with_stats`` each
         carries the statistics of those columns (those it has), without, none.
 
         A quarantined file is visible in a snapshot only if its quarantine was released at or
         before it (so an older snapshot reads as it was); ``include_quarantined`` lists the
-        live files of open quarantines too.
+        live files of open quarantines too. ``partitions`` (partition values, as
+        :attr:`DataFile.partition`) limits the answer, and the statistics read, to the files
+        of those partitions (an empty list: none), so a caller interested in a few
+        partitions of a large table does not read them all.
 
         Snapshot 0 has no files. The snapshot is not checked to be retained: a caller reads
         the snapshot it leased, or one it just resolved.

@@ -44,7 +44,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
 from . import common
-from .base import (Catalog, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
+from .base import (Catalog, partition_key, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
                    validate_tag_name)
 
 __all__ = ["PostgresCatalog", "DEFAULT_SCHEMA", "SCHEMES"]
@@ -609,24 +609,29 @@ class PostgresCatalog(Catalog):
 
     @_translated
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
-              include_quarantined: bool = False) -> list[DataFile]:
+              include_quarantined: bool = False, partitions: Iterable[Mapping[str, Any]] | None = None
+              ) -> list[DataFile]:
         """The files live in a snapshot, in commit order, read in one snapshot of the database."""
         cols = list(with_stats) if with_stats is not None else []
         snapshot_id = int(snapshot_id)
+        keys = None if partitions is None else sorted({partition_key(p) for p in partitions})
 
         def work(c: psycopg.Connection) -> list[DataFile]:
             self._require(c, name)
             live = "table_name = %s AND added_snapshot <= %s AND (removed_snapshot IS NULL OR removed_snapshot > %s)"
+            args: tuple = (name, snapshot_id, snapshot_id)
             if not include_quarantined:
                 live += f" AND {common.visible_clause(str(snapshot_id))}"
-            rows = c.execute(f"SELECT {self._FILE_COLS} FROM files WHERE {live} ORDER BY file_id",
-                             (name, snapshot_id, snapshot_id)).fetchall()
+            if keys is not None:
+                live += " AND partition = ANY(%s)"
+                args += (keys,)
+            rows = c.execute(f"SELECT {self._FILE_COLS} FROM files WHERE {live} ORDER BY file_id", args).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
             if cols and rows:
                 q = ("SELECT file_id, column_name, nulls, missing, value_count, min_value, max_value, bytes, extra "
                      f"FROM column_stats WHERE file_id IN (SELECT file_id FROM files WHERE {live}) "
                      "AND column_name = ANY(%s)")
-                for r in c.execute(q, (name, snapshot_id, snapshot_id, cols)):
+                for r in c.execute(q, (*args, cols)):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], _stat_value(r[5]),
                                                                    _stat_value(r[6]), r[7], json.loads(r[8]))
             return [self._file(r, stats.get(r[0])) for r in rows]

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
 from . import common
-from .base import (Catalog, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
+from .base import (Catalog, partition_key, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
                    validate_tag_name)
 from .registry import LOCAL, register_backend
 
@@ -609,15 +609,20 @@ class SQLiteCatalog(Catalog):
 
     @_translated
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
-              include_quarantined: bool = False) -> list[DataFile]:
+              include_quarantined: bool = False, partitions: Iterable[Mapping[str, Any]] | None = None
+              ) -> list[DataFile]:
         snapshot_id = int(snapshot_id)
         visible = "" if include_quarantined else f" AND {common.visible_clause(str(snapshot_id))}"
+        keys = None if partitions is None else sorted({partition_key(p) for p in partitions})
+        only = "" if keys is None else f" AND partition IN ({','.join('?' * len(keys))})"
         with self._tx(write=False) as c:
             self._require(c, name)
+            if keys == []:
+                return []
             rows = c.execute(
                 f"SELECT {self._FILE_COLS} "
                 "FROM files WHERE table_name = ? AND added_snapshot <= ? AND (removed_snapshot IS NULL OR removed_snapshot > ?) "
-                f"{visible} ORDER BY file_id", (name, snapshot_id, snapshot_id)).fetchall()
+                f"{visible}{only} ORDER BY file_id", (name, snapshot_id, snapshot_id, *(keys or ()))).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
             cols = list(with_stats) if with_stats is not None else []
             if cols and rows:
@@ -626,8 +631,8 @@ class SQLiteCatalog(Catalog):
                 q = (f"SELECT s.file_id, column_name, nulls, missing, value_count, min_value, max_value, bytes, extra "
                      f"FROM column_stats s JOIN files f ON f.file_id = s.file_id WHERE f.table_name = ? "
                      f"AND f.added_snapshot <= ? AND (f.removed_snapshot IS NULL OR f.removed_snapshot > ?){visible_f} "
-                     f"AND column_name IN ({marks})")
-                for r in c.execute(q, (name, snapshot_id, snapshot_id, *cols)):
+                     f"{only.replace('partition', 'f.partition')} AND column_name IN ({marks})")
+                for r in c.execute(q, (name, snapshot_id, snapshot_id, *(keys or ()), *cols)):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
         return [_data_file(r, stats.get(r[0], {})) for r in rows]
 

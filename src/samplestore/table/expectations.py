@@ -362,10 +362,17 @@ def check_commit(table: Any, files: Sequence[DataFile], operation: str) -> Commi
     so_far: dict[str, list[DataFile]] = {}
     history: dict[str, list[int]] = {}
     if any(e.rule in _PARTITION_RULES for e in rules):
+        # Statistics only of the partitions this commit writes; the rows of earlier
+        # partitions (file records, no statistics) only when a max_change rule needs them.
         cols = sorted({e.feature for e in rules if e.rule in _PARTITION_RULES and e.feature})
-        visible = _by_partition(table.catalog.files(table.name, meta.current_snapshot, with_stats=cols))
-        order = partition_order(set(visible) | set(new))
-        rows_of = {k: sum(f.num_rows for f in fs) for k, fs in visible.items()}
+        mine = [json.loads(k) for k in new]
+        sid = meta.current_snapshot
+        visible = _by_partition(table.catalog.files(table.name, sid, with_stats=cols or None, partitions=mine))
+        rows_of: dict[str, int] = {}
+        if any(e.rule == "rows" and "max_change" in e.bounds for e in rules):
+            everything = _by_partition(table.catalog.files(table.name, sid))
+            rows_of = {k: sum(f.num_rows for f in fs) for k, fs in everything.items()}
+        order = partition_order(set(rows_of) | set(new))
         for key in new:
             so_far[key] = visible.get(key, []) + new[key]
             history[key] = [rows_of[k] for k in order[:order.index(key)] if k in rows_of]
