@@ -6,6 +6,8 @@ back shuffled to PyTorch trainers in KeyedJaggedTensor layout.
 
 from __future__ import annotations
 
+import logging as _logging
+
 from . import format
 from .errors import (
     CatalogError,
@@ -31,6 +33,12 @@ from .table import Scan, Store, StreamingWriter, Table, open_store
 from . import compaction  # noqa: F401
 
 from .version import __version__
+
+# A library's warnings go where the application's logging sends them. Without a handler
+# anywhere, Python's last-resort handler printed each to stderr, after the CLI had already
+# printed it ("warning: ..."); an application that configures logging (the compaction
+# daemon's basicConfig) still gets every record, which propagate to the root logger.
+_logging.getLogger("samplestore").addHandler(_logging.NullHandler())
 
 __all__ = [
     "format",

@@ -113,7 +113,8 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
 def _entry(table: Any, info: Any, group: CompactionGroup, sort_by: Sequence[str] | None) -> Any:
     """The catalog entry of a new file of ``group``, with its sort key."""
     entry = data_file_from_info(info, table.dir, dict(group.partition))
-    return replace(entry, sort_key=tuple(sort_by or ()))
+    # Held files' rewrite stays in their quarantine (the catalog checks it is still open).
+    return replace(entry, sort_key=tuple(sort_by or ()), quarantine_id=group.quarantine_id)
 
 
 def _delete(table: Any, files: Iterable[Any]) -> None:
