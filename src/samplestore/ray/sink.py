@@ -178,6 +178,9 @@ def write(ds: Any, table: Table, commit_token: Any = None, *, writer_id: str = "
         sink.skipped = True
         sink.close()  # nothing was written
         return None
-    ds.write_datasink(sink, ray_remote_args=ray_remote_args or {}, concurrency=concurrency)
+    try:
+        ds.write_datasink(sink, ray_remote_args=ray_remote_args or {}, concurrency=concurrency)
+    finally:
+        sink.close()  # Ray calls on_write_failed on a best-effort basis only
     return sink.snapshot_id
 
