@@ -13,8 +13,10 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
+def ray_cluster(s3_server):
     ray = pytest.importorskip("ray", reason="the Ray tests need the [ray] extra (pip install -e '.[ray]')")
+    # The S3 server is started first: its fake credentials are in the environment the cluster's
+    # workers inherit (without them a worker's uploads go unsigned, which moto stores garbled).
     # Ray's workers import the tests' functions by module (on_ray.test_ray, s3server) and
     # samplestore as this process does: they inherit PYTHONPATH from the cluster ray.init starts.
     paths = [str(pathlib.Path(__file__).parents[1]), *[os.path.abspath(p) for p in sys.path if p]]
