@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 
 def test_ray_scaling(benchmark, quick, tmp_path):
-    files, rows = (4, 5_000) if quick else (16, 50_000)
+    files, rows = (8, 2_500) if quick else (16, 50_000)
     res = benchmark.pedantic(lambda: run_ray_bench(str(tmp_path), files=files, rows_per_file=rows),
                              rounds=1, iterations=1)
     print("\n" + format_markdown(res))
