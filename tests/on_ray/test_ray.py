@@ -249,7 +249,7 @@ def _train_loop(config):
     from samplestore.demo import DLRM, Trainer
     from samplestore.torch import SampleDataset
 
-    table = config["ref"].open()
+    table = config["ref"].open_table()
     ds = SampleDataset(table, features=["dense", "c0", "c1", "click", "row_id"], batch_size=512, seed=1)
     rank, world = ds.rank_world()
     assert (rank, world) == (dist.get_rank(), 2)

@@ -23,7 +23,7 @@ __all__ = ["compact", "ingest"]
 def _rewrite_task(ref: TableRef, group: CompactionGroup, deletes: Mapping[int, Any], target_file_bytes: int,
                   sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None) -> tuple[float, list[dict]]:
     t0 = time.perf_counter()
-    new = rewrite_group(ref.open(), group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id)
+    new = rewrite_group(ref.open_table(), group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id)
     return time.perf_counter() - t0, [entry_to_dict(f) for f in new]
 
 
@@ -99,7 +99,7 @@ def _drop_pending(table: Any, pending: Mapping[Any, Any]) -> None:
 
 def _ingest_task(ref: TableRef, path: str, fmt: str | None, lease_id: str | None,
                  options: dict[str, Any]) -> tuple[int, int, list[dict]]:
-    table = ref.open()
+    table = ref.open_table()
     meta = table.meta()
     f = fmt or guess_format(path)
     files = write_files(table, source_batches(path, f, meta.schema), lease_id, schema=meta.schema,

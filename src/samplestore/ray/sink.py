@@ -82,7 +82,7 @@ class SampleStoreDatasink(Datasink):
 
     def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
         """In a write task: encode the blocks into new files; return ``{"task", "files"}``."""
-        table = self.ref.open()
+        table = self.ref.open_table()
         batches = (BlockAccessor.for_block(b).to_arrow() for b in blocks)
         files = write_files(table, batches, self.lease_id, schema=self.schema, partition_by=self.partition_by,
                             where=f"write task {ctx.task_idx} of table {table.name!r}",

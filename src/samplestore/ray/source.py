@@ -97,7 +97,7 @@ class SampleStoreDatasource(Datasource):
 def _read_unit(ref: TableRef, columns: list[str], filter: pc.Expression | None, snapshot_id: int, unit: FileTask,
                lease_id: str | None) -> Iterator[pa.Table]:
     """A read task: the unit's selected rows as one Arrow table."""
-    table = ref.open()
+    table = ref.open_table()
     if lease_id is not None and not lease_is_live(table.catalog, table.name, lease_id):
         raise LeaseExpired(f"the lease pinning snapshot {snapshot_id} of table {table.name!r} for a Ray read lapsed "
                            "(the driver stopped renewing it, or the dataset was garbage-collected), so garbage "

@@ -38,7 +38,7 @@ class TableRef:
     def of(cls, table: Table) -> "TableRef":
         return cls(table.store.root, table.store.catalog_location, table.storage, table.name)
 
-    def open(self) -> Table:
+    def open_table(self) -> Table:
         """The table, opened in this process (once per worker process and table: a Ray worker
         runs many tasks, and opening a catalog connection per task would cost a round trip each)."""
         key = (self.root, self.catalog, self.table, os.getpid())
