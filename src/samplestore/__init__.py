@@ -31,6 +31,19 @@ from .table import Scan, Store, StreamingWriter, Table, open_store
 # Registers compaction, expiry and GC behind Table.compact() and friends (table/ lies below
 # compaction/ and never imports it; see samplestore.table.maintenance).
 from . import compaction  # noqa: F401
+from .table.maintenance import register_executor
+
+
+def _ray_compact():  # Table.compact(executor="ray"): samplestore.ray, imported on first use
+    from .extras import require_extra
+
+    require_extra("ray", 'Table.compact(executor="ray")')
+    from .ray import compact
+
+    return compact
+
+
+register_executor("ray", _ray_compact)
 
 from .version import __version__
 

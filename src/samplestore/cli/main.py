@@ -119,7 +119,17 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows, partition=a.partition)
+        if a.executor == "ray":
+            require_extra("ray", "samplestore ingest --executor ray")
+            if a.partition:
+                raise SampleStoreError("--partition is not supported with --executor ray yet; ingest without "
+                                       "--executor ray, or give the files the partition column")
+            from ..ray import ingest as ray_ingest
+
+            sid = ray_ingest(table, a.files, a.format, address=a.address, progress=not a.quiet)
+            rows[0] = table.snapshot(sid).summary.get("added_rows", 0) if sid else 0
+        else:
+            sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows, partition=a.partition)
     except BaseException:
         if created:
             # Nothing was committed: drop the table made from the first file, so that a rerun
@@ -416,10 +426,13 @@ def _cmd_compact(a: argparse.Namespace) -> int:
             raise SampleStoreError("--daemon works on every table of the store; leave out TABLE")
         bound = DAEMON_COMPACT_SECONDS if a.compact_seconds is None else a.compact_seconds or None  # 0: no bound
         # Opened in the daemon's loop: started while the catalog is down, it waits for it.
-        run_daemon(lambda: _store(a.root), interval=a.interval, compact_seconds=bound, **opts)
+        run_daemon(lambda: _store(a.root), interval=a.interval, compact_seconds=bound, executor=a.executor,
+                   executor_options={"address": a.address} if a.executor == "ray" else None, **opts)
         return 0
     store = _store(a.root)
-    reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds or None, **opts)
+    executor = dict(executor=a.executor, executor_options={"address": a.address} if a.executor == "ray" else None)
+    reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds or None, **opts,
+                       **executor)
     if a.json:
         print(_json(reports))
     else:
@@ -833,6 +846,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="snapshot id or tag name to read (see `samplestore snapshots` and `samplestore tag "
                              "--list`; default: the current one)")
 
+    def executor_options(sp: argparse.ArgumentParser, ray_help: str) -> None:
+        sp.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help=f"local: this process (default); ray: {ray_help} (pip install 'samplestore[ray]')")
+        sp.add_argument("--address", help="with --executor ray: the Ray cluster (e.g. auto, or ray://HOST:10001; "
+                                          "default: start a local one)")
+
     cmd("init", _cmd_init, "create an empty store (a folder with its catalog)", table=None)
     c = cmd("create", _cmd_create, "create a table from a schema JSON file")
     c.add_argument("--schema", help="schema JSON ({\"features\": [{\"kind\": \"dense\", \"name\": ...}, ...]})")
@@ -863,6 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give every row this value of a column the files lack, e.g. ds=2026-11-20 for a day's Criteo "
                         "log; with --create the column is added to the schema (a string) and partitions the table")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
+    executor_options(i, "one Ray task per file, one commit at the end (files must be readable from every task)")
     for name, fn, help in [("info", _cmd_info, "describe the store or one table")]:
         sp = cmd(name, fn, help, table="optional")
         sp.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -908,6 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "every table's retention policy for this run")
     cp.add_argument("--grace", type=float, default=3600.0, help="age before leftovers of dead writers are removed")
     cp.add_argument("--json", action="store_true", help=JSON_HELP)
+    executor_options(cp, "rewrite the groups of files as Ray tasks in parallel (planned and committed here)")
     de = cmd("delete", _cmd_delete, "delete rows (e.g. a user's, for erasure)")
     de.add_argument("--where", required=True, help="COLUMN=VALUE[,VALUE...], e.g. user_id=42,43")
     ex = cmd("expire", _cmd_expire, "forget old snapshots (by the table's retention policy unless told otherwise; "
