@@ -29,8 +29,9 @@ $(TORCHREC_STAMP): requirements/torchrec-cpu.txt $(STAMP)
 	touch $(TORCHREC_STAMP)
 
 # Everything (what CI runs), the slow soak, crash, fuzz and demo tests included, on both cores.
+# --dist loadgroup: the Ray tests (xdist_group "ray") share one worker, so one local Ray cluster starts.
 test: $(STAMP) $(TORCHREC_STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The import contracts of pyproject.toml ([tool.importlinter]): no cycles, no upward imports.
 # tests/test_layers.py runs them too, so `make test` (CI) and `make test-fast` fail on a broken one.

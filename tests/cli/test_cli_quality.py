@@ -67,6 +67,13 @@ def test_a_day_with_40_percent_missing_is_quarantined_invisible_then_released(tm
     code, out, _ = run(capsys, "quarantine", root, "c")
     assert f"{q['id']}: partition ds={bad}: 2,000 rows" in out and "missing_rate of dense[3]: measured 0.4" in out
 
+    # An open quarantine is rows training does not get: the report fails and shows the day held.
+    code, out, _ = run(capsys, "quality", root, "c")
+    assert code == 1 and f"{bad}" in out and "HELD 2,000 rows" in out and "1 open quarantines" in out
+    rep = json.loads(run(capsys, "quality", root, "c", "--json")[1])
+    assert rep["failures"] == {"checks": 0, "freshness": 0, "quarantines": 1}
+    assert [p["state"] for p in rep["partitions"]].count("held") == 1
+
     table = ss.open_store(str(root)).table("c")
     held_at = table.current_snapshot_id
     assert _dataset_rows(table) == 6 * ROWS
@@ -187,3 +194,59 @@ def test_the_report_matches_the_catalog_statistics_and_draws_the_heat_map(tmp_pa
     assert rep["partitions"][0]["psi"]["dense"] is None  # nothing before the first day
     assert all(p["psi"]["dense"]["max"] < 0.1 for p in rep["partitions"][1:])  # same generator: stable
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+
+
+def test_a_missing_day_alone_fails_the_report(tmp_path, capsys):
+    root = tmp_path / "store"
+    week = _week(tmp_path, bad_day=-1, days=3)
+    for k in (0, 2):  # day 1 never arrives
+        assert _ingest(capsys, root, *week[k], *(["--create"] if k == 0 else []))[0] == 0
+    _expect(capsys, tmp_path, root, [{"rule": "freshness", "deadline_hours": 24 * 30}])
+    as_of = dt.datetime.combine(dt.date.fromisoformat(week[2][0]), dt.time()) + dt.timedelta(days=30, hours=1)
+    code, out, _ = run(capsys, "quality", root, "c", "--json", "--as-of", as_of.isoformat())
+    rep = json.loads(out)
+    assert code == 1 and rep["failures"] == {"checks": 0, "freshness": 1, "quarantines": 0}
+    assert rep["freshness"][0]["missing"] == [week[1][0]]
+    # The rows failure of the report is written with thousands separators, not 1e+04.
+    _expect(capsys, tmp_path, root, {"rule": "rows", "min": 12345})  # one object: a list of one
+    code, out, _ = run(capsys, "quality", root, "c")
+    assert code == 1 and "FAIL rows: 2,000, bound min=12345" in out
+    for bad in ("0", "-3"):
+        code, _, err = run(capsys, "quality", root, "c", "--psi-window", bad)
+        assert code == 2 and "--psi-window" in err and "at least 1" in err
+
+
+def test_quarantine_json_entries_name_the_rule_value_and_bound(tmp_path, capsys):
+    root = tmp_path / "store"
+    week = _week(tmp_path, bad_day=1, days=2)
+    assert _ingest(capsys, root, *week[0], "--create")[0] == 0
+    _expect(capsys, tmp_path, root, [{"rule": "missing_rate", "column": "dense[03]", "max": 0.1, "action": "quarantine"}])
+    code, out, _ = run(capsys, "expect", root, "c", "--json")
+    assert json.loads(out)["expectations"][0]["column"] == "dense[3]"  # stored as it is reported
+    assert _ingest(capsys, root, *week[1])[0] == 0
+    [q] = json.loads(run(capsys, "quarantine", root, "c", "--json")[1])
+    assert (q["rule"], q["column"], q["bound"]) == ("missing_rate", "dense[3]", {"max": 0.1})
+    assert q["measured"] == q["violations"][0]["measured"] and 0.35 < q["measured"] < 0.45
+
+
+def test_an_empty_table_writes_no_heat_map(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    root = tmp_path / "store"
+    ss.open_store(str(root), create=True).create_table("c", ss.Schema([ss.Dense("x", dim=2)]))
+    code, out, err = run(capsys, "quality", root, "c", "--plot", tmp_path / "m.png")
+    assert code == 0 and "no heat map written" in err and "Warning" not in err
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_a_warning_is_printed_once_and_the_daemon_still_logs(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import logging, samplestore\n"
+              "log = logging.getLogger('samplestore.quality')\n"
+              "log.warning('before basicConfig')\n"  # the CLI printed it already: not again on stderr
+              "logging.basicConfig(level=logging.INFO)\n"  # what `samplestore compact` does
+              "log.warning('after basicConfig')\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "before" not in r.stderr and "after basicConfig" in r.stderr

@@ -106,7 +106,7 @@ def test_sort_by_rewrites_large_unsorted_files_once(tmp_path):
 @BOTH_CATALOGS
 def test_appends_during_compaction_are_kept(table, monkeypatch):
     from samplestore.compaction import compactor
-    real = compactor._rewrite
+    real = compactor.rewrite_group
     calls = []
 
     def slow(*a, **k):
@@ -115,7 +115,7 @@ def test_appends_during_compaction_are_kept(table, monkeypatch):
         calls.append(1)
         return out
 
-    monkeypatch.setattr(compactor, "_rewrite", slow)
+    monkeypatch.setattr(compactor, "rewrite_group", slow)
     table.compact()
     assert len(calls) >= 2
     assert np.array_equal(ids(table), np.concatenate([np.arange(3000), np.arange(10_000, 10_000 + 50 * len(calls))]))
@@ -124,7 +124,7 @@ def test_appends_during_compaction_are_kept(table, monkeypatch):
 @BOTH_CATALOGS
 def test_delete_racing_compaction_is_not_undone(table, monkeypatch):
     from samplestore.compaction import compactor
-    real = compactor._rewrite
+    real = compactor.rewrite_group
     fired = []
 
     def racing(*a, **k):
@@ -134,7 +134,7 @@ def test_delete_racing_compaction_is_not_undone(table, monkeypatch):
             table.delete(pc.field("row_id").isin([0, 1, 2, 3]))  # lands after the plan
         return out
 
-    monkeypatch.setattr(compactor, "_rewrite", racing)
+    monkeypatch.setattr(compactor, "rewrite_group", racing)
     res = table.compact()
     assert res.conflicts >= 1
     assert np.array_equal(ids(table), np.arange(4, 3000))

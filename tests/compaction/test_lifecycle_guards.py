@@ -302,13 +302,13 @@ def test_compaction_time_limit_stops_between_groups_and_the_pass_still_expires_a
         t.append(_rows(0, 10, ds=day))
         t.append(_rows(10, 10, ds=day))
     clock = {"now": 1000.0}
-    real_rewrite = compactor._rewrite
+    real_rewrite = compactor.rewrite_group
 
     def slow_rewrite(*args, **kwargs):
         clock["now"] += 10.0  # each group "takes" 10 s
         return real_rewrite(*args, **kwargs)
 
-    monkeypatch.setattr(compactor, "_rewrite", slow_rewrite)
+    monkeypatch.setattr(compactor, "rewrite_group", slow_rewrite)
     monkeypatch.setattr(compactor.time, "monotonic", lambda: clock["now"])
     res = compactor.compact(t, max_seconds=15.0)
     # Group 1 starts at 0 s, group 2 at 10 s (< 15), none at 20 s.

@@ -39,11 +39,19 @@ def test_a_mistyped_s3_prefix_with_a_shared_catalog_refuses_writes(tmp_path, s3_
 
 
 @pytest.mark.slow  # starts the S3 server
-def test_a_table_whose_folder_cannot_be_written_is_not_created(tmp_path, s3_server):
+def test_no_store_is_made_in_a_missing_bucket_and_no_table_whose_folder_cannot_be_written(tmp_path, s3_server):
     options = s3_server.options
-    store = ss.open_store("s3://no-such-bucket/samples", create=True, catalog=tmp_path / "catalog",
+    with pytest.raises(ss.CatalogError, match="its bucket 'no-such-bucket' does not exist"):
+        ss.open_store("s3://no-such-bucket/samples", create=True, catalog=tmp_path / "catalog",
+                      storage_options=options)
+    assert not (tmp_path / "catalog").exists()  # refused before a catalog was made
+    # A bucket that goes away after the store was made: the table is not created.
+    bucket = s3_server.new_bucket()
+    store = ss.open_store(f"s3://{bucket}/samples", create=True, catalog=tmp_path / "catalog",
                           storage_options=options)
+    s3_server.filesystem(allow_bucket_deletion=True).delete_dir(bucket)
     with pytest.raises(ss.CatalogError, match="was not created: its folder") as err:
         store.create_table("t", SCHEMA)
     assert "bucket" in str(err.value)
     assert store.tables() == []
+    store.close()

@@ -794,6 +794,52 @@ class TestCatalogConformance:
         c.create_table("t", SCHEMA, ["ds"])
         assert c.quarantines("t", resolved=True) == []
 
+    @covers("commit", "files")
+    def test_files_of_some_partitions_only(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, ["ds"])
+        c.commit("t", "append", add=[_file("a.ssf", 1, "a"), _file("b.ssf", 2, "b"), _file("c.ssf", 3, "c")])
+        c.commit("t", "append", add=[_file("b2.ssf", 4, "b")], quarantine={'{"ds": "b"}': [{"rule": "rows"}]})
+        got = c.files("t", 2, with_stats=["y"], partitions=[{"ds": "b"}, {"ds": "c"}, {"ds": "zz"}])
+        assert [f.path for f in got] == ["b.ssf", "c.ssf"] and all("y" in f.stats for f in got)
+        held = c.files("t", 2, partitions=[{"ds": "b"}], include_quarantined=True)
+        assert [f.path for f in held] == ["b.ssf", "b2.ssf"]
+        assert c.files("t", 2, partitions=[]) == []
+
+    @covers("commit", "files", "quarantines", "resolve_quarantine", "appended_files", "appends_replaced_upto")
+    def test_held_rows_stay_out_of_the_totals_and_a_rewrite_joins_their_quarantine(self, catalog):
+        c = catalog
+        c.create_table("t", SCHEMA, ["ds"])
+        c.commit("t", "append", add=[_file("a.ssf", 100, "a")])
+        held = c.commit("t", "append", add=[_file("b.ssf", 10, "b")], quarantine={'{"ds": "b"}': [{"rule": "rows"}]})
+        [q] = c.quarantines("t")
+        [b] = [f for f in c.files("t", 2, include_quarantined=True) if f.quarantine_id]
+        d = c.commit("t", "delete", deletes={b.file_id: [0, 1, 2]})  # held rows: not in the visible total
+        assert held.summary["total_rows"] == 100 and d.summary["total_rows"] == 100
+        # A rewrite of held files (compaction purging the erased rows) stays in their quarantine.
+        out = DataFile("b2.ssf", {"ds": "b"}, 7, 70, 1, quarantine_id=q.quarantine_id)
+        r = c.commit("t", "replace", add=[out], remove=[b.file_id])
+        assert (r.summary["added_rows"], r.summary["removed_rows"], r.summary["total_rows"]) == (0, 0, 100)
+        assert [f.path for f in c.files("t", 4)] == ["a.ssf"]
+        [b2] = [f for f in c.files("t", 4, include_quarantined=True) if f.quarantine_id]
+        assert (b2.path, b2.quarantine_id, b2.visible_from) == ("b2.ssf", q.quarantine_id, None)
+        assert c.appends_replaced_upto("t") == 0  # never visible: no follower missed it
+        [q2] = c.quarantines("t")
+        assert (q2.files, q2.rows) == (1, 7)
+        with pytest.raises(ss.CatalogError, match=r"partition \{\"ds\": \"a\"\}"):
+            c.commit("t", "replace", add=[DataFile("x.ssf", {"ds": "a"}, 1, 1, 1, quarantine_id=q.quarantine_id)])
+        rel = c.resolve_quarantine("t", q.quarantine_id, "release")
+        assert rel.summary["total_rows"] == 107 and rel.summary["released_files"] == 1
+        assert [f.path for f in c.appended_files("t", 4)] == ["b2.ssf"]  # a follower receives the rows
+        c.commit("t", "append", add=[_file("c.ssf", 5, "c")], quarantine={'{"ds": "c"}': [{"rule": "rows"}]})
+        [qc] = c.quarantines("t")
+        [cf] = [f for f in c.files("t", 6, include_quarantined=True) if f.path == "c.ssf"]
+        c.commit("t", "delete", deletes={cf.file_id: [0]})
+        drop = c.resolve_quarantine("t", qc.quarantine_id, "drop")
+        assert drop.summary["total_rows"] == 107 and drop.summary["dropped_files"] == 1
+        with pytest.raises(ss.CommitConflict, match=f"quarantine {qc.quarantine_id} .*dropped already.*re-plan"):
+            c.commit("t", "replace", add=[DataFile("x.ssf", {"ds": "c"}, 1, 1, 1, quarantine_id=qc.quarantine_id)])
+
 
 # -- the SQLite backend -----------------------------------------------------------------------
 

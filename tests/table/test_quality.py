@@ -195,3 +195,139 @@ def test_report_psi_sees_a_shifted_feature(table):
     last = rep["partitions"][-1]["psi"]["x"]
     assert last["by_dim"][1] > 1 and max(last["by_dim"][i] for i in (0, 2, 3)) < 0.1
     assert rep["partitions"][-1]["psi"]["y"]["max"] < 0.1
+
+
+def test_open_quarantines_fail_the_report_and_show_as_held(table, tmp_path):
+    table.set_expectations([QUARANTINE_X2])
+    table.append(rows(0, 100, "d1"))
+    table.append(rows(100, 100, "d2", missing=0.5))  # held back whole
+    table.append(rows(200, 100, "d1", missing=0.5))  # d1 partly held
+    rep = quality_report(table)
+    assert rep["failed"] == 2 and rep["failures"] == {"checks": 0, "freshness": 0, "quarantines": 2}
+    by = {p["partition"]["ds"]: p for p in rep["partitions"]}
+    assert by["d1"]["state"] == "partly held" and by["d1"]["rows"] == 100 and by["d1"]["held"]["rows"] == 100
+    assert by["d2"]["state"] == "held" and by["d2"]["rows"] == 0 and by["d2"]["held"]["rows"] == 100
+    assert 0.35 < by["d2"]["missing_rate"]["x[2]"] < 0.65  # why it is held shows in the heat map
+    # As of the snapshot before the quarantines, there were none.
+    assert quality_report(table, snapshot=1)["failed"] == 0
+    for q in table.quarantines():
+        table.release_quarantine(q.quarantine_id)
+    assert quality_report(table)["failures"]["quarantines"] == 0
+
+
+def test_psi_has_its_textbook_value():
+    # sum((p - q) ln(p / q)), not KL divergence sum(p ln(p / q)) (0.0823 here).
+    assert psi({0: 30, 1: 70}, {0: 50, 1: 50}) == pytest.approx(0.2 * np.log(5 / 3) + 0.2 * np.log(1.4), rel=1e-12)
+
+
+def test_report_psi_sees_a_shift_inside_zero_to_one(tmp_path):
+    t = ss.open_store(str(tmp_path / "s"), create=True).create_table(
+        "u", ss.Schema([ss.Dense("x", dim=1), ss.Scalar("ds", "string")]), partition_by=["ds"])
+
+    def day(ds, values):
+        x = np.repeat(np.array(values, np.float32), 50)
+        return pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x), 1), "ds": pa.array([ds] * len(x))})
+
+    t.append(day("d0", [0.05, 0.15]))  # [0, 0.2)
+    t.append(day("d1", [0.85, 0.95]))  # [0.8, 1): 4 bins, shares 0.5 against the floor 1e-4
+    got = quality_report(t, psi_window=1)["partitions"][1]["psi"]["x"]["max"]
+    assert got == pytest.approx(4 * (0.5 - 1e-4) * np.log(0.5 / 1e-4), rel=1e-9)
+
+
+def test_freshness_counts_a_day_from_its_first_append_not_its_compaction(table):
+    import datetime as dt
+    import time
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    table.append(rows(0, 50, today.isoformat()))
+    table.append(rows(50, 50, today.isoformat()))
+    midnight = dt.datetime.combine(today, dt.time(), dt.timezone.utc).timestamp()
+    hours = (time.time() + 0.05 - midnight) / 3600  # the deadline falls between the appends and the compaction
+    table.set_expectations([{"rule": "freshness", "deadline_hours": hours}])
+    time.sleep(0.1)
+    table.compact()
+    assert [f.added_by for f in table.files()] == ["replace"]
+    [fresh] = quality_report(table, now=time.time())["freshness"]
+    assert fresh["verdict"] == "pass" and fresh["late"] == []
+
+
+def test_since_compares_compact_dates_as_dates(table):
+    for ds in ("20261101", "20261102", "20261103"):
+        table.append(rows(0, 10, ds))
+    rep = quality_report(table, since="2026-11-02")
+    assert [p["partition"]["ds"] for p in rep["partitions"]] == ["20261102", "20261103"]
+
+
+def test_heat_map_hatches_held_partitions_and_leaves_a_missing_day_grey(table, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    from samplestore.table.quality import plot_missing_heatmap
+
+    table.set_expectations([QUARANTINE_X2, {"rule": "freshness", "deadline_hours": 24}])
+    table.append(rows(0, 100, "2026-11-01"))
+    table.append(rows(100, 100, "2026-11-03", missing=0.5))  # held; 11-02 never came
+    rep = quality_report(table, now=1.9e9)
+    assert [(p["partition"]["ds"], p["state"]) for p in rep["partitions"]] == [("2026-11-01", "visible"),
+                                                                               ("2026-11-03", "held")]
+    assert rep["freshness"][0]["missing"][:3] == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    rep["freshness"][0]["missing"] = rep["freshness"][0]["missing"][:3]  # a short plot
+    png = plot_missing_heatmap(rep, str(tmp_path / "m.png"))
+    rgb = (matplotlib.image.imread(png)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    colours = {tuple(c) for c in rgb}
+    assert (0x1f, 0x77, 0xb4) in colours and (0xd9, 0xd9, 0xd9) in colours  # hatching, the grey gap
+    assert plot_missing_heatmap({**rep, "partitions": []}, str(tmp_path / "none.png")) is None
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_an_erasure_in_a_quarantine_is_physical_after_compact_expire_and_gc(table):
+    from samplestore.format import FileReader
+
+    table.set_expectations([QUARANTINE_X2])
+    table.append(rows(0, 100, "d1"))
+    table.append(rows(100, 100, "d1", missing=0.5))  # held, in the same partition as a visible file
+    table.delete(pc.field("row_id") >= 190)
+    s = table.snapshot(table.current_snapshot_id).summary
+    assert s["deleted_rows"] == 10 and s["total_rows"] == 100  # held rows were never in the total
+    [q] = table.quarantines()
+    table.compact()
+    files = table.files(include_quarantined=True)
+    assert sorted(f.quarantine_id or 0 for f in files) == [0, q.quarantine_id]  # rewritten apart, still held
+    assert table.quarantines()[0].rows == 90 and table.count() == 100
+    table.expire_snapshots(retain_last=1)
+    table.gc(grace_seconds=0)
+    on_disk = []
+    for entry in table.storage.list_files(table.dir):
+        if entry.path.endswith(".ssf"):
+            with FileReader(entry.path, table.storage) as r:
+                on_disk += r.read(["row_id"]).column("row_id").to_pylist()
+    assert sorted(on_disk) == list(range(190))
+    rel = table.release_quarantine(q.quarantine_id)
+    assert rel.summary["total_rows"] == 190 and rel.summary["released_files"] == 1
+    assert sorted(table.scan(columns=["row_id"]).to_arrow().column("row_id").to_pylist()) == list(range(190))
+
+
+def test_one_rule_object_is_a_list_of_one_and_a_slot_is_stored_as_reported(table):
+    [e] = table.set_expectations({"rule": "missing_rate", "column": "x[02]", "max": 0.1})
+    assert e.column == "x[2]" and table.expectations[0].to_dict()["column"] == "x[2]"
+    with pytest.raises(ss.DataQualityError, match=r"wrap it in \[ \]"):
+        table.set_expectations({"missing_rate": 0.1})
+
+
+def test_a_commit_reads_statistics_of_its_own_partitions_only(table, monkeypatch):
+    for k in range(4):
+        table.append(rows(100 * k, 100, f"d{k}"))
+    table.set_expectations([{"rule": "label_rate", "column": "y", "min": 0.01},
+                            {"rule": "rows", "max_change": 0.5, "window": 2, "action": "reject"}])
+    real, seen = table.catalog.files, []
+
+    def files(*args, **kwargs):
+        got = real(*args, **kwargs)
+        seen.append(({f.partition["ds"] for f in got}, bool(kwargs.get("with_stats"))))
+        return got
+
+    monkeypatch.setattr(table.catalog, "files", files)
+    with pytest.raises(ss.DataQualityError, match=r"ds=d9: rows is 10, -90.0% from the median 100"):
+        table.append(rows(0, 10, "d9"))
+    with_stats = [parts for parts, stats in seen if stats]
+    assert all(parts <= {"d9"} for parts in with_stats)  # not the statistics of d0..d3

@@ -426,7 +426,12 @@ class Catalog(abc.ABC):
         (expiry and GC keep them) but outside :meth:`files` unless asked, until
         :meth:`resolve_quarantine`. The summary's ``added_files``/``added_rows`` and totals
         count visible files only; ``quarantined_files``, ``quarantined_rows`` and
-        ``quarantine_ids`` say what was held back.
+        ``quarantine_ids`` say what was held back. An added file whose ``quarantine_id``
+        names an open quarantine of the table (a compaction rewriting held files to purge
+        deleted rows) joins it: held like the files it replaces, counted as what they were
+        added by (an append, for :meth:`appended_files` once released), and the quarantine's
+        ``files``/``rows`` become what its live files hold. Removed held files and deletes
+        of held rows leave the visible totals alone; a release adds the rows still live.
 
         The snapshot's summary holds ``added_files``, ``added_rows``, ``removed_files``,
         ``removed_rows`` (rows deleted from them before are not counted twice),
@@ -440,7 +445,8 @@ class Catalog(abc.ABC):
             TableNotFound: no such table.
             CommitConflict: a file in ``remove`` or ``deletes`` is no longer live (another
                 commit removed it), or, with ``planned_at``, rows of those files were deleted
-                in a snapshot after ``planned_at``. Nothing was changed; the caller re-plans
+                in a snapshot after ``planned_at``, or an added file names a quarantine that
+                is not open. Nothing was changed; the caller re-plans
                 and retries. Appends never conflict.
         """
 
@@ -456,14 +462,18 @@ class Catalog(abc.ABC):
     # -- files ---------------------------------------------------------------------------
     @abc.abstractmethod
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
-              include_quarantined: bool = False) -> list[DataFile]:
+              include_quarantined: bool = False, partitions: Iterable[Mapping[str, Any]] | None = None
+              ) -> list[DataFile]:
         """The files live in a snapshot (added at or before it, not removed at or before it),
         in commit order (by file id), read in one consistent state; with ``with_stats`` each
         carries the statistics of those columns (those it has), without, none.
 
         A quarantined file is visible in a snapshot only if its quarantine was released at or
         before it (so an older snapshot reads as it was); ``include_quarantined`` lists the
-        live files of open quarantines too.
+        live files of open quarantines too. ``partitions`` (partition values, as
+        :attr:`DataFile.partition`) limits the answer, and the statistics read, to the files
+        of those partitions (an empty list: none), so a caller interested in a few
+        partitions of a large table does not read them all.
 
         Snapshot 0 has no files. The snapshot is not checked to be retained: a caller reads
         the snapshot it leased, or one it just resolved.
@@ -520,6 +530,9 @@ class Catalog(abc.ABC):
             TableNotFound: no such table.
             CatalogError: ``action`` is neither; the table has no open quarantine of that id
                 (the message lists the open ones). Nothing is changed.
+
+        The snapshot's summary says ``released_files`` or ``dropped_files``; a release adds
+        the quarantine's live rows (deleted ones left out) to ``total_rows``.
         """
 
     # -- deletes -------------------------------------------------------------------------

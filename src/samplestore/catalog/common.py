@@ -21,7 +21,8 @@ __all__ = ["translated", "check_version", "changed_properties", "unreferenced", 
            "tag_taken", "not_retained", "late_deletes", "removed_since", "replaced_since",
            "visible_clause", "quarantine_action", "quarantine_groups", "no_open_quarantine", "quarantine_of",
            "QUARANTINE_COLS", "held_summary", "resolution_of",
-           "resolved_summary", "require_open_quarantine"]
+           "resolved_summary", "require_open_quarantine", "HELD", "joined_quarantines", "refresh_quarantine_sql",
+           "held_counts_sql"]
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -100,16 +101,20 @@ def unreferenced(rows: Iterable[tuple[int, str, int, int]], pinned: Iterable[int
 
 
 def commit_summary(previous: str | None, *, added_files: int, added_rows: int, removed_files: int, removed_rows: int,
-                   deleted_rows: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+                   deleted_rows: int, extra: Mapping[str, Any] | None, held_deleted_rows: int = 0) -> dict[str, Any]:
     """A snapshot's summary: what the commit changed, the running totals from the parent's
-    summary (``previous``, its JSON; None before the first commit), then the caller's keys."""
+    summary (``previous``, its JSON; None before the first commit), then the caller's keys.
+
+    The counts and totals are of visible files; ``held_deleted_rows`` of the ``deleted_rows``
+    were in files held by open quarantines, so they leave the visible total as it is (a
+    release adds the rows still live)."""
     prev = json.loads(previous) if previous else {"total_rows": 0, "total_files": 0}
     return {
         "added_files": added_files, "added_rows": added_rows,
         "removed_files": removed_files, "removed_rows": removed_rows,
         "total_files": prev.get("total_files", 0) + added_files - removed_files,
         "deleted_rows": deleted_rows,
-        "total_rows": prev.get("total_rows", 0) + added_rows - removed_rows - deleted_rows,
+        "total_rows": prev.get("total_rows", 0) + added_rows - removed_rows - (deleted_rows - held_deleted_rows),
         **dict(extra or {}),
     }
 
@@ -257,11 +262,14 @@ def resolution_of(action: str) -> str:
 
 
 def resolved_summary(previous: str | None, action: str, quarantine_id: int, files: int, rows: int) -> dict[str, Any]:
-    """The summary of the snapshot that releases (its files and rows become visible: added)
-    or drops (they were never visible: no change to the totals) a quarantine."""
+    """The summary of the snapshot that releases (its files and live rows, from
+    :func:`held_counts_sql`, become visible: added) or drops (they were never visible: no
+    change to the totals) a quarantine; ``released_files`` or ``dropped_files`` says how many
+    files it resolved."""
     shown = (files, rows) if action == "release" else (0, 0)
     return commit_summary(previous, added_files=shown[0], added_rows=shown[1], removed_files=0, removed_rows=0,
-                          deleted_rows=0, extra={"quarantine_id": quarantine_id, f"{action}d_files": files})
+                          deleted_rows=0, extra={"quarantine_id": quarantine_id,
+                                                 f"{resolution_of(action)}_files": files})
 
 
 def require_open_quarantine(execute: Callable[[str, tuple], Any], mark: str, name: str, quarantine_id: int) -> None:
@@ -278,3 +286,54 @@ def require_open_quarantine(execute: Callable[[str, tuple], Any], mark: str, nam
         open_ids = [r[0] for r in execute(f"SELECT quarantine_id FROM quarantines WHERE table_name = {mark} AND "
                                           f"resolution IS NULL ORDER BY quarantine_id", (name,))]
         raise no_open_quarantine(name, quarantine_id, row, open_ids)
+
+
+#: SQL: the file (a files row) is held by an open quarantine: not visible now.
+HELD = "(quarantine_id IS NOT NULL AND released_snapshot IS NULL)"
+
+
+def joined_quarantines(execute: Callable[[str, tuple], Any], mark: str, name: str,
+                       add: Sequence[Any]) -> dict[int, tuple[int, str]]:
+    """Indexes into ``add`` of the files that name a quarantine (a rewrite of held files by
+    compaction), with (quarantine id, what the files it holds were added by): such a file
+    joins the quarantine, and counts as what the files it replaces were (an append, so a
+    follower receives its rows when it is released). Checked inside the commit's transaction.
+
+    Raises:
+        CommitConflict: the quarantine is not open (released or dropped since the rewrite
+            was planned: re-plan), or not the table's.
+        CatalogError: it holds another partition than the file's.
+    """
+    out: dict[int, tuple[int, str]] = {}
+    for qid in sorted({int(f.quarantine_id) for f in add if f.quarantine_id is not None}):
+        try:
+            require_open_quarantine(execute, mark, name, qid)
+        except CatalogError as exc:
+            raise CommitConflict(f"{exc}; files rewritten for it cannot join it: re-plan and retry") from exc
+        held = execute(f"SELECT partition FROM quarantines WHERE quarantine_id = {mark}", (qid,)).fetchone()[0]
+        added_by = execute(f"SELECT MIN(added_by) FROM files WHERE table_name = {mark} AND quarantine_id = {mark}",
+                           (name, qid)).fetchone()[0] or "append"
+        for i, f in enumerate(add):
+            if f.quarantine_id is not None and int(f.quarantine_id) == qid:
+                if f.partition_key != held:
+                    raise CatalogError(f"file {f.path!r} of partition {f.partition_key} cannot join quarantine {qid} "
+                                       f"of table {name!r}: it holds partition {held}")
+                out[i] = (qid, added_by)
+    return out
+
+
+def refresh_quarantine_sql(mark: str) -> str:
+    """SQL setting a quarantine's ``files`` and ``num_rows`` (parameter: its id) to what its
+    live files hold, after a commit rewrote some of them."""
+    live = "FROM files f WHERE f.quarantine_id = quarantines.quarantine_id AND f.removed_snapshot IS NULL"
+    return (f"UPDATE quarantines SET files = (SELECT COUNT(*) {live}), "
+            f"num_rows = (SELECT COALESCE(SUM(f.num_rows), 0) {live}) WHERE quarantine_id = {mark}")
+
+
+def held_counts_sql(mark: str) -> str:
+    """SQL: (files, live rows) of a quarantine's live files, deleted rows left out
+    (parameters: table, quarantine id, table, quarantine id)."""
+    return (f"SELECT COUNT(*), COALESCE(SUM(f.num_rows), 0) - COALESCE((SELECT SUM(d.count) FROM deletes d "
+            f"JOIN files g ON g.file_id = d.file_id WHERE g.table_name = {mark} AND g.quarantine_id = {mark} "
+            f"AND g.removed_snapshot IS NULL), 0) FROM files f WHERE f.table_name = {mark} "
+            f"AND f.quarantine_id = {mark} AND f.removed_snapshot IS NULL")

@@ -44,7 +44,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
 from . import common
-from .base import (Catalog, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
+from .base import (Catalog, partition_key, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
                    validate_tag_name)
 
 __all__ = ["PostgresCatalog", "DEFAULT_SCHEMA", "SCHEMES"]
@@ -609,24 +609,29 @@ class PostgresCatalog(Catalog):
 
     @_translated
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
-              include_quarantined: bool = False) -> list[DataFile]:
+              include_quarantined: bool = False, partitions: Iterable[Mapping[str, Any]] | None = None
+              ) -> list[DataFile]:
         """The files live in a snapshot, in commit order, read in one snapshot of the database."""
         cols = list(with_stats) if with_stats is not None else []
         snapshot_id = int(snapshot_id)
+        keys = None if partitions is None else sorted({partition_key(p) for p in partitions})
 
         def work(c: psycopg.Connection) -> list[DataFile]:
             self._require(c, name)
             live = "table_name = %s AND added_snapshot <= %s AND (removed_snapshot IS NULL OR removed_snapshot > %s)"
+            args: tuple = (name, snapshot_id, snapshot_id)
             if not include_quarantined:
                 live += f" AND {common.visible_clause(str(snapshot_id))}"
-            rows = c.execute(f"SELECT {self._FILE_COLS} FROM files WHERE {live} ORDER BY file_id",
-                             (name, snapshot_id, snapshot_id)).fetchall()
+            if keys is not None:
+                live += " AND partition = ANY(%s)"
+                args += (keys,)
+            rows = c.execute(f"SELECT {self._FILE_COLS} FROM files WHERE {live} ORDER BY file_id", args).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
             if cols and rows:
                 q = ("SELECT file_id, column_name, nulls, missing, value_count, min_value, max_value, bytes, extra "
                      f"FROM column_stats WHERE file_id IN (SELECT file_id FROM files WHERE {live}) "
                      "AND column_name = ANY(%s)")
-                for r in c.execute(q, (name, snapshot_id, snapshot_id, cols)):
+                for r in c.execute(q, (*args, cols)):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], _stat_value(r[5]),
                                                                    _stat_value(r[6]), r[7], json.loads(r[8]))
             return [self._file(r, stats.get(r[0])) for r in rows]
@@ -866,20 +871,26 @@ class PostgresCatalog(Catalog):
                                  "ORDER BY file_id", (guarded, int(planned_at))).fetchall()
                 if late:
                     raise common.late_deletes(operation, name, [r[0] for r in late], planned_at)
-            removed_rows = 0
+            removed_rows = removed_files = 0
+            refresh: set[int] = set()
             if remove:
-                live = c.execute("SELECT file_id, num_rows FROM files WHERE table_name = %s AND removed_snapshot IS NULL "
-                                 "AND file_id = ANY(%s)", (name, remove)).fetchall()
+                live = c.execute(f"SELECT file_id, num_rows, {common.HELD}, quarantine_id FROM files WHERE table_name = %s "
+                                 "AND removed_snapshot IS NULL AND file_id = ANY(%s)", (name, remove)).fetchall()
                 if len(live) != len(remove):
                     raise common.removed_since(operation, name, sorted(set(remove) - {r[0] for r in live}), parent)
+                # Held files were never in the totals; their quarantine's counts are refreshed.
+                shown = [r[0] for r in live if not r[2]]
+                refresh.update(r[3] for r in live if r[2])
+                removed_files = len(shown)
                 # Rows of these files already deleted were subtracted from the totals by their delete.
-                removed_rows = sum(r[1] for r in live) - c.execute(
-                    "SELECT COALESCE(SUM(count), 0)::bigint FROM deletes WHERE file_id = ANY(%s)", (remove,)).fetchone()[0]
+                removed_rows = sum(r[1] for r in live if not r[2]) - c.execute(
+                    "SELECT COALESCE(SUM(count), 0)::bigint FROM deletes WHERE file_id = ANY(%s)", (shown,)).fetchone()[0]
                 c.execute("UPDATE files SET removed_snapshot = %s WHERE file_id = ANY(%s)", (new_id, remove))
                 # How far appends have been merged away (see appends_replaced_upto).
                 c.execute("UPDATE tables SET appends_replaced_upto = GREATEST(appends_replaced_upto, COALESCE(("
                           "SELECT MAX(COALESCE(released_snapshot, added_snapshot)) FROM files WHERE file_id = ANY(%s) "
-                          "AND added_by IN ('append', 'stream-append')), 0)) WHERE name = %s", (remove, name))
+                          f"AND added_by IN ('append', 'stream-append') AND NOT {common.HELD}), 0)) WHERE name = %s",
+                          (remove, name))
             qid_of: dict[int, int] = {}
             for key, idx in held.items():
                 qid = c.execute("INSERT INTO quarantines (table_name, partition, violations, files, num_rows, "
@@ -887,7 +898,10 @@ class PostgresCatalog(Catalog):
                                 (name, key, json.dumps(list(quarantine[key])), len(idx),
                                  sum(add[i].num_rows for i in idx), new_id)).fetchone()[0]
                 qid_of.update((i, qid) for i in idx)
-            added_rows = sum(f.num_rows for i, f in enumerate(add) if i not in qid_of)
+            joined = common.joined_quarantines(c.execute, "%s", name, add)
+            refresh.update(q for q, _ in joined.values())
+            placed = [joined.get(i, (qid_of.get(i), operation)) for i in range(len(add))]
+            added_rows = sum(f.num_rows for f, (qid, _) in zip(add, placed) if qid is None)
             if add:
                 cur = c.cursor()
                 cur.executemany(
@@ -895,8 +909,8 @@ class PostgresCatalog(Catalog):
                     "row_group_size, added_by, sort_key, added_snapshot, quarantine_id) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING file_id",
                     [(name, f.path, f.partition_key, f.num_rows, f.file_bytes, f.num_row_groups,
-                      f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id, qid_of.get(i))
-                     for i, f in enumerate(add)],
+                      f.row_group_size or f.num_rows, added_by, json.dumps(list(f.sort_key)), new_id, qid)
+                     for f, (qid, added_by) in zip(add, placed)],
                     returning=True)
                 fids = []
                 while True:
@@ -907,21 +921,25 @@ class PostgresCatalog(Catalog):
                           json.dumps(dict(s.extra))) for fid, f in zip(fids, add) for col, s in f.stats.items()]
                 if stats:
                     cur.executemany("INSERT INTO column_stats VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", stats)
-            deleted_rows = 0
+            deleted_rows = held_deleted = 0
             if positions:
-                live_ids = {r[0] for r in c.execute(
-                    "SELECT file_id FROM files WHERE table_name = %s AND removed_snapshot IS NULL "
-                    "AND file_id = ANY(%s)", (name, list(positions)))}
+                live_ids = dict(c.execute(
+                    f"SELECT file_id, {common.HELD} FROM files WHERE table_name = %s AND removed_snapshot IS NULL "
+                    "AND file_id = ANY(%s)", (name, list(positions))).fetchall())
                 if len(live_ids) != len(positions):
-                    raise common.replaced_since(name, sorted(set(positions) - live_ids))
+                    raise common.replaced_since(name, sorted(set(positions) - set(live_ids)))
                 c.cursor().executemany("INSERT INTO deletes VALUES (%s, %s, %s, %s, %s)", [
                     (name, fid, new_id, arr.tobytes(), len(arr)) for fid, arr in positions.items()])
                 deleted_rows = sum(len(arr) for arr in positions.values())
+                held_deleted = sum(len(arr) for fid, arr in positions.items() if live_ids[fid])
+            for qid in sorted(refresh):
+                c.execute(common.refresh_quarantine_sql("%s"), (qid,))
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = %s AND snapshot_id = %s",
                              (name, parent)).fetchone()
-            full = common.commit_summary(prev[0] if prev else None, added_files=len(add) - len(qid_of),
-                                         added_rows=added_rows, removed_files=len(remove), removed_rows=removed_rows,
-                                         deleted_rows=deleted_rows, extra=common.held_summary(add, qid_of, summary))
+            full = common.commit_summary(prev[0] if prev else None, added_files=len(add) - len(qid_of) - len(joined),
+                                         added_rows=added_rows, removed_files=removed_files, removed_rows=removed_rows,
+                                         deleted_rows=deleted_rows, held_deleted_rows=held_deleted,
+                                         extra=common.held_summary(add, qid_of, summary))
             schema_json = schema.to_json() if schema is not None else row[1]
             now = c.execute(f"INSERT INTO snapshots VALUES (%s, %s, %s, {_NOW}, %s, %s, %s, %s, %s) RETURNING created_at",
                             (name, new_id, parent if parent else None, operation, json.dumps(full), schema_json,
@@ -965,9 +983,8 @@ class PostgresCatalog(Catalog):
             common.require_open_quarantine(c.execute, "%s", name, qid)
             parent = row[5]
             new_id = parent + 1
-            files, rows = c.execute("SELECT COUNT(*), COALESCE(SUM(num_rows), 0)::bigint FROM files WHERE "
-                                    "table_name = %s AND quarantine_id = %s AND removed_snapshot IS NULL",
-                                    (name, qid)).fetchone()
+            files, rows = c.execute(common.held_counts_sql("%s"), (name, qid, name, qid)).fetchone()
+            rows = int(rows)  # a sum of bigints is numeric
             column = sql.Identifier("released_snapshot" if action == "release" else "removed_snapshot")
             c.execute(sql.SQL("UPDATE files SET {} = %s WHERE table_name = %s AND quarantine_id = %s "
                               "AND removed_snapshot IS NULL").format(column), (new_id, name, qid))

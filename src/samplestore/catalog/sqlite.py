@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import CatalogError, SnapshotNotFound, TableExists, TableNotFound
 from ..schema import Schema
 from . import common
-from .base import (Catalog, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
+from .base import (Catalog, partition_key, ColumnStats, DataFile, Quarantine, Snapshot, TableMeta, Tag, validate_table_name,
                    validate_tag_name)
 from .registry import LOCAL, register_backend
 
@@ -609,15 +609,20 @@ class SQLiteCatalog(Catalog):
 
     @_translated
     def files(self, name: str, snapshot_id: int, *, with_stats: Iterable[str] | None = None,
-              include_quarantined: bool = False) -> list[DataFile]:
+              include_quarantined: bool = False, partitions: Iterable[Mapping[str, Any]] | None = None
+              ) -> list[DataFile]:
         snapshot_id = int(snapshot_id)
         visible = "" if include_quarantined else f" AND {common.visible_clause(str(snapshot_id))}"
+        keys = None if partitions is None else sorted({partition_key(p) for p in partitions})
+        only = "" if keys is None else f" AND partition IN ({','.join('?' * len(keys))})"
         with self._tx(write=False) as c:
             self._require(c, name)
+            if keys == []:
+                return []
             rows = c.execute(
                 f"SELECT {self._FILE_COLS} "
                 "FROM files WHERE table_name = ? AND added_snapshot <= ? AND (removed_snapshot IS NULL OR removed_snapshot > ?) "
-                f"{visible} ORDER BY file_id", (name, snapshot_id, snapshot_id)).fetchall()
+                f"{visible}{only} ORDER BY file_id", (name, snapshot_id, snapshot_id, *(keys or ()))).fetchall()
             stats: dict[int, dict[str, ColumnStats]] = {}
             cols = list(with_stats) if with_stats is not None else []
             if cols and rows:
@@ -626,8 +631,8 @@ class SQLiteCatalog(Catalog):
                 q = (f"SELECT s.file_id, column_name, nulls, missing, value_count, min_value, max_value, bytes, extra "
                      f"FROM column_stats s JOIN files f ON f.file_id = s.file_id WHERE f.table_name = ? "
                      f"AND f.added_snapshot <= ? AND (f.removed_snapshot IS NULL OR f.removed_snapshot > ?){visible_f} "
-                     f"AND column_name IN ({marks})")
-                for r in c.execute(q, (name, snapshot_id, snapshot_id, *cols)):
+                     f"{only.replace('partition', 'f.partition')} AND column_name IN ({marks})")
+                for r in c.execute(q, (name, snapshot_id, snapshot_id, *(keys or ()), *cols)):
                     stats.setdefault(r[0], {})[r[1]] = ColumnStats(r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
         return [_data_file(r, stats.get(r[0], {})) for r in rows]
 
@@ -849,22 +854,30 @@ class SQLiteCatalog(Catalog):
                                  (*guarded, planned_at)).fetchall()
                 if late:
                     raise common.late_deletes(operation, name, [r[0] for r in late], planned_at)
+            refresh: set[int] = set()
+            removed_files = 0
             if remove:
                 marks = ",".join("?" * len(remove))
-                live = c.execute(f"SELECT file_id, num_rows FROM files WHERE table_name = ? AND removed_snapshot IS NULL "
-                                 f"AND file_id IN ({marks})", (name, *remove)).fetchall()
+                live = c.execute(f"SELECT file_id, num_rows, {common.HELD}, quarantine_id FROM files WHERE table_name = ? "
+                                 f"AND removed_snapshot IS NULL AND file_id IN ({marks})", (name, *remove)).fetchall()
                 if len(live) != len(remove):
                     raise common.removed_since(operation, name, sorted(set(remove) - {r[0] for r in live}), parent)
-                removed_rows = sum(r[1] for r in live)
-                # Rows of these files already deleted were subtracted from the totals by their delete.
-                removed_rows -= c.execute(f"SELECT COALESCE(SUM(count), 0) FROM deletes WHERE file_id IN ({marks})",
-                                          tuple(remove)).fetchone()[0]
+                # Held files were never in the totals; their quarantine's counts are refreshed.
+                shown = [r[0] for r in live if not r[2]]
+                refresh.update(r[3] for r in live if r[2])
+                removed_files = len(shown)
+                removed_rows = sum(r[1] for r in live if not r[2])
+                if shown:
+                    # Rows of these files already deleted were subtracted from the totals by their delete.
+                    removed_rows -= c.execute(f"SELECT COALESCE(SUM(count), 0) FROM deletes WHERE file_id IN "
+                                              f"({','.join('?' * len(shown))})", tuple(shown)).fetchone()[0]
                 c.execute(f"UPDATE files SET removed_snapshot = ? WHERE file_id IN ({marks})", (new_id, *remove))
                 # How far appends have been merged away: a follower that has not read past this
                 # point can no longer read those appends as they were (see appends_replaced_upto).
                 c.execute(f"UPDATE tables SET appends_replaced_upto = MAX(appends_replaced_upto, COALESCE(("
                           f"SELECT MAX(COALESCE(released_snapshot, added_snapshot)) FROM files WHERE file_id IN ({marks}) "
-                          f"AND added_by IN ('append', 'stream-append')), 0)) WHERE name = ?", (*remove, name))
+                          f"AND added_by IN ('append', 'stream-append') AND NOT {common.HELD}), 0)) WHERE name = ?",
+                          (*remove, name))
             now = time.time()
             qid_of: dict[int, int] = {}
             for key, idx in held.items():
@@ -873,34 +886,39 @@ class SQLiteCatalog(Catalog):
                                 (name, key, json.dumps(list(quarantine[key])), len(idx),
                                  sum(add[i].num_rows for i in idx), new_id, now))
                 qid_of.update((i, cur.lastrowid) for i in idx)
+            joined = common.joined_quarantines(c.execute, "?", name, add)
+            refresh.update(q for q, _ in joined.values())
             added_rows = 0
             for i, f in enumerate(add):
+                qid, added_by = joined.get(i, (qid_of.get(i), operation))
                 cur = c.execute("INSERT INTO files (table_name, path, partition, num_rows, file_bytes, num_row_groups, "
                                 "row_group_size, added_by, sort_key, added_snapshot, quarantine_id) "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 (name, f.path, f.partition_key, f.num_rows, f.file_bytes, f.num_row_groups,
-                                 f.row_group_size or f.num_rows, operation, json.dumps(list(f.sort_key)), new_id,
-                                 qid_of.get(i)))
+                                 f.row_group_size or f.num_rows, added_by, json.dumps(list(f.sort_key)), new_id, qid))
                 fid = cur.lastrowid
-                added_rows += 0 if i in qid_of else f.num_rows
+                added_rows += 0 if qid is not None else f.num_rows
                 c.executemany("INSERT INTO column_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                     (fid, col, s.nulls, s.missing, s.values, _sql_value(s.min), _sql_value(s.max), s.bytes,
                      json.dumps(dict(s.extra))) for col, s in f.stats.items()])
-            deleted_rows = 0
+            deleted_rows = held_deleted = 0
             if deletes:
                 marks = ",".join("?" * len(deletes))
-                live = {r[0] for r in c.execute(f"SELECT file_id FROM files WHERE table_name = ? AND removed_snapshot IS NULL "
-                                                f"AND file_id IN ({marks})", (name, *deletes))}
+                live = dict(c.execute(f"SELECT file_id, {common.HELD} FROM files WHERE table_name = ? "
+                                      f"AND removed_snapshot IS NULL AND file_id IN ({marks})", (name, *deletes)))
                 if len(live) != len(deletes):
-                    raise common.replaced_since(name, sorted(set(deletes) - live))
+                    raise common.replaced_since(name, sorted(set(deletes) - set(live)))
                 for fid, pos in deletes.items():
                     arr = np.unique(np.asarray(pos, dtype="<i8"))
                     deleted_rows += len(arr)
+                    held_deleted += len(arr) if live[fid] else 0
                     c.execute("INSERT INTO deletes VALUES (?, ?, ?, ?, ?)", (name, fid, new_id, arr.tobytes(), len(arr)))
+            for qid in sorted(refresh):
+                c.execute(common.refresh_quarantine_sql("?"), (qid,))
             prev = c.execute("SELECT summary FROM snapshots WHERE table_name = ? AND snapshot_id = ?", (name, parent)).fetchone()
-            full = common.commit_summary(prev[0] if prev else None, added_files=len(add) - len(qid_of),
-                                         added_rows=added_rows, removed_files=len(remove), removed_rows=removed_rows,
-                                         deleted_rows=deleted_rows,
+            full = common.commit_summary(prev[0] if prev else None, added_files=len(add) - len(qid_of) - len(joined),
+                                         added_rows=added_rows, removed_files=removed_files, removed_rows=removed_rows,
+                                         deleted_rows=deleted_rows, held_deleted_rows=held_deleted,
                                          extra=common.held_summary(add, qid_of, summary))
             schema_json = schema.to_json() if schema is not None else row[1]
             c.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -937,8 +955,7 @@ class SQLiteCatalog(Catalog):
             common.require_open_quarantine(c.execute, "?", name, qid)
             parent = row[5]
             new_id = parent + 1
-            files, rows = c.execute("SELECT COUNT(*), COALESCE(SUM(num_rows), 0) FROM files WHERE table_name = ? "
-                                    "AND quarantine_id = ? AND removed_snapshot IS NULL", (name, qid)).fetchone()
+            files, rows = c.execute(common.held_counts_sql("?"), (name, qid, name, qid)).fetchone()
             column = "released_snapshot" if action == "release" else "removed_snapshot"
             c.execute(f"UPDATE files SET {column} = ? WHERE table_name = ? AND quarantine_id = ? "
                       f"AND removed_snapshot IS NULL", (new_id, name, qid))

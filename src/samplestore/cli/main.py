@@ -120,7 +120,17 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows, partition=a.partition)
+        if a.executor == "ray":
+            require_extra("ray", "samplestore ingest --executor ray")
+            if a.partition:
+                raise SampleStoreError("--partition is not supported with --executor ray yet; ingest without "
+                                       "--executor ray, or give the files the partition column")
+            from ..ray import ingest as ray_ingest
+
+            sid = ray_ingest(table, a.files, a.format, address=a.address, progress=not a.quiet)
+            rows[0] = table.snapshot(sid).summary.get("added_rows", 0) if sid else 0
+        else:
+            sid = ingest(table, a.files, a.format, on_bytes=bar.update, on_rows=on_rows, partition=a.partition)
     except BaseException:
         if created:
             # Nothing was committed: drop the table made from the first file, so that a rerun
@@ -422,10 +432,13 @@ def _cmd_compact(a: argparse.Namespace) -> int:
             raise SampleStoreError("--daemon works on every table of the store; leave out TABLE")
         bound = DAEMON_COMPACT_SECONDS if a.compact_seconds is None else a.compact_seconds or None  # 0: no bound
         # Opened in the daemon's loop: started while the catalog is down, it waits for it.
-        run_daemon(lambda: _store(a.root), interval=a.interval, compact_seconds=bound, **opts)
+        run_daemon(lambda: _store(a.root), interval=a.interval, compact_seconds=bound, executor=a.executor,
+                   executor_options={"address": a.address} if a.executor == "ray" else None, **opts)
         return 0
     store = _store(a.root)
-    reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds or None, **opts)
+    executor = dict(executor=a.executor, executor_options={"address": a.address} if a.executor == "ray" else None)
+    reports = run_once(store, [a.table] if a.table else None, compact_seconds=a.compact_seconds or None, **opts,
+                       **executor)
     if a.json:
         print(_json(reports))
     else:
@@ -643,7 +656,10 @@ def _cmd_quarantine(a: argparse.Namespace) -> int:
         return 0
     held = t.quarantines(resolved=a.all)
     if a.json:
-        print(_json([q.to_dict() for q in held]))
+        # The first violation's rule, column, measured value and bound at the top level (what
+        # a script asks first); every violation stays under "violations".
+        print(_json([{**{k: (q.violations[0].get(k) if q.violations else None)
+                         for k in ("rule", "column", "measured", "bound")}, **q.to_dict()} for q in held]))
         return 0
     if not held:
         print(f"table {t.name!r} has no {'' if a.all else 'open '}quarantine")
@@ -665,31 +681,39 @@ def _cmd_quality(a: argparse.Namespace) -> int:
     t = _store(a.root).table(a.table)
     now = a.as_of.timestamp() if a.as_of is not None else None
     rep = quality_report(t, since=a.since, snapshot=a.snapshot, now=now, psi_window=a.psi_window)
-    if a.plot:
-        plot_missing_heatmap(rep, a.plot)
+    plotted = plot_missing_heatmap(rep, a.plot) if a.plot else None
     if a.json:
         print(_json(rep))
     else:
         _print_quality(rep)
-        if a.plot:
+        if plotted:
             print(f"wrote the missing-rate heat map to {a.plot}")
+    if a.plot and not plotted:
+        print(f"samplestore: no heat map written to {a.plot}: the report has no partition", file=sys.stderr)
     return 1 if rep["failed"] else 0
 
 
 def _print_quality(rep: dict[str, Any]) -> None:
     parts = rep["partitions"]
+    fails = rep["failures"]
     print(f"quality of table {rep['table']} @ snapshot {rep['snapshot_id']} (as of {rep['as_of']}): "
-          f"{len(parts)} partitions, {len(rep['expectations'])} expectations, {rep['failed']} failed")
+          f"{len(parts)} partitions, {len(rep['expectations'])} expectations, {rep['failed']} failed "
+          f"({fails['checks']} checks, {fails['freshness']} freshness rules, {fails['quarantines']} open quarantines)")
     names = [",".join(str(v) for v in p["partition"].values()) or "(all)" for p in parts]
     for name, p in zip(names, parts):
         bad = [c for c in p["checks"] if c["verdict"] == "fail"]
         unknown = sum(c["verdict"] == "not measurable" for c in p["checks"])
         note = f", {unknown} not measurable" if unknown else ""
         head = f"  {name:<12} {p['rows']:>12,} rows  "
-        if not bad:
+        if p["held"]:
+            h = p["held"]
+            print(head + f"HELD {h['rows']:,} rows in quarantine(s) {', '.join(map(str, h['quarantine_ids']))}"
+                  + (" (the whole partition)" if p["state"] == "held" else ""))
+        if not bad and p["state"] != "held":
             print(head + f"ok ({len(p['checks'])} checks{note})")
         for c in bad:
-            measured = f"{c['measured']:.4g}" + (f" (change {c['change']:+.1%})" if c.get("change") is not None else "")
+            value = f"{int(c['measured']):,}" if c["rule"] == "rows" else f"{c['measured']:.4g}"
+            measured = value + (f" (change {c['change']:+.1%})" if c.get("change") is not None else "")
             bound = ", ".join(f"{k}={v:g}" for k, v in c["bound"].items())
             print(head + f"FAIL {c['rule']}{' of ' + c['column'] if c['column'] else ''}: {measured}, bound {bound}")
     for f in rep["freshness"]:
@@ -703,7 +727,7 @@ def _print_quality(rep: dict[str, Any]) -> None:
         print("  " + "column".ljust(16) + "".join(n[-10:].rjust(11) for n in names))
         for c in trend:
             print("  " + c.ljust(16) + "".join(f"{100 * p['missing_rate'][c]:>11.2f}" for p in parts))
-    shifted = [c for c in (parts[0]["psi"] if parts else {})]
+    shifted = list(dict.fromkeys(c for p in parts for c in p["psi"]))
     if shifted and len(parts) > 1:
         print(f"PSI against the previous {rep['psi_window']} partitions (max over slots; > 0.25: a shift):")
         print("  " + "column".ljust(16) + "".join(n[-10:].rjust(11) for n in names))
@@ -711,8 +735,19 @@ def _print_quality(rep: dict[str, Any]) -> None:
             cells = [p["psi"][c]["max"] if p["psi"].get(c) else None for p in parts]
             print("  " + c.ljust(16) + "".join(("-" if v is None else f"{v:.3f}").rjust(11) for v in cells))
     if rep["quarantines"]:
-        print(f"{len(rep['quarantines'])} open quarantine(s), not counted above: samplestore quarantine ROOT "
-              f"{rep['table']}")
+        print(f"FAIL {len(rep['quarantines'])} open quarantine(s) hold rows back from training: release or drop "
+              f"them (samplestore quarantine ROOT {rep['table']})")
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (--psi-window)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1 or str(n) != text.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, found {text!r}")
+    return n
 
 
 def _as_of_arg(text: str) -> _dt.datetime:
@@ -820,6 +855,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="snapshot id or tag name to read (see `samplestore snapshots` and `samplestore tag "
                              "--list`; default: the current one)")
 
+    def executor_options(sp: argparse.ArgumentParser, ray_help: str) -> None:
+        sp.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help=f"local: this process (default); ray: {ray_help} (pip install 'samplestore[ray]')")
+        sp.add_argument("--address", help="with --executor ray: the Ray cluster (e.g. auto, or ray://HOST:10001; "
+                                          "default: start a local one)")
+
     cmd("init", _cmd_init, "create an empty store (a folder with its catalog)", table=None)
     c = cmd("create", _cmd_create, "create a table from a schema JSON file")
     c.add_argument("--schema", help="schema JSON ({\"features\": [{\"kind\": \"dense\", \"name\": ...}, ...]})")
@@ -851,6 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give every row this value of a column the files lack, e.g. ds=2026-11-20 for a day's Criteo "
                         "log; with --create the column is added to the schema (a string) and partitions the table")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
+    executor_options(i, "one Ray task per file, one commit at the end (files must be readable from every task)")
     for name, fn, help in [("info", _cmd_info, "describe the store or one table")]:
         sp = cmd(name, fn, help, table="optional")
         sp.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -897,6 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "every table's retention policy for this run")
     cp.add_argument("--grace", type=float, default=3600.0, help="age before leftovers of dead writers are removed")
     cp.add_argument("--json", action="store_true", help=JSON_HELP)
+    executor_options(cp, "rewrite the groups of files as Ray tasks in parallel (planned and committed here)")
     de = cmd("delete", _cmd_delete, "delete rows (e.g. a user's, for erasure)")
     de.add_argument("--where", required=True, help="COLUMN=VALUE[,VALUE...], e.g. user_id=42,43")
     ex = cmd("expire", _cmd_expire, "forget old snapshots (by the table's retention policy unless told otherwise; "
@@ -926,7 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
     ql.add_argument("--since", metavar="D", help="only partitions from D on (e.g. 2026-11-01); freshness counts from it")
     ql.add_argument("--as-of", type=_as_of_arg, metavar="TIME",
                     help="check freshness deadlines at this ISO time, UTC unless it says (default: now)")
-    ql.add_argument("--psi-window", type=int, default=7, metavar="N",
+    ql.add_argument("--psi-window", type=_positive_int, default=7, metavar="N",
                     help="how many previous partitions a partition's PSI compares against (default 7)")
     ql.add_argument("--plot", metavar="OUT.png",
                     help="also write a heat map of the missing rate by column and partition (needs matplotlib: "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,7 +19,7 @@ from ..table.lease import Lease
 from ..table.writer import TABLE_ROW_GROUP_ROWS, data_file_from_info, data_file_name, new_file_in
 from .plan import DEFAULT_TARGET_FILE_BYTES, CompactionGroup, plan_compaction
 
-__all__ = ["compact", "CompactionResult"]
+__all__ = ["compact", "CompactionResult", "RewriteGroups", "rewrite_group", "rewrite_in_process", "drop_new_files"]
 
 log = logging.getLogger("samplestore.compaction")
 
@@ -69,9 +69,12 @@ def _live_rows(table: Any, path: str, deleted: Any) -> pa.Table:
         return data
 
 
-def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], target: int,
-             sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None = None) -> list[Any]:
-    """Write the group's live rows into new files (not yet visible); return their entries.
+def rewrite_group(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], target: int,
+                  sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None = None) -> list[Any]:
+    """Write the live rows of one planned group into new files named with the writer lease
+    ``lease_id`` (so GC leaves them alone while it is live); return their catalog entries.
+    Nothing is committed: the caller commits the entries as one replace, or drops the files
+    (:func:`drop_new_files`). Every executor runs this same step (in process, or as a Ray task).
 
     With ``sort_by`` every new file holds rows in that order, and its entry says so
     (``DataFile.sort_key``), so later compactions with the same key leave it alone.
@@ -105,7 +108,7 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
     except BaseException:
         if writer is not None:
             writer.abort()
-        _delete(table, out)
+        drop_new_files(table, out)
         raise
     return out
 
@@ -113,19 +116,40 @@ def _rewrite(table: Any, group: CompactionGroup, deletes: Mapping[int, Any], tar
 def _entry(table: Any, info: Any, group: CompactionGroup, sort_by: Sequence[str] | None) -> Any:
     """The catalog entry of a new file of ``group``, with its sort key."""
     entry = data_file_from_info(info, table.dir, dict(group.partition))
-    return replace(entry, sort_key=tuple(sort_by or ()))
+    # Held files' rewrite stays in their quarantine (the catalog checks it is still open).
+    return replace(entry, sort_key=tuple(sort_by or ()), quarantine_id=group.quarantine_id)
 
 
-def _delete(table: Any, files: Iterable[Any]) -> None:
+def drop_new_files(table: Any, files: Iterable[Any]) -> None:
     """Drop new files no commit references (the writer's own: no GC guards needed)."""
     for f in files:
         table.storage.delete(table.storage.join(table.dir, f.path))
 
 
+#: What rewrites the groups of a plan: ``rewrite_groups(table, groups, deletes, target_file_bytes,
+#: sort_by, row_group_rows, lease_id, should_stop)`` yields ``(group, new files, seconds)`` as each
+#: group is rewritten (in any order), stops early when ``should_stop()`` says so, and on being
+#: closed early drops the new files of groups it rewrote but did not yield.
+RewriteGroups = Callable[..., Iterator[tuple[CompactionGroup, list[Any], float]]]
+
+
+def rewrite_in_process(table: Any, groups: Sequence[CompactionGroup], deletes: Mapping[int, Any],
+                       target_file_bytes: int, sort_by: Sequence[str] | None, row_group_rows: int,
+                       lease_id: str | None, should_stop: Any = None
+                       ) -> Iterator[tuple[CompactionGroup, list[Any], float]]:
+    """The local executor (:data:`RewriteGroups`): one group after another, in this process."""
+    for group in groups:
+        if should_stop is not None and should_stop():
+            return
+        t0 = time.perf_counter()
+        new = rewrite_group(table, group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id)
+        yield group, new, time.perf_counter() - t0
+
+
 def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, sort_by: Sequence[str] | None = None,
             partitions: Iterable[Mapping[str, Any]] | None = None, max_attempts: int = 5,
             row_group_rows: int = TABLE_ROW_GROUP_ROWS, should_stop: Any = None,
-            max_seconds: float | None = None) -> CompactionResult:
+            max_seconds: float | None = None, rewrite_groups: RewriteGroups | None = None) -> CompactionResult:
     """Compact a table: merge small files per partition, drop deleted rows, optionally sort.
 
     Each group is one ``replace`` commit. Appends committed meanwhile are untouched; a group
@@ -138,6 +162,10 @@ def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, so
     however long planning took; the result says ``time_limited``. The daemon uses it so
     that, while writers keep adding small files, a pass still gets to expiry and GC instead
     of merging for ever.
+
+    ``rewrite_groups`` runs the rewrites (:data:`RewriteGroups`; default
+    :func:`rewrite_in_process`): planning and the commits stay here, in this process, whatever
+    runs the rewrites (``samplestore.ray`` passes one that runs them as Ray tasks).
     """
     if max_seconds is not None and max_seconds < 0:
         raise ValueError(f"max_seconds must be >= 0 (or None for no bound), got {max_seconds!r}")
@@ -161,13 +189,14 @@ def compact(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, so
             return result.time_limited
     try:
         return _compact(table, result, parts, target_file_bytes, sort_by, row_group_rows, should_stop, conflicts_left,
-                        lease)
+                        lease, rewrite_groups or rewrite_in_process)
     finally:
         lease.release()
 
 
 def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes: int, sort_by: Any,
-             row_group_rows: int, should_stop: Any, conflicts_left: int, lease: Lease) -> CompactionResult:
+             row_group_rows: int, should_stop: Any, conflicts_left: int, lease: Lease,
+             rewrite_groups: RewriteGroups) -> CompactionResult:
     for _pass in range(32):
         before = (result.files_in, result.files_out)
         plan = plan_compaction(table, target_file_bytes, parts, sort_by=sort_by)
@@ -175,36 +204,14 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
             return result
         deletes = table.catalog.deleted_positions(table.name, plan.snapshot_id,
                                                   [i for g in plan.groups for i in g.file_ids])
-        retry = False
-        for group in plan.groups:
-            if should_stop is not None and should_stop():
-                return result
-            t0 = time.perf_counter()
-            new = _rewrite(table, group, deletes, target_file_bytes, sort_by, row_group_rows, lease.lease_id)
-            try:
-                # A lapsed lease no longer keeps GC off the new files: do not commit them.
-                lease.check()
-            except BaseException:
-                _delete(table, new)
-                raise
-            try:
-                snap = table.catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
-                                            planned_at=plan.snapshot_id,
-                                            summary={"compaction": True, "sort_by": list(sort_by or [])})
-            except CommitConflict as exc:
-                _delete(table, new)
-                result.conflicts += 1
-                log.info("compaction of %s %s lost a race, re-planning: %s", table.name, dict(group.partition), exc)
-                retry = True
-                break
-            entry = {"snapshot_id": snap.snapshot_id, "partition": dict(group.partition), "files_in": len(group.file_ids),
-                     "files_out": len(new), "bytes_in": group.bytes, "bytes_out": sum(f.file_bytes for f in new),
-                     "rows": sum(f.num_rows for f in new), "deleted_rows_purged": group.deleted_rows,
-                     "seconds": round(time.perf_counter() - t0, 3)}
-            result.commits.append(entry)
-            log.info("compacted %s %s: %d files (%.1f MB) -> %d files (%.1f MB), %d rows, %d deleted rows purged, %.2f s",
-                     table.name, dict(group.partition), entry["files_in"], entry["bytes_in"] / 1e6, entry["files_out"],
-                     entry["bytes_out"] / 1e6, entry["rows"], entry["deleted_rows_purged"], entry["seconds"])
+        rewritten = rewrite_groups(table, plan.groups, deletes, target_file_bytes, sort_by, row_group_rows,
+                                   lease.lease_id, should_stop)
+        try:
+            retry = _commit_groups(table, result, plan, rewritten, sort_by, lease)
+        finally:
+            rewritten.close()  # a group rewritten but not committed (a conflict, an error) is dropped
+        if should_stop is not None and should_stop():
+            return result
         if retry:
             conflicts_left -= 1
             if conflicts_left <= 0:
@@ -214,3 +221,33 @@ def _compact(table: Any, result: CompactionResult, parts: Any, target_file_bytes
         if merged <= 0:
             return result
     return result
+
+
+def _commit_groups(table: Any, result: CompactionResult, plan: Any, rewritten: Iterator[Any],
+                   sort_by: Sequence[str] | None, lease: Lease) -> bool:
+    """Commit each rewritten group as one replace; True when one lost a race (re-plan)."""
+    for group, new, seconds in rewritten:
+        try:
+            # A lapsed lease no longer keeps GC off the new files: do not commit them.
+            lease.check()
+        except BaseException:
+            drop_new_files(table, new)
+            raise
+        try:
+            snap = table.catalog.commit(table.name, "replace", add=new, remove=group.file_ids,
+                                        planned_at=plan.snapshot_id,
+                                        summary={"compaction": True, "sort_by": list(sort_by or [])})
+        except CommitConflict as exc:
+            drop_new_files(table, new)
+            result.conflicts += 1
+            log.info("compaction of %s %s lost a race, re-planning: %s", table.name, dict(group.partition), exc)
+            return True
+        entry = {"snapshot_id": snap.snapshot_id, "partition": dict(group.partition), "files_in": len(group.file_ids),
+                 "files_out": len(new), "bytes_in": group.bytes, "bytes_out": sum(f.file_bytes for f in new),
+                 "rows": sum(f.num_rows for f in new), "deleted_rows_purged": group.deleted_rows,
+                 "seconds": round(seconds, 3)}
+        result.commits.append(entry)
+        log.info("compacted %s %s: %d files (%.1f MB) -> %d files (%.1f MB), %d rows, %d deleted rows purged, %.2f s",
+                 table.name, dict(group.partition), entry["files_in"], entry["bytes_in"] / 1e6, entry["files_out"],
+                 entry["bytes_out"] / 1e6, entry["rows"], entry["deleted_rows_purged"], entry["seconds"])
+    return False

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import SampleStoreError
 from ..table import Store
+from ..table.maintenance import compact_executor
 from .compactor import compact
 from .lifecycle import expire_snapshots, gc_table
 from .plan import DEFAULT_TARGET_FILE_BYTES
@@ -44,7 +45,8 @@ def _backoff(interval: float, failures: int, max_backoff: float) -> float:
 def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
              sort_by: Sequence[str] | None = None, retain_last: int | None = None, older_than: float | None = None,
              grace_seconds: float = 3600.0, compact_seconds: float | None = None,
-             should_stop: Any = None) -> list[dict[str, Any]]:
+             should_stop: Any = None, executor: str = "local",
+             executor_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One pass over the tables: compact, expire, gc. Returns a report per table.
 
     Expiry follows each table's own retention policy (``table.set_retention``; by default a
@@ -54,7 +56,12 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
 
     ``compact_seconds`` bounds each table's compaction (no group starts after it), so that
     expiry and GC run in every pass even while writers keep adding small files.
+
+    ``executor`` runs the compaction: ``"local"`` (this process) or ``"ray"`` (the groups
+    rewritten as Ray tasks, ``executor_options`` such as ``address`` passed on; see
+    ``Table.compact``).
     """
+    run_compact = compact if executor == "local" else compact_executor(executor)
     reports = []
     for name in store.tables() if tables is None else tables:
         if should_stop is not None and should_stop():
@@ -64,7 +71,8 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
             table = store.table(name)
             props = table.meta().properties
             cols = props.get("compaction.sort_by", sort_by)
-            res = compact(table, target_file_bytes, sort_by=cols, should_stop=should_stop, max_seconds=compact_seconds)
+            res = run_compact(table, target_file_bytes, sort_by=cols, should_stop=should_stop,
+                              max_seconds=compact_seconds, **(executor_options or {}))
             expired = expire_snapshots(table, older_than=older_than, retain_last=retain_last)
             gc = gc_table(table, grace_seconds)
         except _RECOVERABLE as exc:  # one bad table must not stop the others
@@ -86,8 +94,9 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
 DAEMON_COMPACT_SECONDS = 300.0
 
 
-def run_daemon(store: Store | Callable[[], Store], interval: float = 60.0, max_passes: int | None = None, *, max_backoff: float = 600.0,
-               compact_seconds: float | None = DAEMON_COMPACT_SECONDS, **options: Any) -> int:
+def run_daemon(store: Store | Callable[[], Store], interval: float = 60.0, max_passes: int | None = None, *,
+               max_backoff: float = 600.0, compact_seconds: float | None = DAEMON_COMPACT_SECONDS,
+               **options: Any) -> int:
     """Run :func:`run_once` every ``interval`` seconds until SIGTERM/SIGINT; returns passes run.
 
     Each table's compaction in a pass is bounded by ``compact_seconds`` (default five

@@ -24,6 +24,9 @@ class CompactionGroup:
     rows: int
     bytes: int
     deleted_rows: int
+    #: The open quarantine whose held files these are (None: visible files): the new files
+    #: join it, so held rows are never merged with visible ones.
+    quarantine_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class CompactionPlan:
         return {"table": self.table, "snapshot_id": self.snapshot_id, "target_file_bytes": self.target_file_bytes,
                 "files_in": self.files_in, "bytes_in": self.bytes_in,
                 "groups": [{"partition": dict(g.partition), "files": len(g.file_ids), "rows": g.rows, "bytes": g.bytes,
-                            "deleted_rows": g.deleted_rows} for g in self.groups]}
+                            "deleted_rows": g.deleted_rows, "quarantine_id": g.quarantine_id} for g in self.groups]}
 
 
 def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
@@ -61,27 +64,36 @@ def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_B
     With ``sort_by``, a file whose catalog entry is not sorted by that key
     (:meth:`DataFile.sorted_by`) is rewritten whatever its size, alone if it must be: asking
     for the clustering must not leave a table appended as one large file as it was.
+
+    Files held by an open quarantine are left alone, except those holding deleted rows: an
+    erasure must reach the disk whatever happens to the quarantine, so they are rewritten,
+    per quarantine, into files that stay in it (see :attr:`CompactionGroup.quarantine_id`).
     """
     sid = table.current_snapshot_id
-    files = table.catalog.files(table.name, sid)
+    every = table.catalog.files(table.name, sid, include_quarantined=True)
+    files = [f for f in every if f.visible_from is not None and f.visible_from <= sid]
+    held = [f for f in every if f.visible_from is None or f.visible_from > sid]
     # Appends a follower (SampleDataset(follow=True)) has not read yet stay as they are, so it
     # reads them, and deletes of their rows, exactly as committed; they are merged once every
     # follower has moved past them.
     watermark = table.catalog.follow_watermark(table.name)
     if watermark is not None:
         files = [f for f in files if not (f.visible_from > watermark and f.added_by in ("append", "stream-append"))]
-    dvs = table.catalog.deleted_positions(table.name, sid, [f.file_id for f in files])
+    dvs = table.catalog.deleted_positions(table.name, sid, [f.file_id for f in files + held])
     wanted = None if partitions is None else {partition_key(p) for p in partitions}
     unsorted = {f.file_id for f in files if sort_by and not f.sorted_by(sort_by)}
-    by_part: dict[str, list[Any]] = {}
+    by_part: dict[tuple[str, int], list[Any]] = {}
     for f in files:
         key = f.partition_key
         if wanted is not None and key not in wanted:
             continue
         if f.file_bytes < small_fraction * target_file_bytes or f.file_id in dvs or f.file_id in unsorted:
-            by_part.setdefault(key, []).append(f)
+            by_part.setdefault((key, 0), []).append(f)
+    for f in held:
+        if f.file_id in dvs and (wanted is None or f.partition_key in wanted):
+            by_part.setdefault((f.partition_key, f.quarantine_id), []).append(f)
     groups = []
-    for key, fs in sorted(by_part.items()):
+    for (key, qid), fs in sorted(by_part.items()):
         bins: list[list[Any]] = []
         sizes: list[int] = []
         for f in sorted(fs, key=lambda f: -f.file_bytes):  # first fit decreasing
@@ -99,5 +111,6 @@ def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_B
                 continue
             b.sort(key=lambda f: f.file_id)  # keep commit order inside the new file
             groups.append(CompactionGroup(json.loads(key), tuple(f.file_id for f in b), tuple(f.path for f in b),
-                                          sum(f.num_rows for f in b) - deleted, sum(f.file_bytes for f in b), deleted))
+                                          sum(f.num_rows for f in b) - deleted, sum(f.file_bytes for f in b), deleted,
+                                          qid or None))
     return CompactionPlan(table.name, sid, target_file_bytes, tuple(groups))

@@ -157,7 +157,8 @@ def _column(index: int, rule: str, raw: Any, schema: Schema, partition_by: Seque
     if rule == "freshness" and name not in partition_by:
         raise _bad(index, "column", f"freshness is about partitions: {name!r} is not a partition column "
                                     f"(the table is partitioned by {list(partition_by)})")
-    return raw, name, slot
+    # "dense[03]" is stored as reported: "dense[3]".
+    return (raw if slot is None else f"{name}[{slot}]"), name, slot
 
 
 def _parse_one(index: int, raw: Any, schema: Schema, partition_by: Sequence[str]) -> Expectation:
@@ -212,6 +213,12 @@ def parse_expectations(rules: Any, schema: Schema, partition_by: Sequence[str]) 
     """
     if isinstance(rules, Mapping) and "expectations" in rules:
         rules = rules["expectations"]
+    elif isinstance(rules, Mapping) and "rule" in rules:
+        rules = [rules]  # one rule: a list of one
+    elif isinstance(rules, Mapping):
+        raise DataQualityError(f"expectations must be a list of rule objects, found one object without a 'rule' "
+                               f"({sorted(rules)[:5]}); give [{{\"rule\": ..., ...}}, ...] (a single rule may be "
+                               f"one object; else wrap it in [ ]); nothing was stored")
     if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
         raise DataQualityError(f"expectations must be a list of rule objects, found {type(rules).__name__}; "
                                f"nothing was stored")
@@ -355,10 +362,17 @@ def check_commit(table: Any, files: Sequence[DataFile], operation: str) -> Commi
     so_far: dict[str, list[DataFile]] = {}
     history: dict[str, list[int]] = {}
     if any(e.rule in _PARTITION_RULES for e in rules):
+        # Statistics only of the partitions this commit writes; the rows of earlier
+        # partitions (file records, no statistics) only when a max_change rule needs them.
         cols = sorted({e.feature for e in rules if e.rule in _PARTITION_RULES and e.feature})
-        visible = _by_partition(table.catalog.files(table.name, meta.current_snapshot, with_stats=cols))
-        order = partition_order(set(visible) | set(new))
-        rows_of = {k: sum(f.num_rows for f in fs) for k, fs in visible.items()}
+        mine = [json.loads(k) for k in new]
+        sid = meta.current_snapshot
+        visible = _by_partition(table.catalog.files(table.name, sid, with_stats=cols or None, partitions=mine))
+        rows_of: dict[str, int] = {}
+        if any(e.rule == "rows" and "max_change" in e.bounds for e in rules):
+            everything = _by_partition(table.catalog.files(table.name, sid))
+            rows_of = {k: sum(f.num_rows for f in fs) for k, fs in everything.items()}
+        order = partition_order(set(rows_of) | set(new))
         for key in new:
             so_far[key] = visible.get(key, []) + new[key]
             history[key] = [rows_of[k] for k in order[:order.index(key)] if k in rows_of]

@@ -9,8 +9,10 @@ implementation here when it is imported, and ``samplestore/__init__.py`` imports
 is registered as soon as any part of samplestore is imported. A program that somehow has no
 implementation registered gets :class:`~samplestore.errors.MissingDependency` saying so.
 
-This module is the one extension point for it: another implementation (a Ray-distributed
-compactor, say) registers a :class:`Maintenance` of its own.
+This module is the one extension point for it: another implementation registers a
+:class:`Maintenance` of its own, and another *executor* of compaction (``samplestore.ray``,
+which rewrites the groups as Ray tasks) registers under a name that
+``Table.compact(executor=NAME)`` picks (:func:`register_executor`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 from ..errors import MissingDependency
 
-__all__ = ["Maintenance", "register_maintenance", "maintenance"]
+__all__ = ["Maintenance", "register_maintenance", "maintenance", "register_executor", "compact_executor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +77,30 @@ def maintenance(what: str = "table maintenance") -> Maintenance:
             f"{what} needs samplestore.compaction, which registers itself when imported, but it is not registered "
             f"in this process; `import samplestore` (which imports it) or `import samplestore.compaction`")
     return _registered
+
+
+# name -> a function returning that executor's compact(): called on first use, so that an
+# executor whose package is an optional extra (Ray) is imported only when asked for.
+_executors: dict[str, Callable[[], Callable[..., Any]]] = {}
+
+
+def register_executor(name: str, load: Callable[[], Callable[..., Any]]) -> None:
+    """Make ``Table.compact(executor=name)`` run ``load()(table, target_file_bytes, sort_by=,
+    partitions=, **options)``; ``load`` imports the executor on first use (and raises
+    :class:`~samplestore.errors.MissingDependency` where its extra is missing)."""
+    _executors[name] = load
+
+
+def compact_executor(name: str) -> Callable[..., Any]:
+    """The compact() of executor ``name`` (``"local"``: the registered :class:`Maintenance`'s).
+
+    Raises:
+        ValueError: no executor of that name (the message lists them).
+        MissingDependency: the executor's optional dependency is not installed.
+    """
+    if name == "local":
+        return maintenance("Table.compact()").compact
+    load = _executors.get(name)
+    if load is None:
+        raise ValueError(f"unknown compaction executor {name!r}; known: {['local', *sorted(_executors)]}")
+    return load()

@@ -448,12 +448,12 @@ class Scan:
         extra = [c for c in self._filter_cols if c not in self.columns]
         return list(self.columns) + extra
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        plan = self.plan()
+    def _batches(self, planned: Sequence[FileTask] | None = None) -> Iterator[pa.RecordBatch]:
+        planned = self.plan().tasks if planned is None else planned
         read_cols = self._read_columns()
         read_schema = self.schema.select(read_cols)
         out_arrow = self.out_schema.to_arrow()
-        tasks = [(t, pm) for t in plan.tasks if (pm := self._partition_match(t)) is not False]
+        tasks = [(t, pm) for t in planned if (pm := self._partition_match(t)) is not False]
         # On a remote storage requests are round trips: the next files are opened and the
         # next row groups fetched in the background, a bounded number ahead (REMOTE_IN_FLIGHT).
         pool = ThreadPoolExecutor(REMOTE_IN_FLIGHT) if self.table.storage.remote and tasks else None
@@ -499,11 +499,17 @@ class Scan:
             # The read is over (or abandoned): the snapshot need not stay pinned for it.
             self.close()
 
-    def to_batches(self) -> pa.RecordBatchReader:
+    def to_batches(self, tasks: Sequence[FileTask] | None = None) -> pa.RecordBatchReader:
         """A ``pyarrow.RecordBatchReader`` over the result (one batch per row group); the
-        snapshot stays leased until the last batch is read or the reader is closed."""
-        self.plan()
-        return pa.RecordBatchReader.from_batches(self.out_schema.to_arrow(), self._batches())
+        snapshot stays leased until the last batch is read or the reader is closed.
+
+        ``tasks``: read only these planned tasks (of a plan of this scan's snapshot, columns
+        and filter, made by another process: a distributed read's share) instead of planning;
+        then this scan takes no lease, and the process that planned keeps the snapshot leased.
+        """
+        if tasks is None:
+            self.plan()
+        return pa.RecordBatchReader.from_batches(self.out_schema.to_arrow(), self._batches(tasks))
 
     def to_arrow(self) -> pa.Table:
         """The whole result as a ``pyarrow.Table``."""

@@ -57,6 +57,18 @@ class Store:
         if read_cache is not None:
             self.storage = CachedStorage(self.storage, read_cache, read_cache_bytes)
         self.root = redact(str(text)) if remote else os.path.abspath(text)
+        if create and remote and self.storage.root:
+            # An object store makes no folders: a store is made in a bucket that exists (its
+            # first tables would fail otherwise), checked before a catalog is made for it.
+            bucket = self.storage.root.split("/", 1)[0]
+            try:
+                found = self.storage.info(bucket)
+            except OSError as exc:
+                raise CatalogError(f"the store at {self.root!r} cannot be made: its bucket {bucket!r} cannot be "
+                                   f"reached ({type(exc).__name__}: {exc})") from exc
+            if found is None:
+                raise CatalogError(f"the store at {self.root!r} cannot be made: its bucket {bucket!r} does not "
+                                   "exist (create it first, e.g. `aws s3 mb`; samplestore makes no buckets)")
         location = self.root if catalog is None else os.fspath(catalog)
         self.catalog_location = location if is_remote_uri(location) else os.path.abspath(location)
         self.catalog: Catalog = open_catalog(self.catalog_location, create=create)

@@ -14,7 +14,7 @@ from ..catalog.base import (DEFAULT_RETENTION_SECONDS, Catalog, Quarantine, RETE
 from ..errors import CatalogError, CommitConflict, SchemaError, SnapshotNotFound
 from ..schema import Feature, Schema
 from .expectations import EXPECTATIONS_PROPERTY, Expectation, expectations_of, parse_expectations
-from .maintenance import maintenance
+from .maintenance import compact_executor, maintenance
 from .scan import DEFAULT_LEASE_SECONDS, Scan
 from .writer import DEFAULT_TARGET_FILE_BYTES, StreamingWriter
 
@@ -325,7 +325,7 @@ class Table:
     # The work is done by samplestore.compaction, a layer above this one, which registers it
     # in .maintenance when imported (see there): table/ never imports compaction/.
     def compact(self, target_file_bytes: int | None = None, sort_by: Sequence[str] | None = None,
-                partitions: Iterable[Any] | None = None) -> Any:
+                partitions: Iterable[Any] | None = None, executor: str = "local", **executor_options: Any) -> Any:
         """Merge the small files of each partition into files near ``target_file_bytes``
         (128 MiB by default), rewriting also every file with deleted rows so that their bytes
         leave the disk (after :meth:`expire_snapshots` and :meth:`gc`).
@@ -338,6 +338,10 @@ class Table:
             sort_by: columns to sort each rewritten file by (e.g. ``["user_id", "ts"]``), so
                 that a user's samples lie together.
             partitions: only these partitions (dicts of partition column -> value).
+            executor: ``"local"`` (this process) or ``"ray"`` (the groups are rewritten as Ray
+                tasks in parallel and committed here; ``pip install 'samplestore[ray]'``; see
+                :func:`samplestore.ray.compact`, which takes ``executor_options`` such as
+                ``address=``).
 
         Returns:
             A :class:`samplestore.compaction.CompactionResult` (files in and out, commits,
@@ -349,8 +353,9 @@ class Table:
         Runs :func:`samplestore.compaction.compact`.
         """
         ops = maintenance("Table.compact()")
-        return ops.compact(self, target_file_bytes or ops.default_target_file_bytes, sort_by=sort_by,
-                           partitions=partitions)
+        run = compact_executor(executor)
+        return run(self, target_file_bytes or ops.default_target_file_bytes, sort_by=sort_by, partitions=partitions,
+                   **executor_options)
 
     def compaction_plan(self, target_file_bytes: int | None = None, partitions: Iterable[Any] | None = None,
                         sort_by: Sequence[str] | None = None) -> Any:

@@ -201,16 +201,16 @@ class SampleDataset(IterableDataset):
             named ``"<name>_missing"`` in ``batch.dense_names`` (``batch.dense_feature(
             "dense_missing")``). The features' own columns keep their positions; the jagged
             features and ``batch.to_kjt()`` are unchanged.
+        include_quarantined: also deliver the rows of open quarantines (files a commit held
+            back for breaking an expectation, see ``Table.quarantines``); by default a
+            dataset sees only released data. A follower sees a released quarantine's rows in
+            the round of the snapshot that released it.
 
     Raises:
         SchemaError: ``impute`` names a feature that is not a dense feature this dataset
             delivers, or a strategy that is none of the above (the message names it).
         CatalogError: ``"mean"`` over a snapshot with files written before samplestore
             recorded per-dimension sums (the message names the file and what rewrites it).
-        include_quarantined: also deliver the rows of open quarantines (files a commit held
-            back for breaking an expectation, see ``Table.quarantines``); by default a
-            dataset sees only released data. A follower sees a released quarantine's rows in
-            the round of the snapshot that released it.
     """
 
     def __init__(self, table: Table, features: Sequence[str] | None = None, batch_size: int = 4096, shuffle: bool = True,
