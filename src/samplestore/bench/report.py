@@ -11,7 +11,8 @@ from typing import Any, Callable
 __all__ = ["run_all", "SIZES", "PARTS"]
 
 #: The benchmarks, in the order ``samplestore bench`` (all) runs them.
-PARTS = ("format", "loader", "impute", "train-quality", "compaction", "catalog", "sequence", "remote")
+PARTS = ("format", "loader", "impute", "train-quality", "compaction", "catalog", "sequence", "remote",
+         "shuffle-units")
 
 #: Sizes of each benchmark: full (the figures we quote) and --quick (under 5 minutes here;
 #: train-quality --quick well under 2: 9 one-epoch trainings of 72,000 rows).
@@ -23,7 +24,8 @@ SIZES = {
              "compaction": dict(files=1000),
              "catalog": dict(files=10_000),
              "remote": dict(rows=1_000_000, wide_rows=5_000, wide_cols=5_000),
-             "sequence": dict(rows=400_000)},
+             "sequence": dict(rows=400_000),
+             "shuffle-units": dict(rows=1_000_000, repeats=3)},
     "quick": {"format": dict(rows=200_000, wide_rows=20_000, wide_cols=5_000, repeats=3),
               "loader": dict(rows=400_000, repeats=1),
               "impute": dict(rows=200_000, repeats=7),
@@ -31,7 +33,8 @@ SIZES = {
               "compaction": dict(files=300),
               "catalog": dict(files=2_000),
               "remote": dict(rows=200_000, wide_rows=2_000, wide_cols=5_000),
-              "sequence": dict(rows=100_000)},
+              "sequence": dict(rows=100_000),
+              "shuffle-units": dict(rows=200_000, unit_rows=(8_192, 1_024), repeats=1)},
 }
 
 
@@ -99,7 +102,7 @@ def _chart(results: dict[str, Any], path: str) -> str | None:
 
 def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the chosen benchmarks; write bench.json, bench.md and bench.png into ``out_dir``."""
-    from . import catalog, compaction, format, loader, remote, sequence, train_quality
+    from . import catalog, compaction, format, loader, remote, sequence, shuffle_units, train_quality
 
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "work")
@@ -111,7 +114,8 @@ def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], No
             "compaction": (compaction.run_compaction_bench, compaction.format_markdown),
             "catalog": (catalog.run_catalog_bench, catalog.format_markdown),
             "remote": (remote.run_remote_bench, remote.format_markdown),
-            "sequence": (sequence.run_sequence_bench, sequence.format_markdown)}
+            "sequence": (sequence.run_sequence_bench, sequence.format_markdown),
+            "shuffle-units": (shuffle_units.run_shuffle_units_bench, shuffle_units.format_markdown)}
     results: dict[str, Any] = {}
     md = [f"# samplestore bench{' --quick' if quick else ''}", ""]
     machine = _machine()
