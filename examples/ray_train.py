@@ -33,7 +33,9 @@ def train_loop(config: dict) -> None:
 
     table = ss.open_store(config["root"], catalog=config["catalog"],
                           storage_options=config["storage_options"]).table("samples")
-    ds = SampleDataset(table, batch_size=config["batch_size"], seed=0)
+    # Every rank reads the snapshot the driver names: made on their own, datasets could pin
+    # different snapshots (an append or a compaction in between) and the shards would not add up.
+    ds = SampleDataset(table, batch_size=config["batch_size"], seed=0, snapshot=config["snapshot"])
     rank, world = ds.rank_world()  # from torch.distributed, which Ray Train initialised
     model = DLRM([f"c{i}" for i in range(datagen.NUM_SPARSE)], num_dense=datagen.NUM_DENSE)
     trainer = Trainer(model)
@@ -102,7 +104,7 @@ def main() -> None:
           f"{time.perf_counter() - t0:.1f} s")
 
     config = {"root": a.root, "catalog": a.catalog or store.catalog_location, "storage_options": options,
-              "batch_size": a.batch_size, "epochs": a.epochs}
+              "batch_size": a.batch_size, "epochs": a.epochs, "snapshot": sid}
     trainer = TorchTrainer(train_loop, train_loop_config=config,
                            scaling_config=ScalingConfig(num_workers=a.workers, use_gpu=False),
                            run_config=RunConfig(storage_path=tempfile.mkdtemp(prefix="ray-results-"), name="samplestore"))

@@ -48,6 +48,14 @@ def dataset(ray, n: int, blocks: int):
     return ray.data.range(n, override_num_blocks=blocks).map_batches(make, batch_format="pyarrow", batch_size=None)
 
 
+def _shift(by: int):
+    """A map over batches of ``rows``: row ids moved up by ``by`` (rows of another job)."""
+    def shift(batch):
+        return batch.set_column(batch.schema.get_field_index("row_id"), "row_id",
+                                pc.add(batch["row_id"], by))
+    return shift
+
+
 def row_ids(table) -> np.ndarray:
     return table.scan(columns=["row_id"]).to_arrow()["row_id"].to_numpy()
 
@@ -97,7 +105,13 @@ def test_write_is_one_snapshot_with_every_row_once(ray_cluster, store):
     assert_every_row_once(row_ids(t), n)
     # A re-run of the same job is a no-op: the commit token is the writer's last.
     assert ssr.write(dataset(ray_cluster, 1000, 2), t, commit_token="job-1") is None
-    assert t.current_snapshot_id == sid and t.last_commit_token("ray") == "job-1"
+    assert t.current_snapshot_id == sid and t.last_commit_token("ray:job-1") == "job-1"
+    # ... whatever other jobs committed since.
+    sid2 = ssr.write(dataset(ray_cluster, 1000, 2).map_batches(_shift(n), batch_format="pyarrow", batch_size=None),
+                     t, commit_token="job-2")
+    assert sid2 > sid and ssr.write(dataset(ray_cluster, 1000, 2), t, commit_token="job-1") is None
+    assert t.current_snapshot_id == sid2
+    assert_every_row_once(row_ids(t), n + 1000)
 
 
 def test_a_retried_write_task_counts_once_and_its_first_files_are_leftovers(ray_cluster, store, tmp_path):
@@ -250,7 +264,8 @@ def _train_loop(config):
     from samplestore.torch import SampleDataset
 
     table = config["ref"].open_table()
-    ds = SampleDataset(table, features=["dense", "c0", "c1", "click", "row_id"], batch_size=512, seed=1)
+    ds = SampleDataset(table, features=["dense", "c0", "c1", "click", "row_id"], batch_size=512, seed=1,
+                       snapshot=config["snapshot"])  # one snapshot for every rank, named by the driver
     rank, world = ds.rank_world()
     assert (rank, world) == (dist.get_rank(), 2)
     trainer = Trainer(DLRM(["c0", "c1"], num_dense=13, dim=4))
@@ -276,7 +291,8 @@ def test_torch_trainer_workers_each_epoch_read_every_row_once(ray_cluster, where
     t.append(rows(0, n), row_group_rows=1024)
     out = tmp_path / "ids"
     out.mkdir()
-    trainer = TorchTrainer(_train_loop, train_loop_config={"ref": TableRef.of(t), "out": str(out)},
+    trainer = TorchTrainer(_train_loop, train_loop_config={"ref": TableRef.of(t), "out": str(out),
+                                                             "snapshot": t.current_snapshot_id},
                            scaling_config=ScalingConfig(num_workers=2, use_gpu=False),
                            run_config=RunConfig(storage_path=str(tmp_path / "results"), name="ray-train"))
     trainer.fit()

@@ -42,7 +42,10 @@ class SampleStoreDatasink(Datasink):
         commit_token: with ``writer_id``, recorded in the snapshot; a job whose token is
             already the writer's last (``table.last_commit_token(writer_id)``) commits
             nothing, so re-running a finished job is a no-op.
-        writer_id: the writer the token belongs to.
+        writer_id: the writer the token belongs to; by default ``"ray:TOKEN"``, one per
+            token, so a finished job stays a no-op whatever other jobs committed since (one
+            writer id shared by several jobs keeps only the last job's token). Without a
+            token, ``"ray"``.
         target_file_bytes, row_group_rows, compression_level: as for the table's writers.
         lease_seconds: how long the writer lease lasts without a renewal (the driver renews it
             every third of that while it lives).
@@ -52,14 +55,14 @@ class SampleStoreDatasink(Datasink):
         skipped: True when the commit token said the job was done already.
     """
 
-    def __init__(self, table: Table, *, commit_token: Any = None, writer_id: str = "ray",
+    def __init__(self, table: Table, *, commit_token: Any = None, writer_id: str | None = None,
                  target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES, row_group_rows: int = TABLE_ROW_GROUP_ROWS,
                  compression_level: int = 3, lease_seconds: float = 600.0) -> None:
         meta = table.meta()
         self.ref = TableRef.of(table)
         self.schema, self.partition_by = meta.schema, meta.partition_by
         self.commit_token = None if commit_token is None else str(commit_token)
-        self.writer_id = writer_id
+        self.writer_id = writer_id or ("ray" if self.commit_token is None else f"ray:{self.commit_token}")
         self.target_file_bytes, self.row_group_rows = target_file_bytes, row_group_rows
         self.compression_level = compression_level
         self.snapshot_id: int | None = None
@@ -145,7 +148,7 @@ class SampleStoreDatasink(Datasink):
             self._lease.release()
 
 
-def write(ds: Any, table: Table, commit_token: Any = None, *, writer_id: str = "ray",
+def write(ds: Any, table: Table, commit_token: Any = None, *, writer_id: str | None = None,
           ray_remote_args: dict[str, Any] | None = None, concurrency: int | None = None,
           **options: Any) -> int | None:
     """Append the rows of the ``ray.data.Dataset`` ``ds`` to ``table`` as ONE snapshot.
@@ -157,8 +160,9 @@ def write(ds: Any, table: Table, commit_token: Any = None, *, writer_id: str = "
     Args:
         ds: the dataset; its columns must match the table's schema (validated in the tasks).
         table: the table to append to.
-        commit_token: makes a re-run a no-op once a run with this token committed.
-        writer_id: the writer the commit token is recorded for.
+        commit_token: makes a re-run a no-op once a run with this token committed (not
+            guarded against two runs with one token at the same moment: run a job once at a time).
+        writer_id: the writer the commit token is recorded for (default ``"ray:TOKEN"``).
         ray_remote_args: passed to the write tasks (e.g. ``{"max_retries": 3,
             "retry_exceptions": True}`` to retry a task that raised).
         concurrency: at most this many write tasks at a time.

@@ -162,7 +162,9 @@ class SampleDataset(IterableDataset):
         seed: shuffle seed; the order depends on (seed, epoch, world size, workers).
         shuffle_buffer_rows: decoded rows held per worker (two windows of half this size).
         drop_last: drop the epoch's last partial batches (see the sharding rules).
-        snapshot: snapshot id to read (the current one if None).
+        snapshot: snapshot id to read (the current one if None). Under torch.distributed,
+            give every rank the same one: each rank pins its own otherwise, and ranks made
+            on either side of an append or a compaction would shard different snapshots.
         filter: a ``pyarrow.compute`` expression: only rows it selects are delivered, exactly
             as ``table.scan(filter=...)`` returns them. Files and row groups are pruned by
             partition values and statistics; the rows of the rest are counted when the
