@@ -41,6 +41,7 @@ ALLOWED_FILES = {
     "bench/report.py": "/proc/cpuinfo, /proc/meminfo, and the benchmark report folder the user names",
     "bench/sequence.py": "benchmark scratch Parquet files (the store itself goes through open_store)",
     "bench/ray_scaling.py": "benchmark scratch Parquet files and folder (the store itself goes through open_store)",
+    "bench/shuffle_units.py": "benchmark scratch folder and Parquet file (the tables go through open_store)",
 }
 
 #: Single lines (by file and a piece of the line) whose file access is not to store paths.
