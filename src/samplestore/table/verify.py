@@ -57,24 +57,30 @@ def table_folder_problem(table: Any) -> str | None:
     Folders of tables made before markers existed have none; they are accepted (the
     creation-time rule of :func:`leftover_files` still applies).
     """
+    return _folder_check(table)[0]
+
+
+def _folder_check(table: Any) -> tuple[str | None, bool]:
+    """(:func:`table_folder_problem`'s answer, whether the folder has a marker): the marker
+    read once for both."""
     storage = table.storage
     for d in (table.dir, table.data_dir):
         found = storage.info(d)
         if found is not None and found.kind == "link":
-            return f"{d!r} is a symbolic link; GC never follows one"
+            return f"{d!r} is a symbolic link; GC never follows one", False
     path = storage.join(table.dir, TABLE_MARKER)
     try:
         doc = json.loads(storage.read_bytes(path))
     except FileNotFoundError:
-        return None
+        return None, False
     except (OSError, ValueError) as exc:
-        return f"its marker {path!r} cannot be read ({exc})"
+        return f"its marker {path!r} cannot be read ({exc})", True
     meta = table.meta()
     want = {"catalog_id": table.catalog.catalog_id, "table": table.name, "created_at": meta.created_at}
     if not isinstance(doc, dict) or any(doc.get(k) != v for k, v in want.items()):
         return (f"its marker {path!r} names {doc!r}, but this catalog's table is {want!r}: the folder belongs to "
-                f"another catalog or to an earlier table of that name")
-    return None
+                f"another catalog or to an earlier table of that name"), True
+    return None, True
 
 
 def write_location_problem(table: Any) -> str | None:
@@ -86,12 +92,10 @@ def write_location_problem(table: Any) -> str | None:
     table's marker; a folder from before markers is accepted when it exists and holds the
     table's files.
     """
-    problem = table_folder_problem(table)
-    if problem is not None:
+    problem, marked = _folder_check(table)
+    if problem is not None or marked:
         return problem
     storage = table.storage
-    if storage.info(storage.join(table.dir, TABLE_MARKER)) is not None:
-        return None
     if storage.info(table.dir) is None:
         return f"its folder {table.dir!r} does not exist under this store's root"
     files = table.catalog.files(table.name, table.current_snapshot_id)
