@@ -12,7 +12,7 @@ __all__ = ["run_all", "SIZES", "PARTS"]
 
 #: The benchmarks, in the order ``samplestore bench`` (all) runs them.
 PARTS = ("format", "loader", "impute", "train-quality", "compaction", "catalog", "sequence", "remote",
-         "shuffle-units")
+         "shuffle-units", "device")
 
 #: Sizes of each benchmark: full (the figures we quote) and --quick (under 5 minutes here;
 #: train-quality --quick well under 2: 9 one-epoch trainings of 72,000 rows).
@@ -25,7 +25,8 @@ SIZES = {
              "catalog": dict(files=10_000),
              "remote": dict(rows=1_000_000, wide_rows=5_000, wide_cols=5_000),
              "sequence": dict(rows=400_000),
-             "shuffle-units": dict(rows=1_000_000, repeats=3)},
+             "shuffle-units": dict(rows=1_000_000, repeats=3),
+             "device": dict(rows=1_000_000, repeats=3)},
     "quick": {"format": dict(rows=200_000, wide_rows=20_000, wide_cols=5_000, repeats=3),
               "loader": dict(rows=400_000, repeats=1),
               "impute": dict(rows=200_000, repeats=7),
@@ -34,7 +35,8 @@ SIZES = {
               "catalog": dict(files=2_000),
               "remote": dict(rows=200_000, wide_rows=2_000, wide_cols=5_000),
               "sequence": dict(rows=100_000),
-              "shuffle-units": dict(rows=200_000, unit_rows=(8_192, 1_024), repeats=1)},
+              "shuffle-units": dict(rows=200_000, unit_rows=(8_192, 1_024), repeats=1),
+              "device": dict(rows=200_000, repeats=1)},
 }
 
 
@@ -102,7 +104,7 @@ def _chart(results: dict[str, Any], path: str) -> str | None:
 
 def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the chosen benchmarks; write bench.json, bench.md and bench.png into ``out_dir``."""
-    from . import catalog, compaction, format, loader, remote, sequence, shuffle_units, train_quality
+    from . import catalog, compaction, device, format, loader, remote, sequence, shuffle_units, train_quality
 
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "work")
@@ -115,7 +117,8 @@ def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], No
             "catalog": (catalog.run_catalog_bench, catalog.format_markdown),
             "remote": (remote.run_remote_bench, remote.format_markdown),
             "sequence": (sequence.run_sequence_bench, sequence.format_markdown),
-            "shuffle-units": (shuffle_units.run_shuffle_units_bench, shuffle_units.format_markdown)}
+            "shuffle-units": (shuffle_units.run_shuffle_units_bench, shuffle_units.format_markdown),
+            "device": (device.run_device_bench, device.format_markdown)}
     results: dict[str, Any] = {}
     md = [f"# samplestore bench{' --quick' if quick else ''}", ""]
     machine = _machine()

@@ -1006,7 +1006,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and seed on drifting data and reports held-out AUC and log-loss; sequence measures 200-id "
                         "behaviour histories (cross-row encoding, dedup); impute runs the loader with and without "
                         "mean imputation of dense NaNs; remote reads over a local S3 server (needs "
-                        "the test extra)")
+                        "the test extra); device times the GPU input path (pinned memory, DevicePrefetcher; "
+                        "skipped without CUDA)")
     b.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
     b.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
     b.set_defaults(fn=_cmd_bench)
