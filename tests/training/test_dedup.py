@@ -149,3 +149,47 @@ def test_sequence_workload_ids_per_batch_fall():
     full = sum(b.dedup["history"].inverse.numel() for b in batches)
     assert full == len(pa.chunked_array(data.column("history")).combine_chunks().values)
     assert full / unique > 20  # consecutive windows of ~10 users share all but one item
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_pool_equals_embedding_bag_in_values_and_gradients(table, mode):
+    """DedupIds.pool (its own backward, by the transpose of inverse) gives embedding_bag's
+    pooled rows and gradients, weighted or not, with empty samples."""
+    import torch.nn.functional as F
+
+    batch = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["hist", "w"])))
+    for name, d in batch.dedup.items():
+        assert name != "hist" or bool((d.lengths == 0).any())  # empty histories are in the batch
+        rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, requires_grad=True)
+        ref_rows = rows.detach().clone().requires_grad_()
+        w = d.weights.double() if d.weights is not None else None
+        if mode == "mean":
+            scale = (1.0 / d.lengths.double().clamp(min=1)).repeat_interleave(d.lengths.long())
+            w = scale if w is None else w * scale
+        ref = F.embedding_bag(d.inverse, ref_rows, d.offsets[:-1], mode="sum", per_sample_weights=w)
+        d64 = d.map_tensors(lambda t: t.double() if t.is_floating_point() else t)
+        out = d64.pool(rows, mode)
+        grad = torch.randn_like(ref)
+        out.backward(grad)
+        ref.backward(grad)
+        assert torch.allclose(out, ref) and torch.allclose(rows.grad, ref_rows.grad)
+    with pytest.raises(ValueError, match="pool mode 'max'"):
+        d.pool(rows, "max")
+
+
+def test_transpose_kernel_groups_positions_by_id_and_checks_its_input():
+    from samplestore.torch import _gather
+    from samplestore.torch.batch import _transpose, _transpose_by_sort
+
+    rng = np.random.default_rng(5)
+    lengths = torch.from_numpy(rng.integers(0, 6, 300).astype(np.int32))
+    inverse = torch.from_numpy(rng.integers(0, 40, int(lengths.sum())).astype(np.int32))
+    for got, want in zip(_transpose(inverse, lengths, 41), _transpose_by_sort(inverse, lengths, 41)):
+        assert torch.equal(got, want)  # id 40 unused: an empty group
+    offsets, order, samples = np.empty(41, np.int64), np.empty(len(inverse), np.int64), np.empty(len(inverse), np.int64)
+    bad = inverse.numpy().copy()
+    bad[7] = 40
+    with pytest.raises(IndexError, match=r"inverse\[7\] = 40, outside the 40 distinct ids"):
+        _gather.transpose_inverse(bad, lengths.numpy(), offsets, order, samples)
+    with pytest.raises(ValueError, match="lengths add up to"):
+        _gather.transpose_inverse(inverse.numpy()[1:], lengths.numpy(), offsets, order[1:], samples[1:])
