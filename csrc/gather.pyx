@@ -263,6 +263,59 @@ def unique_inverse(int64_t[::1] values, int32_t[::1] inverse):
     return k
 
 
+def transpose_inverse(const int32_t[::1] inverse, const int32_t[::1] lengths, int64_t[::1] offsets,
+                      int64_t[::1] order, int64_t[::1] samples):
+    """Group the positions of a deduplicated feature by the distinct id they index (a counting
+    sort: two passes, no comparison sort).
+
+    ``inverse``: each position's index among the ``len(offsets) - 1`` distinct ids;
+    ``lengths``: positions per sample. Writes ``offsets`` (int64 ``[U + 1]``), so that
+    ``order[offsets[u]:offsets[u + 1]]`` are the positions of id ``u`` in increasing order,
+    and ``samples`` the sample of each of those positions.
+    """
+    cdef Py_ssize_t n = inverse.shape[0], b = lengths.shape[0], u_n = offsets.shape[0] - 1, i, s, t
+    cdef int64_t total = 0, bad = -1
+    cdef int32_t u
+    if u_n < 0 or order.shape[0] != n or samples.shape[0] != n:
+        raise ValueError(f"transpose: outputs of {order.shape[0]} and {samples.shape[0]} positions and "
+                         f"{offsets.shape[0]} offsets, expected {n}, {n} and at least 1")
+    for s in range(b):
+        if lengths[s] < 0:
+            raise ValueError(f"transpose: sample {s} has length {lengths[s]}, expected >= 0")
+        total += lengths[s]
+    if total != n:
+        raise ValueError(f"transpose: lengths add up to {total}, expected the {n} positions of inverse")
+    cdef int64_t* cursor = <int64_t*>malloc(u_n * sizeof(int64_t) + 1)
+    if cursor == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in range(u_n + 1):
+                offsets[i] = 0
+            for i in range(n):
+                u = inverse[i]
+                if u < 0 or u >= u_n:
+                    bad = i
+                    break
+                offsets[u + 1] += 1
+            if bad < 0:
+                for i in range(u_n):
+                    offsets[i + 1] += offsets[i]
+                    cursor[i] = offsets[i]
+                i = 0
+                for s in range(b):
+                    for t in range(lengths[s]):
+                        u = inverse[i]
+                        order[cursor[u]] = i
+                        samples[cursor[u]] = s
+                        cursor[u] += 1
+                        i += 1
+        if bad >= 0:
+            raise IndexError(f"transpose: inverse[{bad}] = {inverse[bad]}, outside the {u_n} distinct ids")
+    finally:
+        free(cursor)
+
+
 def impute_columns(float[:, ::1] out, Py_ssize_t start, const float[::1] fill, Py_ssize_t indicator):
     """Fill the NaNs of columns ``[start, start + len(fill))`` of ``out`` (``[B, D]`` float32)
     in place with ``fill`` (one value per column); with ``indicator`` >= 0, also write 1.0

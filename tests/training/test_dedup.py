@@ -115,14 +115,14 @@ def test_dedup_names_must_be_jagged_features_of_the_dataset(table):
 
 
 def test_embedding_lookup_once_per_distinct_id_equals_the_full_bag(table):
-    # The README example: look up the distinct ids once, then gather per position and pool.
+    # The README example: look up the distinct ids once, then pool per sample (or gather per position).
     torch.manual_seed(0)
     emb = torch.nn.EmbeddingBag(100_000, 8, mode="sum")
     for batch in SampleDataset(table, batch_size=256, dedup=["hist"], features=["hist", "click"]):
         d = batch.dedup["hist"]
         F = torch.nn.functional
         rows = F.embedding(d.unique % 100_000, emb.weight, sparse=True)  # [U, 8]: one lookup per distinct id
-        pooled = F.embedding_bag(d.inverse, rows, d.offsets[:-1], mode="sum")  # [B, 8]
+        pooled = d.pool(rows)  # [B, 8]
         per_id = rows.index_select(0, d.inverse)  # [N, 8], the other way
         seg = torch.repeat_interleave(torch.arange(len(batch)), d.lengths)
         full = batch.full_sparse()
@@ -130,7 +130,10 @@ def test_embedding_lookup_once_per_distinct_id_equals_the_full_bag(table):
         torch.testing.assert_close(pooled, expected)
         torch.testing.assert_close(torch.zeros(len(batch), 8).index_add_(0, seg, per_id), expected)
         pooled.sum().backward()  # gradients reach the table through the distinct rows only
-        assert emb.weight.grad is not None
+        dedup_grad = emb.weight.grad.to_dense()
+        emb.weight.grad = None
+        expected.sum().backward()
+        torch.testing.assert_close(dedup_grad, emb.weight.grad)  # the same step as on every id
         break
 
 
@@ -149,3 +152,47 @@ def test_sequence_workload_ids_per_batch_fall():
     full = sum(b.dedup["history"].inverse.numel() for b in batches)
     assert full == len(pa.chunked_array(data.column("history")).combine_chunks().values)
     assert full / unique > 20  # consecutive windows of ~10 users share all but one item
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_pool_equals_embedding_bag_in_values_and_gradients(table, mode):
+    """DedupIds.pool (its own backward, by the transpose of inverse) gives embedding_bag's
+    pooled rows and gradients, weighted or not, with empty samples."""
+    import torch.nn.functional as F
+
+    batch = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["hist", "w"])))
+    for name, d in batch.dedup.items():
+        assert name != "hist" or bool((d.lengths == 0).any())  # empty histories are in the batch
+        rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, requires_grad=True)
+        ref_rows = rows.detach().clone().requires_grad_()
+        w = d.weights.double() if d.weights is not None else None
+        if mode == "mean":
+            scale = (1.0 / d.lengths.double().clamp(min=1)).repeat_interleave(d.lengths.long())
+            w = scale if w is None else w * scale
+        ref = F.embedding_bag(d.inverse, ref_rows, d.offsets[:-1], mode="sum", per_sample_weights=w)
+        d64 = d.map_tensors(lambda t: t.double() if t.is_floating_point() else t)
+        out = d64.pool(rows, mode)
+        grad = torch.randn_like(ref)
+        out.backward(grad)
+        ref.backward(grad)
+        assert torch.allclose(out, ref) and torch.allclose(rows.grad, ref_rows.grad)
+    with pytest.raises(ValueError, match="pool mode 'max'"):
+        d.pool(rows, "max")
+
+
+def test_transpose_kernel_groups_positions_by_id_and_checks_its_input():
+    from samplestore.torch import _gather
+    from samplestore.torch.batch import _transpose, _transpose_by_sort
+
+    rng = np.random.default_rng(5)
+    lengths = torch.from_numpy(rng.integers(0, 6, 300).astype(np.int32))
+    inverse = torch.from_numpy(rng.integers(0, 40, int(lengths.sum())).astype(np.int32))
+    for got, want in zip(_transpose(inverse, lengths, 41), _transpose_by_sort(inverse, lengths, 41)):
+        assert torch.equal(got, want)  # id 40 unused: an empty group
+    offsets, order, samples = np.empty(41, np.int64), np.empty(len(inverse), np.int64), np.empty(len(inverse), np.int64)
+    bad = inverse.numpy().copy()
+    bad[7] = 40
+    with pytest.raises(IndexError, match=r"inverse\[7\] = 40, outside the 40 distinct ids"):
+        _gather.transpose_inverse(bad, lengths.numpy(), offsets, order, samples)
+    with pytest.raises(ValueError, match="lengths add up to"):
+        _gather.transpose_inverse(inverse.numpy()[1:], lengths.numpy(), offsets, order[1:], samples[1:])

@@ -24,7 +24,7 @@ SIZES = {
              "compaction": dict(files=1000),
              "catalog": dict(files=10_000),
              "remote": dict(rows=1_000_000, wide_rows=5_000, wide_cols=5_000),
-             "sequence": dict(rows=400_000),
+             "sequence": dict(rows=400_000, train_batches=40),
              "shuffle-units": dict(rows=1_000_000, repeats=3),
              "device": dict(rows=1_000_000, repeats=3)},
     "quick": {"format": dict(rows=200_000, wide_rows=20_000, wide_cols=5_000, repeats=3),

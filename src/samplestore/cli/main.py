@@ -1004,7 +1004,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("which", nargs="?", default="all", choices=["all", *PARTS],
                    help="which benchmark to run (default all); train-quality trains the demo's model once per loader "
                         "and seed on drifting data and reports held-out AUC and log-loss; sequence measures 200-id "
-                        "behaviour histories (cross-row encoding, dedup); impute runs the loader with and without "
+                        "behaviour histories (cross-row encoding, dedup=, training steps) and float16/bfloat16 dense "
+                        "storage; impute runs the loader with and without "
                         "mean imputation of dense NaNs; remote reads over a local S3 server (needs "
                         "the test extra); device times the GPU input path (pinned memory, DevicePrefetcher; "
                         "skipped without CUDA)")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..errors import MissingDependency
+from . import _gather
 
 __all__ = ["Batch", "SparseFeatures", "DedupIds"]
 
@@ -64,7 +65,7 @@ class DedupIds:
 
         d = batch.dedup["history"]
         rows = F.embedding(d.unique, weight, sparse=True)          # [U, dim]: one lookup per distinct id
-        pooled = F.embedding_bag(d.inverse, rows, d.offsets[:-1], mode="sum")   # [B, dim]
+        pooled = d.pool(rows)                                       # [B, dim]: sum over each sample's ids
         # or per position: rows.index_select(0, d.inverse)          # [N, dim]
 
     Attributes:
@@ -95,10 +96,76 @@ class DedupIds:
         torch.cumsum(self.lengths, 0, out=out[1:])
         return out
 
+    def pool(self, rows: torch.Tensor, mode: str = "sum") -> torch.Tensor:
+        """``[B, dim]``: per sample, the sum (or ``mode="mean"``) of ``rows[inverse]`` over its
+        ids, where ``rows`` ``[U, dim]`` holds one row per entry of ``unique`` (weighted by
+        ``weights`` when the batch has them).
+
+        The same values as ``F.embedding_bag(inverse, rows, offsets[:-1], mode=mode)``, with a
+        cheaper backward: the gradient of ``rows`` is pooled per distinct id, over the
+        positions grouped by id (a counting sort of ``inverse`` on CPU), instead of by
+        embedding_bag's dense backward, which on CPU sorts and scatters every position and
+        costs more than the lookups deduplication saved.
+        """
+        if mode not in ("sum", "mean"):
+            raise ValueError(f"pool mode {mode!r}, expected 'sum' or 'mean'")
+        w = self.weights
+        if mode == "mean":
+            n = self.lengths.to(rows.dtype).clamp(min=1)
+            w = (1.0 / n).repeat_interleave(self.lengths.long()) * (1.0 if w is None else w)
+        return _PoolByInverse.apply(rows, self.inverse, self.lengths, self.offsets, w)
+
     def map_tensors(self, fn: Any) -> "DedupIds":
         """A copy with ``fn`` applied to every tensor."""
         return DedupIds(fn(self.unique), fn(self.inverse), fn(self.lengths),
                         fn(self.weights) if self.weights is not None else None, self.position)
+
+
+class _PoolByInverse(torch.autograd.Function):
+    """Sum of ``rows[inverse]`` per sample; backward pools the output gradient per row."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: torch.Tensor, inverse: torch.Tensor, lengths: torch.Tensor,
+                offsets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(inverse, lengths, weights)
+        ctx.num_rows = rows.shape[0]
+        return torch.nn.functional.embedding_bag(inverse, rows, offsets[:-1], mode="sum",
+                                                 per_sample_weights=weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        inverse, lengths, weights = ctx.saved_tensors
+        order, sample, per_row = _transpose(inverse, lengths, ctx.num_rows)
+        # Each row's gradient: the sum of the output gradients of the samples that used it.
+        grad_rows = torch.nn.functional.embedding_bag(
+            sample, grad.contiguous(), per_row[:-1], mode="sum",
+            per_sample_weights=None if weights is None else weights[order])
+        return grad_rows, None, None, None, None
+
+
+def _transpose(inverse: torch.Tensor, lengths: torch.Tensor, num_rows: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positions grouped by the row they index: (positions, their samples, int64 ``[U + 1]``
+    offsets per row). On CPU a counting sort (``_gather.transpose_inverse``); elsewhere a
+    stable sort of ``inverse``."""
+    if inverse.device.type == "cpu":
+        n = inverse.numel()
+        per_row = torch.empty(num_rows + 1, dtype=torch.int64)
+        order, sample = torch.empty(n, dtype=torch.int64), torch.empty(n, dtype=torch.int64)
+        _gather.transpose_inverse(inverse.contiguous().numpy(), lengths.to(torch.int32).contiguous().numpy(),
+                                  per_row.numpy(), order.numpy(), sample.numpy())
+        return order, sample, per_row
+    return _transpose_by_sort(inverse, lengths, num_rows)
+
+
+def _transpose_by_sort(inverse: torch.Tensor, lengths: torch.Tensor, num_rows: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_transpose` by torch operations on any device."""
+    order = torch.sort(inverse, stable=True).indices
+    sample = torch.repeat_interleave(torch.arange(lengths.numel(), device=inverse.device), lengths.long())
+    per_row = torch.zeros(num_rows + 1, dtype=torch.int64, device=inverse.device)
+    torch.cumsum(torch.bincount(inverse, minlength=num_rows), 0, out=per_row[1:])
+    return order, sample[order], per_row
 
 
 @dataclass
