@@ -154,16 +154,21 @@ def test_sequence_workload_ids_per_batch_fall():
     assert full / unique > 20  # consecutive windows of ~10 users share all but one item
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("mode", ["sum", "mean"])
-def test_pool_equals_embedding_bag_in_values_and_gradients(table, mode):
-    """DedupIds.pool (its own backward, by the transpose of inverse) gives embedding_bag's
-    pooled rows and gradients, weighted or not, with empty samples."""
+def test_pool_equals_embedding_bag_in_values_and_gradients(table, mode, device):
+    """DedupIds.pool (its own backward, by the transpose of inverse: a counting sort on CPU, a
+    stable sort elsewhere) gives embedding_bag's pooled rows and gradients, weighted or not,
+    with empty samples."""
     import torch.nn.functional as F
 
-    batch = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["hist", "w"])))
+    batch = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["hist", "w"]))).to(device)
     for name, d in batch.dedup.items():
         assert name != "hist" or bool((d.lengths == 0).any())  # empty histories are in the batch
-        rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, requires_grad=True)
+        rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, device=device, requires_grad=True)
         ref_rows = rows.detach().clone().requires_grad_()
         w = d.weights.double() if d.weights is not None else None
         if mode == "mean":
