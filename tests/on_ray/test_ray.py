@@ -176,8 +176,8 @@ def _small_files(table, n_files: int, rows_each: int) -> None:
 
 @pytest.fixture
 def memory_tmp(tmp_path):
-    """A folder in memory (/dev/shm) where there is one, else tmp_path: 2,000 small files
-    cost two fsyncs each on a disk (~25 s here), nothing on tmpfs."""
+    """A folder in memory (/dev/shm) where there is one, else tmp_path: each of the 600 small
+    files costs two fsyncs on a disk, nothing on tmpfs."""
     if not os.path.isdir("/dev/shm"):
         yield tmp_path
         return
