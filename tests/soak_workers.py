@@ -43,6 +43,16 @@ def stop_event() -> threading.Event:
     return stop
 
 
+def wait_for_rows(table, seconds: float) -> None:
+    """Wait until the table has a snapshot: a reader starts with the writers (its imports take
+    a while), but reads a table with rows."""
+    deadline = time.monotonic() + seconds
+    while table.current_snapshot_id == 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no snapshot of table t within {seconds} s")
+        time.sleep(0.05)
+
+
 def writer(root: str, index: int, seconds: float) -> None:
     """Stream batches with commit token = batch index, resuming after the last committed token."""
     stop = stop_event()
@@ -66,6 +76,7 @@ def scan_reader(root: str, seconds: float) -> None:
     """Slow full scans of the current snapshot: 0.1 s per batch; each must hold every row once."""
     stop = stop_event()
     table = ss.open_store(root).table("t")
+    wait_for_rows(table, 60)
     print("ready", flush=True)
     deadline = time.monotonic() + seconds
     scans = 0
@@ -98,6 +109,7 @@ def dataset_reader(root: str, seconds: float) -> None:
 
     stop = stop_event()
     table = ss.open_store(root).table("t")
+    wait_for_rows(table, 60)
     print("ready", flush=True)
     deadline = time.monotonic() + seconds
     epochs = 0

@@ -1,6 +1,9 @@
-"""`samplestore tag` and `samplestore retention` as a user runs them (subprocesses), and
-`--snapshot TAG` on the read commands."""
+"""`samplestore tag` and `samplestore retention` as a user runs them, and `--snapshot TAG` on
+the read commands. Each test runs one command as a subprocess, the others through the CLI's
+``main`` in this process (the same code, without a second of start-up each)."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -22,11 +25,23 @@ def rows(start: int, n: int) -> pa.Table:
                      "ds": pa.array([f"d{int(x) % 2}" for x in r])})
 
 
-def cli(*args, ok=True) -> subprocess.CompletedProcess:
-    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), *sys.path])}
-    r = subprocess.run([sys.executable, "-m", "samplestore", *map(str, args)], env=env, capture_output=True,
-                       text=True, timeout=120)
+def cli(*args, ok=True, process=False) -> subprocess.CompletedProcess:
+    """``samplestore ARGS``: its exit status and what it printed. In this process (the CLI's
+    ``main``, a second each saved: an uncaught exception fails the test, as a traceback
+    would), or with ``process`` as a user runs it, ``python -m samplestore``."""
+    argv = [*map(str, args)]
+    if process:
+        src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), *sys.path])}
+        r = subprocess.run([sys.executable, "-m", "samplestore", *argv], env=env, capture_output=True, text=True,
+                           timeout=120)
+    else:
+        from samplestore.cli.main import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+        r = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     if ok:
         assert r.returncode == 0, r.stderr
     return r
@@ -42,7 +57,7 @@ def root(tmp_path):
 
 @pytest.mark.slow
 def test_tag_a_snapshot_and_read_it_back_after_the_table_moved_on(root, tmp_path):
-    out = cli("tag", root, "t", "train-2026-11-20").stdout
+    out = cli("tag", root, "t", "train-2026-11-20", process=True).stdout
     assert f"tagged snapshot 3 of 't' as 'train-2026-11-20'; read it with --snapshot train-2026-11-20" in out
     assert f"samplestore tag {root} t --delete train-2026-11-20" in out
     assert "tagged snapshot 1 of 't' as 'first'" in cli("tag", root, "t", "first", "--snapshot", "1").stdout
@@ -79,13 +94,13 @@ def test_deleting_a_tag_lets_expiry_drop_its_snapshot(root):
 @pytest.mark.slow
 def test_tag_errors_are_one_line_and_exit_2(root):
     cli("tag", root, "t", "train")
-    for args, words in [(("tag", root, "t", "train"), "has a tag 'train' already (on snapshot 3)"),
+    for i, (args, words) in enumerate([(("tag", root, "t", "train"), "has a tag 'train' already (on snapshot 3)"),
                         (("tag", root, "t", "9x"), "tag name must start with a letter"),
                         (("tag", root, "t", "x", "--snapshot", "42"), "has no snapshot 42; snapshots: [1, 2, 3]"),
                         (("tag", root, "t", "--delete", "nope"), "no tag 'nope'; tags: ['train']"),
                         (("head", root, "t", "--snapshot", "nope"), "no tag 'nope'; tags: ['train']"),
-                        (("tag", root, "t", "x", "--list"), "--list takes no tag name")]:
-        r = cli(*args, ok=False)
+                        (("tag", root, "t", "x", "--list"), "--list takes no tag name")]):
+        r = cli(*args, ok=False, process=i == 0)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert words in r.stderr and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
     assert "moved" not in cli("tag", root, "t", "train", "--snapshot", "2", "--replace").stdout
@@ -94,7 +109,7 @@ def test_tag_errors_are_one_line_and_exit_2(root):
 
 @pytest.mark.slow
 def test_retention_shows_sets_and_is_what_expire_and_compact_follow(root):
-    out = cli("retention", root, "t").stdout
+    out = cli("retention", root, "t", process=True).stdout
     assert out.startswith("table 't': keep the last 1 snapshot(s) and every snapshot younger than 7d;")
     assert json.loads(cli("retention", root, "t", "--json").stdout)["older_than"] == 7 * 24 * 3600
     # Everything is younger than a week: the default keeps it all, with or without compaction.

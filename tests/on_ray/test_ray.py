@@ -97,7 +97,7 @@ class FailingSink:
 def test_write_is_one_snapshot_with_every_row_once(ray_cluster, store):
     import samplestore.ray as ssr
 
-    n = 200_000 if store.storage.remote else 1_000_000  # moto takes ~100 MB slowly: 200,000 rows there
+    n = 200_000  # 16 blocks of 12,500 rows, in parallel write tasks (more rows would test Ray's throughput, not the commit)
     t = store.create_table("w", SCHEMA)
     sid = ssr.write(dataset(ray_cluster, n, 16), t, commit_token="job-1")
     assert [s.snapshot_id for s in t.snapshots()] == [sid]
@@ -115,7 +115,7 @@ def test_write_is_one_snapshot_with_every_row_once(ray_cluster, store):
 
 
 def test_a_retried_write_task_counts_once_and_its_first_files_are_leftovers(ray_cluster, store, tmp_path):
-    n = 100_000
+    n = 32_000
     t = store.create_table("r", SCHEMA)
     sink = FailingSink.make(t, str(tmp_path / "failed-once"), task=3, always=False)
     dataset(ray_cluster, n, 16).write_datasink(sink, ray_remote_args={"max_retries": 2, "retry_exceptions": True})
@@ -176,8 +176,8 @@ def _small_files(table, n_files: int, rows_each: int) -> None:
 
 @pytest.fixture
 def memory_tmp(tmp_path):
-    """A folder in memory (/dev/shm) where there is one, else tmp_path: 2,000 small files
-    cost two fsyncs each on a disk (~25 s here), nothing on tmpfs."""
+    """A folder in memory (/dev/shm) where there is one, else tmp_path: each of the 600 small
+    files costs two fsyncs on a disk, nothing on tmpfs."""
     if not os.path.isdir("/dev/shm"):
         yield tmp_path
         return
@@ -191,10 +191,11 @@ def memory_tmp(tmp_path):
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_ray_compaction_matches_local_while_a_writer_appends_and_a_reader_reads(ray_cluster, where, request,
                                                                                  memory_tmp):
-    # 1,000 small files on the local disk; 100 on the S3 server, where each file is an HTTP
-    # upload and each read of the table by the reader one request or more per file to moto.
+    # 300 small files on the local disk (six groups of 50, rewritten in parallel tasks); 60 on
+    # the S3 server, where each file is an HTTP upload and each read of the table by the reader
+    # one request or more per file to moto.
     store = make_store(where, memory_tmp, request)
-    n_files, rows_each = (100 if where == "s3" else 1000), 20
+    n_files, rows_each = (60 if where == "s3" else 300), 20
     n = n_files * rows_each
     local, remote = store.create_table("local", SCHEMA), store.create_table("ray", SCHEMA)
     for t in (local, remote):
