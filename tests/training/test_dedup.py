@@ -204,16 +204,17 @@ def test_transpose_kernel_groups_positions_by_id_and_checks_its_input():
         _gather.transpose_inverse(inverse.numpy()[1:], lengths.numpy(), offsets, order[1:], samples[1:])
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("mode", ["sum", "mean"])
-def test_pool_gives_learned_weights_embedding_bags_gradient(table, mode):
+def test_pool_gives_learned_weights_embedding_bags_gradient(table, mode, device):
     """Weights that require grad get dL/dw_i = grad[sample of i] . rows[inverse[i]], as in
     F.embedding_bag with per_sample_weights (weighted mean: the weighted sum over the count)."""
     import torch.nn.functional as F
 
-    d = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["w"]))).dedup["w"]
+    d = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["w"]))).dedup["w"].map_tensors(lambda t: t.to(device))
     torch.manual_seed(1)
-    rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, requires_grad=True)
-    w = torch.rand(d.inverse.numel(), dtype=torch.float64, requires_grad=True)
+    rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.rand(d.inverse.numel(), dtype=torch.float64, device=device, requires_grad=True)
     ref_rows, ref_w = rows.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     scale = (1.0 / d.lengths.double().clamp(min=1)).repeat_interleave(d.lengths.long())
     ref = F.embedding_bag(d.inverse, ref_rows, d.offsets[:-1], mode="sum",
