@@ -1,6 +1,8 @@
 """Sequence benchmark (see samplestore.bench.sequence): histories of up to 200 ids per sample."""
 
-from samplestore.bench.sequence import STEP_CONFIGS, format_markdown, run_sequence_bench
+import pytest
+
+from samplestore.bench.sequence import STEP_CONFIGS, fastest_full, format_markdown, run_sequence_bench
 
 
 def test_sequence(benchmark, quick, tmp_path):
@@ -19,7 +21,7 @@ def test_sequence(benchmark, quick, tmp_path):
     assert h["ssf_sorted"] < h["ssf_time_order"] and h["ssf_sorted"] < 0.4 * h["parquet_sorted"]
     assert b["ssf_sorted"] < b["parquet_sorted"]
     # The bound is sorted Parquet without its history, and the column groups add up to the columns.
-    assert res["ratios"]["bound_zero_byte_history"] == 1 - h["parquet_sorted"] / b["parquet_sorted"]
+    assert res["ratios"]["bound_zero_byte_history"] == pytest.approx(1 - h["parquet_sorted"] / b["parquet_sorted"])
     assert abs(sum(cols["ssf_sorted"].values()) - b["ssf_sorted"]) < 0.05 * b["ssf_sorted"]
     d = res["dedup"]
     # Every batch of a user-sorted table repeats history ids: deduplication delivers fewer,
@@ -27,6 +29,14 @@ def test_sequence(benchmark, quick, tmp_path):
     assert d["history_ids"]["dedup"] * 2 < d["history_ids"]["full"] and d["factor"] > 2
     assert [(s["optimizer"], s["form"]) for s in d["steps"]] == list(STEP_CONFIGS)
     assert d["batches"] == size.get("train_batches", 20)
+    # "vs full" is against the fastest full form of each optimizer (sparse or dense gradient).
+    fastest = fastest_full(d["steps"])
+    assert {s["form"] for s in fastest.values()} <= {"full", "full, dense gradient"}
+    assert fastest["SparseAdam"]["form"] == "full"  # it takes sparse gradients only
+    for opt, s in fastest.items():
+        assert s["step_ms"] == min(x["step_ms"] for x in d["steps"]
+                                   if x["optimizer"] == opt and x["form"].startswith("full"))
+        assert f"`{s['form']}`) | " in md
     ds = res["dense_storage"]["bytes_per_sample"]
     assert ds["float16"] < 0.55 * ds["float32"] and ds["bfloat16"] < 0.55 * ds["float32"]
     assert set(res["loader"]["samples_per_s"]) == {"samplestore", "samplestore_dedup", "parquet"}

@@ -601,6 +601,11 @@ def cross_row_decode(const uint8_t[::1] src, Py_ssize_t nrows, Py_ssize_t nliter
     if nrows < 0 or nliterals < 0 or nliterals > n or 8 * nliterals > size:
         raise ValueError(f"cross-row: {nliterals} literal ids for {n} values do not fit a {size}-byte stream")
     cdef Py_ssize_t ops_size = size - 8 * nliterals
+    # Each row's op is five varints of at least one byte: a row count the ops cannot hold is
+    # refused before it sizes an allocation.
+    if nrows > ops_size // 5:
+        raise ValueError(f"cross-row: {nrows} rows need at least {5 * nrows} op bytes, "
+                         f"the stream has {ops_size}")
     cdef int64_t* starts = <int64_t*>calloc(nrows + 1, sizeof(int64_t))
     if starts == NULL:
         raise MemoryError()

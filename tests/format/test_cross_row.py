@@ -51,12 +51,23 @@ def windows(users: int, samples: int, size: int, *, newest_first: bool = False, 
 
 
 def roundtrip_stream(values: np.ndarray, lengths: np.ndarray, codec: str) -> tuple[int, np.ndarray]:
-    """Encode with cross-row pinned (where it applies), store and decode; (encoding, values)."""
+    """Encode with cross-row pinned where the encoder takes the stream, else by the policy,
+    store and decode; (cross-row's id, or -1 where the encoder declined; the decoded values)."""
     enc = get_encoding(Encoding.CROSS_ROW).encode(values, rows=lengths)
-    if enc is None:
-        return -1, values
-    head, stored = encode_stream(values, DType.INT64, Hint.IDS, Compressor(codec), Encoding.CROSS_ROW, lengths)
-    return head.encoding, decode_stream(head, memoryview(bytes(stored)))
+    compressor = Compressor(codec)
+    if enc is not None:
+        head, stored = encode_stream(values, DType.INT64, Hint.IDS, compressor, Encoding.CROSS_ROW, lengths)
+        assert head.encoding == Encoding.CROSS_ROW and head.param0 == len(lengths)
+        return head.encoding, decode_stream(head, memoryview(bytes(stored)))
+    # Declined: no row had anything worth copying (not even a repeat of the row before it),
+    # pinning cross-row is refused, and the policy stores the stream another way.
+    rows = np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
+    assert not any(len(r) >= 2 and np.array_equal(r, rows[i - 1]) for i, r in enumerate(rows) if i)
+    with pytest.raises(ValueError, match="does not take this stream"):
+        encode_stream(values, DType.INT64, Hint.IDS, compressor, Encoding.CROSS_ROW, lengths)
+    head, stored = encode_stream(values, DType.INT64, Hint.IDS, compressor, rows=lengths)
+    assert head.encoding != Encoding.CROSS_ROW
+    return -1, decode_stream(head, memoryview(bytes(stored)))
 
 
 @settings(max_examples=150, deadline=None)
@@ -142,6 +153,36 @@ def test_files_round_trip_with_row_groups_cutting_through_windows(tmp_path, user
         for g in reversed(range(r.num_row_groups)):
             start = g * rg
             assert_same_data(pa.Table.from_batches([r.read_row_group(g)]), table.slice(start, rg))
+
+
+def test_every_row_group_of_sliding_windows_is_cross_row_coded_on_its_own(tmp_path):
+    # Deterministic companion of the property above: 12 row groups of 10 rows cut through one
+    # user's 16-id windows; every row group after the first (whose windows are still growing
+    # from one id, where another encoding may come out smaller) stores them cross-row, its
+    # first row with nothing earlier in its own chunk to refer to.
+    table = seq_table(windows(1, 120, 16))
+    path = tmp_path / "w.ssf"
+    write_file(path, table, SCHEMA, row_group_rows=10)
+    with open(path, "rb") as f:
+        lay = parse(f.read())
+    assert lay.num_row_groups == 12
+    for column in ("hist", "ids"):
+        assert [lay.chunk(column, g).streams[1].encoding for g in range(1, 12)] == [Encoding.CROSS_ROW] * 11
+    assert_same_data(read_file(path), table)
+
+
+def test_the_decode_kernel_refuses_more_rows_than_its_ops_can_hold():
+    # Each row's op takes at least five bytes: a row count beyond that is refused before it
+    # sizes the kernel's allocation (a lying count once asked calloc for terabytes).
+    from samplestore.format import _codec
+
+    out = np.empty(1, np.int64)
+    ops = np.frombuffer(_varints(0, 0, 0, 0, 1) + np.array([7], "<i8").tobytes(), np.uint8)
+    _codec.cross_row_decode(ops, 1, 1, out)
+    assert out.tolist() == [7]
+    for nrows in (2, 2**40):
+        with pytest.raises(ValueError, match=f"{nrows} rows need at least {5 * nrows} op bytes, the stream has 5"):
+            _codec.cross_row_decode(ops, nrows, 1, out)
 
 
 def test_policy_picks_cross_row_only_where_the_chunk_gets_smaller(tmp_path):

@@ -7,7 +7,8 @@ import torch
 
 import samplestore as ss
 from samplestore import datagen
-from samplestore.torch import SampleDataset
+from samplestore.torch import DedupIds, SampleDataset
+
 
 SCHEMA = ss.Schema([
     ss.Dense("dense", dim=2),
@@ -201,3 +202,65 @@ def test_transpose_kernel_groups_positions_by_id_and_checks_its_input():
         _gather.transpose_inverse(bad, lengths.numpy(), offsets, order, samples)
     with pytest.raises(ValueError, match="lengths add up to"):
         _gather.transpose_inverse(inverse.numpy()[1:], lengths.numpy(), offsets, order[1:], samples[1:])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_pool_gives_learned_weights_embedding_bags_gradient(table, mode, device):
+    """Weights that require grad get dL/dw_i = grad[sample of i] . rows[inverse[i]], as in
+    F.embedding_bag with per_sample_weights (weighted mean: the weighted sum over the count)."""
+    import torch.nn.functional as F
+
+    d = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["w"]))).dedup["w"].map_tensors(lambda t: t.to(device))
+    torch.manual_seed(1)
+    rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, device=device, requires_grad=True)
+    w = torch.rand(d.inverse.numel(), dtype=torch.float64, device=device, requires_grad=True)
+    ref_rows, ref_w = rows.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    scale = (1.0 / d.lengths.double().clamp(min=1)).repeat_interleave(d.lengths.long())
+    ref = F.embedding_bag(d.inverse, ref_rows, d.offsets[:-1], mode="sum",
+                          per_sample_weights=ref_w * scale if mode == "mean" else ref_w)
+    out = DedupIds(d.unique, d.inverse, d.lengths, w).pool(rows, mode)
+    grad = torch.randn_like(ref)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(rows.grad, ref_rows.grad)
+    torch.testing.assert_close(w.grad, ref_w.grad)
+    assert float(w.grad.abs().sum()) > 0
+
+
+def test_pool_in_mean_mode_equals_embedding_bag_mean_directly(table):
+    import torch.nn.functional as F
+
+    d = next(iter(SampleDataset(table, batch_size=512, shuffle=False, dedup=["hist"]))).dedup["hist"]
+    assert bool((d.lengths == 0).any())  # empty samples: embedding_bag's mean gives zeros
+    rows = torch.randn(d.unique.numel(), 4, dtype=torch.float64, requires_grad=True)
+    ref_rows = rows.detach().clone().requires_grad_()
+    out = d.pool(rows, "mean")
+    ref = F.embedding_bag(d.inverse, ref_rows, d.offsets[:-1], mode="mean")
+    grad = torch.randn_like(ref)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(rows.grad, ref_rows.grad)
+
+
+def test_pool_accepts_torch_uniques_int64_inverse():
+    import torch.nn.functional as F
+
+    ids = torch.tensor([7, 3, 7, 9, 3, 3, 7], dtype=torch.int64)
+    lengths = torch.tensor([3, 0, 4], dtype=torch.int32)
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    assert inverse.dtype == torch.int64
+    rows = torch.randn(unique.numel(), 3, dtype=torch.float64, requires_grad=True)
+    ref_rows = rows.detach().clone().requires_grad_()
+    out = DedupIds(unique, inverse, lengths).pool(rows)
+    ref = F.embedding_bag(inverse, ref_rows, torch.tensor([0, 3, 3]), mode="sum")
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(rows.grad, ref_rows.grad)
+    with pytest.raises(IndexError, match=r"values in \[0, 2\], expected indices into the 2 rows"):
+        DedupIds(unique, inverse, lengths).pool(rows[:2])
+    with pytest.raises(TypeError, match="dtype torch.int16, expected torch.int32 or torch.int64"):
+        DedupIds(unique, inverse.to(torch.int16), lengths).pool(rows)

@@ -9,6 +9,8 @@ samples/s; always read as float32).
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,8 @@ from ..format import FileReader, write_file
 from ..schema import Dense, Schema
 from . import median_seconds
 
-__all__ = ["criteo_data", "wide_data", "run_format_bench", "format_markdown", "WIDE_READ_COLUMNS"]
+__all__ = ["criteo_data", "wide_data", "run_format_bench", "format_markdown", "WIDE_READ_COLUMNS",
+           "dense_storage_figures", "dense_read_spread", "DENSE_STORAGE_ROWS"]
 
 WIDE_READ_COLUMNS = 10
 
@@ -58,24 +61,47 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
 
 DENSE_STORAGE_DIM = 64
 
+#: Rows of the dense-storage figures at the full size: one read of them takes well over
+#: 100 ms here, so a round is not timer noise.
+DENSE_STORAGE_ROWS = 400_000
+
 
 def dense_storage_figures(workdir: str, rows: int, repeats: int, dim: int = DENSE_STORAGE_DIM) -> dict[str, Any]:
     """Bytes per sample and full-read samples/s of one standard-normal ``dim``-float dense
-    feature in each storage (the same values, rounded on write)."""
+    feature in each storage (the same values, rounded on write).
+
+    The reads are timed in ``repeats`` rounds (after one untimed round), each round reading
+    every storage once in a rotating order, so a slow spell of a shared machine falls on
+    all of them alike; ``read_samples_s`` holds the medians, ``read_samples_s_range`` the
+    (slowest, fastest) round of each storage."""
     x = np.random.default_rng(3).standard_normal((rows, dim), dtype=np.float32)
-    out: dict[str, Any] = {"rows": rows, "dim": dim, "bytes_per_sample": {}, "read_samples_s": {}}
-    for storage in ("float32", "float16", "bfloat16"):
+    storages = ("float32", "float16", "bfloat16")
+    out: dict[str, Any] = {"rows": rows, "dim": dim, "rounds": max(1, repeats), "bytes_per_sample": {},
+                           "read_samples_s": {}, "read_samples_s_range": {}}
+    paths = {}
+    for storage in storages:
         schema = Schema([Dense("x", dim=dim, storage=storage)])
-        path = os.path.join(workdir, f"dense_{storage}.ssf")
-        write_file(path, {"x": x}, schema)
-        out["bytes_per_sample"][storage] = os.path.getsize(path) / rows
-        out["read_samples_s"][storage] = rows / median_seconds(lambda: read_ssf(path), repeats, warmup=1)
+        paths[storage] = os.path.join(workdir, f"dense_{storage}.ssf")
+        write_file(paths[storage], {"x": x}, schema)
+        out["bytes_per_sample"][storage] = os.path.getsize(paths[storage]) / rows
+    del x
+    times: dict[str, list[float]] = {k: [] for k in storages}
+    for r in range(-1, out["rounds"]):
+        for storage in storages[r % 3:] + storages[:r % 3]:
+            t0 = time.perf_counter()
+            read_ssf(paths[storage])
+            if r >= 0:  # round -1 warms the caches and memory pools
+                times[storage].append(time.perf_counter() - t0)
+    for storage, t in times.items():
+        out["read_samples_s"][storage] = rows / statistics.median(t)
+        out["read_samples_s_range"][storage] = (rows / max(t), rows / min(t))
     return out
 
 
 def run_format_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 100_000,
-                     wide_cols: int = 5_000, repeats: int = 3) -> dict[str, Any]:
-    """Measure both formats on the same data in this run; return figures and ratios."""
+                     wide_cols: int = 5_000, repeats: int = 3, dense_rows: int = DENSE_STORAGE_ROWS) -> dict[str, Any]:
+    """Measure both formats on the same data in this run; return figures and ratios
+    (``dense_rows``: of :func:`dense_storage_figures`, read in at least 9 rounds)."""
     os.makedirs(workdir, exist_ok=True)
     table, schema = criteo_data(rows)
     mb = table.nbytes / 1e6
@@ -102,7 +128,7 @@ def run_format_bench(workdir: str, rows: int = 1_000_000, wide_rows: int = 100_0
     o_pq = median_seconds(lambda: read_parquet(wpq, cols), max(repeats, 9), warmup=1)
     res["wide"] = {"rows": wide_rows, "columns": wide_cols, "read_columns": WIDE_READ_COLUMNS}
     res["open_read_10_s"] = {"ssf": o_ssf, "parquet": o_pq}
-    res["dense_storage"] = dense_storage_figures(workdir, wide_rows, repeats)
+    res["dense_storage"] = dense_storage_figures(workdir, dense_rows, max(repeats, 9))
     res["ratios"] = {
         "write": res["write_mb_s"]["ssf"] / res["write_mb_s"]["parquet"],
         "bytes_per_sample": res["bytes_per_sample"]["ssf"] / res["bytes_per_sample"]["parquet"],
@@ -130,8 +156,14 @@ def format_markdown(res: dict[str, Any]) -> str:
     ds = res.get("dense_storage")
     if ds:
         lines += ["", f"A {ds['dim']}-float dense feature (standard normal), {ds['rows']:,} rows, by `storage` "
-                      "(read back as float32):", "",
-                  "| storage | bytes per sample | full read, samples/s (1 thread) |", "|---|---:|---:|"]
-        lines += [f"| {k} | {ds['bytes_per_sample'][k]:.1f} | {ds['read_samples_s'][k]:,.0f} |"
-                  for k in ds["bytes_per_sample"]]
+                      f"(read back as float32; median of {ds['rounds']} interleaved rounds, slowest-fastest):", "",
+                  "| storage | bytes per sample | full read, samples/s (1 thread) | spread |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {ds['bytes_per_sample'][k]:.1f} | {ds['read_samples_s'][k]:,.0f} | "
+                  f"{dense_read_spread(ds, k)} |" for k in ds["bytes_per_sample"]]
     return "\n".join(lines)
+
+
+def dense_read_spread(ds: dict[str, Any], storage: str) -> str:
+    """The slowest and fastest round of one storage's reads, as a table cell."""
+    lo, hi = ds["read_samples_s_range"][storage]
+    return f"{lo:,.0f}-{hi:,.0f}"

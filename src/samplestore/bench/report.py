@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from typing import Any, Callable
 
@@ -60,6 +61,24 @@ def _machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1), "python": platform.python_version(),
             "torch": torch.__version__, "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _git_commit() -> str:
+    """The commit of the git checkout this package runs from (``git rev-parse HEAD``), with
+    ``+uncommitted`` when its files differ from it; "unknown" when the package is not in a
+    checkout or git is missing (provenance is never worth failing a run for)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+
+    try:
+        git("ls-files", "--error-unmatch", os.path.basename(__file__))  # a tracked file, not a venv in a repo
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+uncommitted" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def _chart(results: dict[str, Any], path: str) -> str | None:
@@ -134,7 +153,8 @@ def run_all(out_dir: str, which: list[str], quick: bool, log: Callable[[str], No
         md += [f"## {name}", "", fmt(res), "", f"({res['seconds']} s)", ""]
         log(f"bench {name}: done in {res['seconds']} s")
     doc = {"machine": machine, "quick": quick, "sizes": {k: sizes[k] for k in which}, "results": results,
-           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": _git_commit()}
+    md[1:1] = ["", f"Finished {doc['finished_at']}, samplestore commit {doc['git_commit']}."]
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(doc, f, indent=1)
     png = os.path.join(out_dir, "bench.png")

@@ -99,26 +99,43 @@ class DedupIds:
     def pool(self, rows: torch.Tensor, mode: str = "sum") -> torch.Tensor:
         """``[B, dim]``: per sample, the sum (or ``mode="mean"``) of ``rows[inverse]`` over its
         ids, where ``rows`` ``[U, dim]`` holds one row per entry of ``unique`` (weighted by
-        ``weights`` when the batch has them).
+        ``weights`` when the batch has them; the weighted mean is the weighted sum divided by
+        the sample's number of ids, as in ``F.embedding_bag``).
 
         The same values as ``F.embedding_bag(inverse, rows, offsets[:-1], mode=mode)``, with a
         cheaper backward: the gradient of ``rows`` is pooled per distinct id, over the
         positions grouped by id (a counting sort of ``inverse`` on CPU), instead of by
         embedding_bag's dense backward, which on CPU sorts and scatters every position and
-        costs more than the lookups deduplication saved.
+        costs more than the lookups deduplication saved. ``weights`` that require grad get
+        their gradient too. ``inverse`` may be int32 or int64 (what ``torch.unique(...,
+        return_inverse=True)`` gives); int64 is narrowed to int32 for the backward.
         """
         if mode not in ("sum", "mean"):
             raise ValueError(f"pool mode {mode!r}, expected 'sum' or 'mean'")
+        inverse = _int32_inverse(self.inverse, rows.shape[0])
         w = self.weights
         if mode == "mean":
             n = self.lengths.to(rows.dtype).clamp(min=1)
             w = (1.0 / n).repeat_interleave(self.lengths.long()) * (1.0 if w is None else w)
-        return _PoolByInverse.apply(rows, self.inverse, self.lengths, self.offsets, w)
+        return _PoolByInverse.apply(rows, inverse, self.lengths, self.offsets, w)
 
     def map_tensors(self, fn: Any) -> "DedupIds":
         """A copy with ``fn`` applied to every tensor."""
         return DedupIds(fn(self.unique), fn(self.inverse), fn(self.lengths),
                         fn(self.weights) if self.weights is not None else None, self.position)
+
+
+def _int32_inverse(inverse: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """``inverse`` as int32 (what the CPU backward's kernel reads); int64 is accepted when
+    its values fit, any other dtype is a TypeError."""
+    if inverse.dtype == torch.int32:
+        return inverse
+    if inverse.dtype != torch.int64:
+        raise TypeError(f"DedupIds.inverse has dtype {inverse.dtype}, expected torch.int32 or torch.int64")
+    if inverse.numel() and (int(inverse.min()) < 0 or int(inverse.max()) >= min(num_rows, 2**31)):
+        raise IndexError(f"DedupIds.inverse holds values in [{int(inverse.min())}, {int(inverse.max())}], "
+                         f"expected indices into the {num_rows} rows passed to pool")
+    return inverse.to(torch.int32)
 
 
 class _PoolByInverse(torch.autograd.Function):
@@ -127,20 +144,28 @@ class _PoolByInverse(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, rows: torch.Tensor, inverse: torch.Tensor, lengths: torch.Tensor,
                 offsets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(inverse, lengths, weights)
+        # rows are kept only for the weights' gradient (dot products of rows and output gradients).
+        ctx.save_for_backward(inverse, lengths, weights, rows if ctx.needs_input_grad[4] else None)
         ctx.num_rows = rows.shape[0]
         return torch.nn.functional.embedding_bag(inverse, rows, offsets[:-1], mode="sum",
                                                  per_sample_weights=weights)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        inverse, lengths, weights = ctx.saved_tensors
-        order, sample, per_row = _transpose(inverse, lengths, ctx.num_rows)
-        # Each row's gradient: the sum of the output gradients of the samples that used it.
-        grad_rows = torch.nn.functional.embedding_bag(
-            sample, grad.contiguous(), per_row[:-1], mode="sum",
-            per_sample_weights=None if weights is None else weights[order])
-        return grad_rows, None, None, None, None
+        inverse, lengths, weights, rows = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_rows = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            order, sample, per_row = _transpose(inverse, lengths, ctx.num_rows)
+            # Each row's gradient: the sum of the output gradients of the samples that used it.
+            grad_rows = torch.nn.functional.embedding_bag(
+                sample, grad, per_row[:-1], mode="sum",
+                per_sample_weights=None if weights is None else weights[order])
+        if ctx.needs_input_grad[4]:
+            # Position i of sample s, row r = inverse[i]: d out[s] / d w_i = rows[r].
+            sample = torch.repeat_interleave(torch.arange(lengths.numel(), device=grad.device), lengths.long())
+            grad_weights = (grad.index_select(0, sample) * rows.index_select(0, inverse)).sum(1)
+        return grad_rows, None, None, None, grad_weights
 
 
 def _transpose(inverse: torch.Tensor, lengths: torch.Tensor, num_rows: int
