@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 
 TORCHREC_STAMP := $(VENV)/.torchrec
+# pytest keeps its assertion-rewritten test modules as bytecode (and Python the package's)
+# unless PYTHONDONTWRITEBYTECODE is set; where an environment sets it, every run and every
+# xdist worker would rewrite and compile them all again (seconds each).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 
 .PHONY: install torchrec-cpu lint-imports test test-fast demo bench bench-pytest clean
 
@@ -31,7 +35,7 @@ $(TORCHREC_STAMP): requirements/torchrec-cpu.txt $(STAMP)
 # Everything (what CI runs), the slow soak, crash, fuzz and demo tests included, on both cores.
 # --dist loadgroup: the Ray tests (xdist_group "ray") share one worker, so one local Ray cluster starts.
 test: $(STAMP) $(TORCHREC_STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(PYTEST) -q -n 2 --dist loadgroup
 
 # The import contracts of pyproject.toml ([tool.importlinter]): no cycles, no upward imports.
 # tests/test_layers.py runs them too, so `make test` (CI) and `make test-fast` fail on a broken one.
@@ -40,7 +44,7 @@ lint-imports: $(STAMP)
 
 # The quick loop while working: tests/ without the tests marked slow.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
+	$(PYTEST) -q -m "not slow" -n 2 tests
 
 demo: $(STAMP)
 	$(BIN)/samplestore demo --root demo-store

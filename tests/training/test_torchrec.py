@@ -15,10 +15,14 @@ from samplestore.torch import SampleDataset
 
 from .test_dataset import SCHEMA, make_rows
 
-with warnings.catch_warnings():  # torchrec's own import-time deprecation notices are not ours
-    warnings.simplefilter("ignore")
-    torchrec = pytest.importorskip("torchrec")
-    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+
+@pytest.fixture(scope="module")
+def torchrec():
+    """torchrec, imported by the test that uses it, not at collection: its import (with
+    fbgemm's) takes seconds, which every pytest-xdist worker would pay."""
+    with warnings.catch_warnings():  # torchrec's own import-time deprecation notices are not ours
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("torchrec")
 
 
 def _pooled_by_hand(batch, key: str, weight: torch.Tensor) -> torch.Tensor:
@@ -32,7 +36,8 @@ def _pooled_by_hand(batch, key: str, weight: torch.Tensor) -> torch.Tensor:
     return torch.zeros(b, weight.shape[1]).index_add_(0, seg, weight[values])
 
 
-def test_embedding_bag_collection_trains_on_to_kjt(tmp_path):
+def test_embedding_bag_collection_trains_on_to_kjt(tmp_path, torchrec):
+    EmbeddingBagCollection, EmbeddingBagConfig = torchrec.EmbeddingBagCollection, torchrec.EmbeddingBagConfig
     table = ss.open_store(tmp_path, create=True).create_table("t", SCHEMA)
     table.append(make_rows(0, 2000))
     torch.manual_seed(0)
