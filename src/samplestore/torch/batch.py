@@ -163,7 +163,7 @@ class _PoolByInverse(torch.autograd.Function):
                 per_sample_weights=None if weights is None else weights[order])
         if ctx.needs_input_grad[4]:
             # Position i of sample s, row r = inverse[i]: d out[s] / d w_i = rows[r].
-            sample = torch.repeat_interleave(torch.arange(lengths.numel(), device=grad.device), lengths.long())
+            sample = _sample_of_positions(lengths)
             grad_weights = (grad.index_select(0, sample) * rows.index_select(0, inverse)).sum(1)
         return grad_rows, None, None, None, grad_weights
 
@@ -183,11 +183,16 @@ def _transpose(inverse: torch.Tensor, lengths: torch.Tensor, num_rows: int
     return _transpose_by_sort(inverse, lengths, num_rows)
 
 
+def _sample_of_positions(lengths: torch.Tensor) -> torch.Tensor:
+    """The sample each position of a jagged feature belongs to (int64, on ``lengths``' device)."""
+    return torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths.long())
+
+
 def _transpose_by_sort(inverse: torch.Tensor, lengths: torch.Tensor, num_rows: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`_transpose` by torch operations on any device."""
     order = torch.sort(inverse, stable=True).indices
-    sample = torch.repeat_interleave(torch.arange(lengths.numel(), device=inverse.device), lengths.long())
+    sample = _sample_of_positions(lengths)
     per_row = torch.zeros(num_rows + 1, dtype=torch.int64, device=inverse.device)
     torch.cumsum(torch.bincount(inverse, minlength=num_rows), 0, out=per_row[1:])
     return order, sample[order], per_row
