@@ -11,6 +11,7 @@ import pytest
 import samplestore as ss
 from samplestore.compaction import daemon
 from samplestore.table.lease import Lease, owner_tag
+from samplestore.table.verify import verify_table
 
 SCHEMA = ss.Schema([ss.Scalar("k", "int64"), ss.Label("y"), ss.Scalar("ds", "string")])
 
@@ -288,6 +289,68 @@ def test_expiry_never_drops_snapshots_committed_after_it_listed_them(tmp_path, m
     monkeypatch.undo()
     assert dropped == [1, 2]
     assert [s.snapshot_id for s in t.snapshots()] == [3, 4, 5]
+
+
+# -- writers that start or finish while GC reads the catalog ----------------------------------
+def _spy_catalog(t, monkeypatch, method, action):
+    """Make the catalog's ``method`` (as GC calls it) run ``action`` once, right after the
+    real read: what a writer in another process could do between two of GC's reads."""
+    cls = type(t.catalog)
+    real = getattr(cls, method)
+    done = []
+
+    def spy(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        if not done:
+            done.append(True)
+            action()
+        return out
+
+    monkeypatch.setattr(cls, method, spy)
+    return done
+
+
+def _data_files(t):
+    return [e.path for e in t.storage.list_files(t.data_dir) if e.path.endswith(".ssf")]
+
+
+def test_gc_keeps_the_files_of_a_writer_that_started_after_it_read_the_leases(store, monkeypatch):
+    """With no grace at all, a writer that takes its lease just after GC read the leases has
+    its first file (published, not yet committed) kept, and commits it."""
+    t = store.create_table("t", SCHEMA)
+    t.append(_rows(0, 10))
+    late = {}
+
+    def start_writer():
+        w = t.writer(commit_every_rows=None, target_file_bytes=1)  # rolls at once: the file is
+        w.write(_rows(100, 5))  # published under its final name, its commit comes later
+        assert len(_data_files(t)) == 2
+        late["w"] = w
+
+    done = _spy_catalog(t, monkeypatch, "live_leases", start_writer)
+    report = t.gc(grace_seconds=0)
+    monkeypatch.undo()
+    assert done and report["leftovers_removed"] == 0
+    late["w"].close()
+    assert sorted(t.scan(columns=["k"]).to_arrow().column("k").to_pylist()) == [*range(10), *range(100, 105)]
+    assert verify_table(t)["ok"]
+
+
+def test_gc_keeps_the_file_of_a_writer_that_committed_and_left_between_its_reads(store, monkeypatch):
+    """A writer that commits and closes (its lease gone) between GC's reading of the
+    committed files and of the leases: its file is in neither; it must not be taken for an
+    orphan."""
+    t = store.create_table("t", SCHEMA)
+    t.append(_rows(0, 10))
+    w = t.writer(commit_every_rows=None, target_file_bytes=1)
+    w.write(_rows(100, 5))
+    assert len(_data_files(t)) == 2
+    done = _spy_catalog(t, monkeypatch, "all_file_paths", w.close)  # commits, then lets the lease go
+    t.gc(grace_seconds=0)
+    monkeypatch.undo()
+    assert done
+    assert sorted(t.scan(columns=["k"]).to_arrow().column("k").to_pylist()) == [*range(10), *range(100, 105)]
+    assert verify_table(t)["ok"]
 
 
 # -- a bounded compaction step -----------------------------------------------------------------

@@ -110,10 +110,15 @@ def _abort_stale_uploads(table: Table, grace_seconds: float, report: dict[str, A
     writer killed mid-upload leaves one, stored and billed but never listed), once older than
     the grace period; a live writer's are kept. Where the storage cannot list them, says so in
     ``report`` and the log, and carries on."""
+    # Ages count from before the leases are read: a writer that takes its lease after this
+    # read is missing from ``live``, and only the cutoff keeps its first upload from being
+    # aborted (a grace of 0 would otherwise take it).
+    started = time.time()
     live = live_writer_leases(table)
     try:
         return table.storage.abort_stale_uploads(
-            table.data_dir, grace_seconds, keep=lambda p: writer_lease_of(p.rsplit("/", 1)[-1]) in live)
+            table.data_dir, grace_seconds, keep=lambda p: writer_lease_of(p.rsplit("/", 1)[-1]) in live,
+            now=started)
     except (MissingDependency, OSError) as exc:  # the rest of GC stands; the next pass tries again
         report["uploads_unchecked"] = str(exc)
         log.warning("gc %s: unfinished uploads of killed writers were not checked: %s", table.name, exc)
