@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -126,10 +125,11 @@ def test_a_writer_killed_mid_upload_leaves_no_object_and_gc_removes_its_orphan_a
     assert t.count() == 20
 
 
-def test_gc_never_aborts_the_upload_of_a_writer_that_started_after_it_read_the_leases(s3_store, s3_server,
-                                                                                       monkeypatch):
-    """With no grace at all: a writer that takes its lease just after GC read the live leases
-    is not among them, and the upload it starts then must still be left alone."""
+def test_gc_never_aborts_the_upload_of_a_writer_that_starts_while_it_looks(s3_store, s3_server, monkeypatch):
+    """With no grace at all: GC aborts a dead writer's upload, and a writer that takes its
+    lease and begins its upload just when GC reads the live leases keeps its upload."""
+    import uuid
+
     from samplestore.compaction import lifecycle
     from samplestore.table.lease import Lease
     from samplestore.table.writer import data_file_name
@@ -139,22 +139,27 @@ def test_gc_never_aborts_the_upload_of_a_writer_that_started_after_it_read_the_l
     t = s3_store.create_table("t", SCHEMA)
     t.append(rows(0, 20))
     bucket = t.data_dir.split("/", 1)[0]
+
+    def start_upload(lease_id):
+        key = t.storage.join(t.data_dir, data_file_name(lease_id)).split("/", 1)[1]
+        up = s3.create_multipart_upload(Bucket=bucket, Key=key)
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=1, Body=b"part one")
+        return key
+
+    dead = start_upload(uuid.uuid4().hex)  # a writer that held no live lease: killed
     started = []
     real = lifecycle.live_writer_leases
 
-    def read_then_a_writer_starts(table):
+    def a_writer_starts_as_gc_reads_the_leases(table):
         live = real(table)
         lease = Lease(table.catalog, table.name, 0, ttl=600)  # as StreamingWriter takes it, then its upload
-        key = t.storage.join(t.data_dir, data_file_name(lease.lease_id)).split("/", 1)[1]
-        up = s3.create_multipart_upload(Bucket=bucket, Key=key)
-        s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=1, Body=b"part one")
-        started.append(key)
+        started.append(start_upload(lease.lease_id))
         return live
 
-    monkeypatch.setattr(lifecycle, "live_writer_leases", read_then_a_writer_starts)
+    monkeypatch.setattr(lifecycle, "live_writer_leases", a_writer_starts_as_gc_reads_the_leases)
     report = t.gc(grace_seconds=0)
     monkeypatch.undo()
-    assert started and report["uploads_aborted"] == 0
+    assert started and started[0] != dead and report["uploads_aborted"] == 1
     assert [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == started
 
 
@@ -179,7 +184,6 @@ def test_abort_stale_uploads_keeps_what_it_is_told_and_reads_its_settings_from_t
     storage = storage_for(f"s3://{bucket}/root?endpoint_override={s3_server.endpoint}&scheme=http&region=us-east-1")
     prefix = storage.join(storage.root, "d")
     assert storage.abort_stale_uploads(prefix, 3600) == []  # its part is seconds old
-    time.sleep(1.0)  # S3 gives times to the second: a part counts as written at its second's end
     keep = storage.join(prefix, "a.ssf")
     assert storage.abort_stale_uploads(prefix, 0, keep=lambda p: p == keep) == [storage.join(prefix, "b.ssf")]
     assert uploads() == ["other/c.ssf", "root/d/a.ssf"]

@@ -110,15 +110,20 @@ def _abort_stale_uploads(table: Table, grace_seconds: float, report: dict[str, A
     writer killed mid-upload leaves one, stored and billed but never listed), once older than
     the grace period; a live writer's are kept. Where the storage cannot list them, says so in
     ``report`` and the log, and carries on."""
-    # Ages count from before the leases are read: a writer that takes its lease after this
-    # read is missing from ``live``, and only the cutoff keeps its first upload from being
-    # aborted (a grace of 0 would otherwise take it).
-    started = time.time()
-    live = live_writer_leases(table)
+    # The leases are read after the uploads are listed (at keep's first call): a writer takes
+    # its lease before it begins an upload, so the writer of every upload listed is in
+    # ``live`` while it lives. Read before the listing, a writer starting in between would be
+    # missing, and with no grace its first upload aborted.
+    live: set[str] | None = None
+
+    def keep(path: str) -> bool:
+        nonlocal live
+        if live is None:
+            live = live_writer_leases(table)
+        return writer_lease_of(path.rsplit("/", 1)[-1]) in live
+
     try:
-        return table.storage.abort_stale_uploads(
-            table.data_dir, grace_seconds, keep=lambda p: writer_lease_of(p.rsplit("/", 1)[-1]) in live,
-            now=started)
+        return table.storage.abort_stale_uploads(table.data_dir, grace_seconds, keep=keep)
     except (MissingDependency, OSError) as exc:  # the rest of GC stands; the next pass tries again
         report["uploads_unchecked"] = str(exc)
         log.warning("gc %s: unfinished uploads of killed writers were not checked: %s", table.name, exc)

@@ -253,7 +253,7 @@ class ArrowStorage(Storage):
             pass  # gone already, or not ours to remove: left as it is
 
     def abort_stale_uploads(self, prefix: str, older_than_seconds: float, *,
-                            keep: Callable[[str], bool] | None = None, now: float | None = None) -> list[str]:
+                            keep: Callable[[str], bool] | None = None) -> list[str]:
         base = _base_fs(self.fs)
         if base.type_name != "s3":
             return []  # file systems have no uploads; GCS and ABFS let unfinished ones expire (after a week)
@@ -265,22 +265,22 @@ class ArrowStorage(Storage):
         s3 = _s3_client(base)
         from botocore.exceptions import BotoCoreError, ClientError
 
-        cutoff = (time.time() if now is None else now) - older_than_seconds
+        cutoff = time.time() - older_than_seconds
         aborted: list[str] = []
         try:
-            for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key_prefix):
-                for up in page.get("Uploads", []):
-                    path = posixpath.join(prefix, up["Key"][len(key_prefix):])  # in this storage's namespace
-                    # S3 gives both times to the second, rounded down: each counts as the
-                    # end of its second, or an upload begun just after ``now`` could look older.
-                    if up["Initiated"].timestamp() + 1.0 > cutoff or (keep is not None and keep(path)) \
-                            or _last_part_time(s3, bucket, up) + 1.0 > cutoff:
-                        continue
-                    try:
-                        s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
-                    except s3.exceptions.NoSuchUpload:
-                        continue  # completed or aborted meanwhile
-                    aborted.append(path)
+            # The whole listing first, then ``keep``: a caller's view of the live writers is
+            # then taken after every upload listed had begun (see the base class).
+            old = [(posixpath.join(prefix, up["Key"][len(key_prefix):]), up)  # in this storage's namespace
+                   for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key_prefix)
+                   for up in page.get("Uploads", []) if up["Initiated"].timestamp() < cutoff]
+            for path, up in old:
+                if (keep is not None and keep(path)) or _last_part_time(s3, bucket, up) >= cutoff:
+                    continue
+                try:
+                    s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+                except s3.exceptions.NoSuchUpload:
+                    continue  # completed or aborted meanwhile
+                aborted.append(path)
         except (BotoCoreError, ClientError) as exc:  # pyarrow's errors are OSErrors: so are these
             raise OSError(f"listing or aborting the unfinished uploads under s3://{bucket}/{key_prefix} failed "
                           f"after {len(aborted)} aborted: {exc}") from exc

@@ -345,18 +345,16 @@ class Storage(ABC):
         A no-op where it exists; on object stores folders are implicit."""
 
     def abort_stale_uploads(self, prefix: str, older_than_seconds: float, *,
-                            keep: Callable[[str], bool] | None = None, now: float | None = None) -> list[str]:
+                            keep: Callable[[str], bool] | None = None) -> list[str]:
         """Abort the unfinished uploads (S3 multipart uploads a killed writer left) of files
         under the folder ``prefix`` that were started, and last received a part, more than
-        ``older_than_seconds`` before ``now``.
+        ``older_than_seconds`` ago.
 
         Args:
             keep: called with an upload's path; where it returns True the upload is left (a
-                live writer's work in progress).
-            now: the time ages are measured from (seconds since the epoch; default: the
-                call). A caller that decides ``keep`` from the live writers passes the time
-                it began reading them: a writer that started after that read is not in
-                ``keep``, but its uploads began after ``now`` and are never old enough.
+                live writer's work in progress). It is called only once every upload has
+                been listed, so a ``keep`` that reads the live writers at its first call sees
+                the writer of every upload listed, however recent.
 
         Returns:
             The paths whose uploads were aborted. Backends without resumable uploads have

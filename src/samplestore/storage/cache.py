@@ -193,8 +193,8 @@ class CachedStorage(Storage):
         self.inner.delete_tree(path)
 
     def abort_stale_uploads(self, prefix: str, older_than_seconds: float, *,
-                            keep: Callable[[str], bool] | None = None, now: float | None = None) -> list[str]:
-        return self.inner.abort_stale_uploads(prefix, older_than_seconds, keep=keep, now=now)
+                            keep: Callable[[str], bool] | None = None) -> list[str]:
+        return self.inner.abort_stale_uploads(prefix, older_than_seconds, keep=keep)
 
     def make_dirs(self, path: str) -> None:
         self.inner.make_dirs(path)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from typing import Any
 
 from ..errors import CorruptFileError
@@ -108,19 +107,9 @@ def write_location_problem(table: Any) -> str | None:
 def live_writer_leases(table: Any) -> set[str]:
     """The ids of the table's writer leases that are live (their files are work in progress);
     a lease of a dead process of this host is not, even before it lapses."""
-    return _writer_leases(table)[0]
-
-
-def _writer_leases(table: Any) -> tuple[set[str], set[str]]:
-    """(live, dead): the ids of the table's unlapsed leases, split by whether their process
-    is known to have died (a process of this host that is gone)."""
     from .lease import owner_is_dead
 
-    live: set[str] = set()
-    dead: set[str] = set()
-    for lease, _snap, _exp, owner in table.catalog.live_leases(table.name):
-        (dead if owner_is_dead(owner) else live).add(lease)
-    return live, dead
+    return {lease for lease, _snap, _exp, owner in table.catalog.live_leases(table.name) if not owner_is_dead(owner)}
 
 
 def leftover_files(table: Any) -> tuple[list[str], list[str]]:
@@ -131,8 +120,7 @@ def leftover_files(table: Any) -> tuple[list[str], list[str]]:
     process of this host that has died (SIGKILL, OOM) holds no live lease, even before its
     lease lapses. Nothing is returned when the folder is not this catalog's table (see
     :func:`table_folder_problem`), nor files last written before the table was created,
-    nor those of a lease the catalog did not hold yet written in the last two seconds (a
-    writer that started while the leases were read), nor anything behind a symbolic link.
+    nor anything behind a symbolic link.
     """
     from .writer import writer_lease_of
 
@@ -141,20 +129,18 @@ def leftover_files(table: Any) -> tuple[list[str], list[str]]:
         log.warning("table %s: looking for no leftovers: %s", table.name, problem)
         return [], []
     created_at = table.meta().created_at
-    # The order of the reads matters. The leases first, then the committed files: a writer
-    # that commits and lets its lease go between the two has its files in ``known``. A writer
-    # that takes its lease after the first read is in neither ``live`` nor ``dead``; its files
-    # are newer than ``started`` (less the clock slack of coarse mtimes), and are kept. (Every
-    # writer names its files with its lease; a name without one is nobody's work in progress.)
-    started = time.time()
-    live, dead = _writer_leases(table)
+    # The order matters: the listing, then the leases, then the committed files. A writer
+    # takes its lease before it writes a file and lets it go only once the file is committed
+    # (or given up), so the writer of a file listed is either in ``live`` or done, and then
+    # its committed files are in ``known``. In another order, a writer that starts, or
+    # commits and leaves, between two of the reads would lose a file.
+    entries = list(table.storage.list_files(table.data_dir))
+    live = live_writer_leases(table)
     known = {os.path.normpath(os.path.join(table.dir, p)) for _, p, _ in table.catalog.all_file_paths(table.name)}
     temps, orphans = [], []
-    for entry in table.storage.list_files(table.data_dir):
+    for entry in entries:
         n = os.path.basename(entry.path)
-        lease = writer_lease_of(n)
-        if lease in live or (lease is not None and lease not in dead
-                             and entry.mtime >= started - _CLOCK_SLACK_SECONDS):
+        if writer_lease_of(n) in live:
             continue
         if entry.mtime < created_at - _CLOCK_SLACK_SECONDS:
             continue  # older than the table: another table's or another catalog's file
