@@ -24,12 +24,14 @@ FIELDS = ("samples_per_s", "cpu_cores", "samples_per_core_s", "spearman", "neigh
 def test_loader_against_parquet_and_lance(benchmark, quick, tmp_path):
     rows = 20_000 if quick else 2_000_000
     batch = 1024 if quick else 4096
-    # Quick (a bare pytest): one process per loader, no second buffer size. Each configuration
-    # is a fresh subprocess that imports torch; the worker paths have tests of their own.
+    # Quick (a bare pytest): no DataLoader workers, no second buffer size, each loader measured
+    # in this process (a fresh one imports torch: seconds each; the impute test below runs the
+    # fresh-process path); the worker paths have tests of their own.
     workers = (0,) if quick else (0, 2)
     res = benchmark.pedantic(lambda: run_loader_bench(str(tmp_path), rows=rows, batch_size=batch,
                                                       repeats=1 if quick else 3, workers=workers,
-                                                      large_buffer_factor=0 if quick else 4),
+                                                      large_buffer_factor=0 if quick else 4,
+                                                      fresh_processes=not quick),
                              rounds=1, iterations=1)
     print("\n" + format_markdown(res))
     for r in res["results"] + res["large_buffer"]["results"]:

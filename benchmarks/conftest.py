@@ -26,4 +26,4 @@ def bench_rows(quick) -> int:
 
 @pytest.fixture(scope="session")
 def wide_rows(quick) -> int:
-    return int(os.environ.get("SAMPLESTORE_BENCH_WIDE_ROWS", 1_000 if quick else 100_000))
+    return int(os.environ.get("SAMPLESTORE_BENCH_WIDE_ROWS", 100 if quick else 100_000))

@@ -20,10 +20,11 @@ def test_auc_matches_definition():
 
 @pytest.mark.slow
 def test_demo_learns_and_leaves_a_valid_table(tmp_path):
-    # A third of the demo's rows and two epochs, with larger steps than its defaults so that
-    # the model learns from that little (`make demo` runs the default sizes and rates).
-    res = run_demo(str(tmp_path / "demo"), rows=50_000, epochs=2, workers=0, say=lambda m: None, seed=1,
-                   sparse_lr=0.1, dense_lr=0.01)
+    # An eighth of the demo's rows in a quarter of its commits, and two epochs, with larger steps
+    # than its defaults so that the model learns from that little (held-out AUC 0.63 with this
+    # seed; `make demo` runs the default sizes and rates). The steps are most of the time.
+    res = run_demo(str(tmp_path / "demo"), rows=35_000, epochs=2, workers=0, say=lambda m: None, seed=1,
+                   sparse_lr=0.15, dense_lr=0.015, commits=50)
     assert res["losses"][-1] < res["losses"][0]
     assert res["auc"] > 0.6
     assert verify_table(ss.open_store(tmp_path / "demo").table("sessions"))["ok"]

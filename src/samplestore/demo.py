@@ -162,9 +162,10 @@ def _stream(table: Any, data: Any, commits: int, say: Callable[[str], None]) -> 
 
 def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, batch_size: int = 2048,
              days: int = 5, seed: int = 0, say: Callable[[str], None] = print, sparse_lr: float = 0.01,
-             dense_lr: float = 0.003) -> dict[str, Any]:
+             dense_lr: float = 0.003, commits: int = 200) -> dict[str, Any]:
     """Run the demo in ``root`` (created); returns the figures it printed. ``sparse_lr`` and
-    ``dense_lr`` are the learning rates of the embedding bags and of the MLPs."""
+    ``dense_lr`` are the learning rates of the embedding bags and of the MLPs; ``commits``: how
+    many the streaming writer makes (each leaves a small file per day it holds)."""
     import samplestore as ss
     from .torch import SampleDataset
 
@@ -176,7 +177,7 @@ def run_demo(root: str, rows: int = 300_000, epochs: int = 3, workers: int = 2, 
     say(f"generating {rows:,} session samples over {days} days ...")
     data = datagen.sessions_like(rows, seed=seed, days=days)
     table = store.create_table("sessions", datagen.sessions_schema(), partition_by=["ds"])
-    _stream(table, data, commits=200, say=say)
+    _stream(table, data, commits=commits, say=say)
 
     t0 = time.perf_counter()
     res = table.compact(sort_by=["user_id", "ts"])

@@ -388,9 +388,13 @@ _MEDIAN_KEYS = ("samples_per_s", "seconds", "first_batch_s", "peak_rss_mb", "spe
 
 
 def _median_runs(kind: str, info: dict[str, Any], workers: int, batch_size: int, buffer_rows: int,
-                 repeats: int) -> dict[str, Any]:
+                 repeats: int, fresh_processes: bool = True) -> dict[str, Any]:
     runs = []
     for _ in range(repeats):
+        if not fresh_processes:
+            # In this process (a quick test's: imports already paid for), through the same JSON.
+            runs.append(json.loads(json.dumps(_measure(kind, info, workers, batch_size, buffer_rows))))
+            continue
         cmd = [sys.executable, "-m", "samplestore.bench.loader", kind, json.dumps(info),
                str(workers), str(batch_size), str(buffer_rows)]
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -422,9 +426,11 @@ def _lance_missing() -> str | None:
 
 def run_loader_bench(workdir: str, rows: int = 2_000_000, batch_size: int = 4096, buffer_rows: int | None = None,
                      repeats: int = 3, large_buffer_factor: int = 4,
-                     loaders: tuple[str, ...] = LOADERS, workers: tuple[int, ...] = (0, 2)) -> dict[str, Any]:
+                     loaders: tuple[str, ...] = LOADERS, workers: tuple[int, ...] = (0, 2),
+                     fresh_processes: bool = True) -> dict[str, Any]:
     """Make the tables, then measure each loader with each number of ``workers`` (medians of
-    ``repeats``).
+    ``repeats``), each run in a fresh process (``fresh_processes=False``: in this one, for a quick
+    test of the figures, where time to first batch and RSS are not each loader's own).
 
     samplestore is measured once more with a buffer ``large_buffer_factor`` times larger (0:
     not), for peak RSS where the buffer, not the fixed cost of the imported libraries, dominates. The
@@ -437,9 +443,10 @@ def run_loader_bench(workdir: str, rows: int = 2_000_000, batch_size: int = 4096
     skipped = {k: lance_missing for k in loaders if k.startswith("lance") and lance_missing}
     run = [k for k in loaders if k not in skipped]
     info = make_tables(workdir, rows, lance=any(k.startswith("lance") for k in run))
-    results = [_median_runs(kind, info, w, batch_size, buffer_rows, repeats) for kind in run for w in workers]
+    results = [_median_runs(kind, info, w, batch_size, buffer_rows, repeats, fresh_processes)
+               for kind in run for w in workers]
     large_rows = buffer_rows * large_buffer_factor
-    large = ([_median_runs("samplestore", info, w, batch_size, large_rows, repeats) for w in workers]
+    large = ([_median_runs("samplestore", info, w, batch_size, large_rows, repeats, fresh_processes) for w in workers]
              if "samplestore" in run and large_buffer_factor else [])
     by = {(r["loader"], r["workers"]): r["samples_per_s"] for r in results}
     ratios = {}

@@ -141,8 +141,10 @@ def _shuffled_layout(workdir: str, chunks: list[pa.Table], users: np.ndarray, ba
 
 def run_shuffle_units_bench(workdir: str, rows: int = 1_000_000, unit_rows: tuple[int, ...] = (65_536, 8_192, 1_024, 512),
                             batch_size: int = 4096, buffer_rows: int | None = None, repeats: int = 3,
-                            samples_per_user: int = 50, shuffled_layout: bool = True) -> dict[str, Any]:
-    """Write the tables, then measure each row-group size (see the module docstring)."""
+                            samples_per_user: int = 50, shuffled_layout: bool = True,
+                            fresh_processes: bool = True) -> dict[str, Any]:
+    """Write the tables, then measure each row-group size (see the module docstring); each
+    loader run in a fresh process (``fresh_processes=False``: in this one, for a quick test)."""
     import samplestore as ss
     from ..compaction import compact
     from ..torch import DEFAULT_SHUFFLE_BUFFER_ROWS
@@ -176,7 +178,7 @@ def run_shuffle_units_bench(workdir: str, rows: int = 1_000_000, unit_rows: tupl
     runs: dict[int, list[dict[str, Any]]] = {u: [] for u in unit_rows}
     for r in range(repeats):  # sizes alternate (the order too), so drifting load hits all alike
         for u in (unit_rows if r % 2 == 0 else unit_rows[::-1]):
-            runs[u].append(_median_runs("samplestore", infos[u], 0, batch_size, buffer_rows, 1))
+            runs[u].append(_median_runs("samplestore", infos[u], 0, batch_size, buffer_rows, 1, fresh_processes))
     results = []
     for u in unit_rows:
         med = dict(runs[u][0])
