@@ -88,14 +88,18 @@ class Encoded(NamedTuple):
 
 
 def empty(n: int, dtype: np.dtype | type) -> np.ndarray:
-    """An uninitialised array of ``n`` elements in Arrow's memory pool.
+    """An uninitialised array of ``n`` elements in Arrow's system memory pool (``malloc``).
 
-    Decoded buffers come from the pool rather than ``malloc``: glibc serves large requests
-    with fresh ``mmap`` pages, so every chunk read would pay a page fault per 4 KiB, while the
-    pool reuses memory already mapped. The arrays also hand their buffer to Arrow unchanged.
+    The arrays hand their buffer to Arrow unchanged. The system pool, not Arrow's default
+    (mimalloc), because decoded buffers are freed a shuffle window at a time: mimalloc keeps
+    the freed pages and reuses them only in part, so a loader's peak grew a third past the
+    two windows it holds (glibc reuses them, and returns what it frees in large blocks).
     """
     dt = np.dtype(dtype)
-    return np.frombuffer(pa.allocate_buffer(n * dt.itemsize), dtype=dt, count=n)
+    return np.frombuffer(pa.allocate_buffer(n * dt.itemsize, memory_pool=_POOL), dtype=dt, count=n)
+
+
+_POOL = pa.system_memory_pool()
 
 
 class StreamEncoding:
