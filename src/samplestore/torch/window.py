@@ -8,8 +8,6 @@ layout for jagged features. No per-row Python anywhere.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -117,7 +115,6 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
     ``live`` maps a unit with deleted rows to its live rows (sorted); piece rows then count
     live rows only.
     """
-    _release_freed_memory()
     assemblers = [(f, assembler_for(f)) for f in layout.all]
     cols: dict[str, Column] = {f.name: a.new_column() for f, a in assemblers}
     names = [f.name for f in layout.all]
@@ -151,31 +148,6 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
         a.finish(f, cols[f.name])
     return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols,
                   maps if any(m is not None for m in maps) else None)
-
-
-def _libc_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):  # not glibc: its allocator returns memory its own way
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim  # type: ignore[no-any-return]
-
-
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
-def _release_freed_memory() -> None:
-    """Hand the pages glibc holds free back to the OS (``malloc_trim``), where it is glibc.
-
-    Called before each window is decoded, when the window before the one being served has
-    just been dropped. Decoded buffers are ``malloc``'ed (Arrow's system pool); glibc keeps
-    the freed ones in its arenas and, as windows' pieces differ in size, reuses them only in
-    part, so without this the peak grew some 20 MB past two windows at the default buffer.
-    One call per window (a few ms): per row group it cost 10% of an epoch's time.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def _fetch_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
