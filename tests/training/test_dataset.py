@@ -365,3 +365,66 @@ def test_decoding_runs_at_most_one_window_ahead():
         settled(4)
     finally:
         source.close()
+
+
+def _held_bytes(a: np.ndarray) -> int:
+    """Bytes of the buffer an array keeps alive (a view keeps its whole base)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.nbytes if a.base is None else memoryview(a.base).nbytes
+
+
+def _windows_loaded(monkeypatch, keep: bool = False) -> tuple[list, list]:
+    """Record each window the dataset decodes (weak references, or the windows with
+    ``keep``), and how many earlier ones were alive as it began."""
+    import weakref
+
+    import samplestore.torch.dataset as dataset_module
+
+    real, windows, alive_at_start = dataset_module.load_window, [], []
+
+    def load(*args, **kwargs):
+        alive_at_start.append(sum(w() is not None for w in windows) if not keep else None)
+        win = real(*args, **kwargs)
+        windows.append(win if keep else weakref.ref(win))
+        return win
+
+    monkeypatch.setattr(dataset_module, "load_window", load)
+    return windows, alive_at_start
+
+
+def test_a_window_keeps_only_its_own_rows_of_a_split_row_group(table, monkeypatch):
+    # 500-row groups in windows of 333 * 3 rows: most windows start or end inside a group.
+    # The part a window takes is copied, so it does not pin the whole decoded group: the
+    # bytes a window holds stay those of its rows (the memory bound of two windows).
+    kept, _ = _windows_loaded(monkeypatch, keep=True)
+    n = sum(len(b.labels) for b in SampleDataset(table, batch_size=333, shuffle_buffer_rows=2 * 999))
+    assert n == 3000 + 1234 + 2500 + 777 and len(kept) > 3
+    for win in kept:
+        for name in ("a", "w", "hist"):
+            col = win.columns[name]
+            for off, values, second in zip(col.offsets, col.pieces, col.second):
+                assert off[0] == 0 and values.nbytes == int(off[-1]) * 8 == _held_bytes(values), name
+                assert second.nbytes in (0, int(off[-1]) * 4) and second.nbytes == _held_bytes(second), name
+        for name in ("dense", "emb", "click"):
+            pieces = win.columns[name].pieces
+            assert sum(_held_bytes(p) for p in pieces) == sum(p.nbytes for p in pieces), name
+
+
+def test_the_decode_thread_starts_a_window_with_at_most_one_other_alive(table, monkeypatch):
+    # The window served before the current one is dropped before the thread may decode the
+    # next: never three windows of decoded rows at once.
+    windows, alive_at_start = _windows_loaded(monkeypatch)
+    for _ in SampleDataset(table, batch_size=100, shuffle_buffer_rows=2 * 1000):
+        time.sleep(0.001)  # the thread runs ahead of the consumer: it waits for a window to be taken
+    assert len(windows) >= 7 and max(alive_at_start) <= 1
+
+
+def test_windows_decode_outside_arrows_default_pool(table, monkeypatch):
+    # Decoded buffers are malloc'ed (Arrow's system pool): Arrow's default pool (mimalloc)
+    # kept the pages windows freed and the loader's peak grew a third past two windows.
+    kept, _ = _windows_loaded(monkeypatch, keep=True)
+    before = pa.total_allocated_bytes()
+    next(iter(SampleDataset(table, batch_size=333, shuffle_buffer_rows=2 * 999)))
+    held = sum(p.nbytes for win in kept for c in win.columns.values() for p in c.pieces)
+    assert held > 0 and pa.total_allocated_bytes() - before < held // 10

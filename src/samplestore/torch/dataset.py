@@ -503,6 +503,9 @@ class SampleDataset(IterableDataset):
                 while need > 0:
                     if pos >= win.num_rows:
                         j += 1
+                        # Dropped before the next is taken, which lets the thread decode the
+                        # one after: never three windows alive.
+                        del win, perm
                         win = source.next()
                         perm = perm_of(j, win.num_rows)
                         pos = 0

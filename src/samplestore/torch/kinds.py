@@ -94,6 +94,8 @@ class VectorAssembler(Assembler):
             v = bf16_to_f32(v.reshape(n_rg, dim)[lo:hi])
         else:
             v = v.reshape(n_rg, dim)[lo:hi]
+            if hi - lo < n_rg:  # part of a row group: a copy, so the whole group is not kept
+                v = v.copy()
         col.pieces.append(np.ascontiguousarray(v).reshape(-1).view(np.uint8))
 
 
@@ -107,9 +109,17 @@ class JaggedAssembler(Assembler):
 
     def add_piece(self, feat: Feature, col: Column, cd: ColumnData, n_rg: int, lo: int, hi: int,
                   rowmap: np.ndarray | None) -> None:
-        col.offsets.append(cd.offsets[lo: hi + 1])  # type: ignore[union-attr]
-        col.pieces.append(cd.values.view(np.uint8))
-        col.second.append(cd.second.view(np.uint8) if cd.second is not None else _EMPTY_BYTES)  # type: ignore[union-attr]
+        offsets, values, second = cd.offsets[lo: hi + 1], cd.values, cd.second  # type: ignore[index]
+        if hi - lo < n_rg:
+            # Part of a row group (a window's first or last piece, or a shard's share): its
+            # values copied, so the window does not keep the whole group's ids alive.
+            first, end = int(offsets[0]), int(offsets[-1])
+            values = values[first:end].copy()
+            second = second[first:end].copy() if second is not None else None
+            offsets = offsets - np.int32(first)
+        col.offsets.append(offsets)  # type: ignore[union-attr]
+        col.pieces.append(values.view(np.uint8))
+        col.second.append(second.view(np.uint8) if second is not None else _EMPTY_BYTES)  # type: ignore[union-attr]
 
 
 class ScalarAssembler(Assembler):

@@ -143,6 +143,7 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
                     cd = defaults[(f.name, n_rg)] = default_column(f, n_rg)
             a.add_piece(f, cols[f.name], cd, n_rg, lo, hi, maps[-1])
         starts.append(starts[-1] + n_live)
+        raw = cd = None  # type: ignore[assignment]  # the whole decoded row group: freed before the next
     for f, a in assemblers:
         a.finish(f, cols[f.name])
     return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols,

@@ -88,14 +88,19 @@ class Encoded(NamedTuple):
 
 
 def empty(n: int, dtype: np.dtype | type) -> np.ndarray:
-    """An uninitialised array of ``n`` elements in Arrow's memory pool.
+    """An uninitialised array of ``n`` elements in Arrow's system memory pool (``malloc``).
 
-    Decoded buffers come from the pool rather than ``malloc``: glibc serves large requests
-    with fresh ``mmap`` pages, so every chunk read would pay a page fault per 4 KiB, while the
-    pool reuses memory already mapped. The arrays also hand their buffer to Arrow unchanged.
+    The arrays hand their buffer to Arrow unchanged. The system pool, not Arrow's default
+    (mimalloc), because decoded buffers are freed a shuffle window at a time: mimalloc kept
+    the freed pages and reused them only in part, so a training loader's peak above its
+    imports was 1.62x its shuffle buffer's decoded bytes (1.38x with glibc, measured with
+    the loader bench at 1M rows).
     """
     dt = np.dtype(dtype)
-    return np.frombuffer(pa.allocate_buffer(n * dt.itemsize), dtype=dt, count=n)
+    return np.frombuffer(pa.allocate_buffer(n * dt.itemsize, memory_pool=_POOL), dtype=dt, count=n)
+
+
+_POOL = pa.system_memory_pool()
 
 
 class StreamEncoding:
