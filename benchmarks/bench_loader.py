@@ -1,6 +1,6 @@
 """Loader benchmark: SampleDataset against a careful Parquet + pyarrow loader (same Batch) and Lance.
 
-Full size (``make bench`` or ``samplestore bench loader``): 2,000,000 Criteo-like rows,
+Full size (``make bench`` or ``samplestore bench loader``): 1,000,000 Criteo-like rows,
 num_workers 0 and 2, each configuration in a fresh process: samples/s, time to first
 batch, CPU cores used, peak RSS (also above the RSS after imports, and with a 4x larger
 buffer), Spearman, adjacent and neighbour rate, distinct read units per batch. As a quick
@@ -22,7 +22,7 @@ FIELDS = ("samples_per_s", "cpu_cores", "samples_per_core_s", "spearman", "neigh
 
 
 def test_loader_against_parquet_and_lance(benchmark, quick, tmp_path):
-    rows = 20_000 if quick else 2_000_000
+    rows = 20_000 if quick else 1_000_000
     batch = 1024 if quick else 4096
     # Quick (a bare pytest): no DataLoader workers, no second buffer size, each loader measured
     # in this process (a fresh one imports torch: seconds each; the impute test below runs the

@@ -424,7 +424,7 @@ def _lance_missing() -> str | None:
     return None
 
 
-def run_loader_bench(workdir: str, rows: int = 2_000_000, batch_size: int = 4096, buffer_rows: int | None = None,
+def run_loader_bench(workdir: str, rows: int = 1_000_000, batch_size: int = 4096, buffer_rows: int | None = None,
                      repeats: int = 3, large_buffer_factor: int = 4,
                      loaders: tuple[str, ...] = LOADERS, workers: tuple[int, ...] = (0, 2),
                      fresh_processes: bool = True) -> dict[str, Any]:

@@ -19,7 +19,7 @@ PARTS = ("format", "loader", "impute", "train-quality", "compaction", "catalog",
 #: train-quality --quick well under 2: 9 one-epoch trainings of 72,000 rows).
 SIZES = {
     "full": {"format": dict(rows=1_000_000, wide_rows=100_000, wide_cols=5_000, repeats=5),
-             "loader": dict(rows=2_000_000, repeats=3),
+             "loader": dict(rows=1_000_000, repeats=3),
              "impute": dict(rows=1_000_000, repeats=7),
              "train-quality": dict(rows=1_000_000, seeds=3),
              "compaction": dict(files=1000),
