@@ -79,7 +79,3 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [i for i in items if i not in dropped]
-    # The slow tests first (a stable sort: otherwise in collection order). xdist hands tests
-    # out in this order, and a long test handed out last keeps one worker busy while the
-    # other has nothing left. (xdist sends its largest group first, here the Ray tests.)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
