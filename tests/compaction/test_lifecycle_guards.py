@@ -292,15 +292,18 @@ def test_expiry_never_drops_snapshots_committed_after_it_listed_them(tmp_path, m
 
 
 # -- writers that start or finish while GC reads the catalog ----------------------------------
-def _spy_catalog(t, monkeypatch, method, action):
-    """Make the catalog's ``method`` (as GC calls it) run ``action`` once, right after the
-    real read: what a writer in another process could do between two of GC's reads."""
-    cls = type(t.catalog)
+def _spy(obj, monkeypatch, method, action):
+    """Make ``obj``'s ``method`` (as GC calls it on the table's catalog or storage) run
+    ``action`` once, right after the real read: what a writer in another process could do
+    between two of GC's reads."""
+    cls = type(obj)
     real = getattr(cls, method)
     done = []
 
     def spy(self, *args, **kwargs):
         out = real(self, *args, **kwargs)
+        if not isinstance(out, (list, set, dict, tuple)):
+            out = list(out)  # a lazy listing: read now, before the action
         if not done:
             done.append(True)
             action()
@@ -327,7 +330,7 @@ def test_gc_keeps_the_files_of_a_writer_that_started_after_it_read_the_leases(st
         assert len(_data_files(t)) == 2
         late["w"] = w
 
-    done = _spy_catalog(t, monkeypatch, "live_leases", start_writer)
+    done = _spy(t.catalog, monkeypatch, "live_leases", start_writer)
     report = t.gc(grace_seconds=0)
     monkeypatch.undo()
     assert done and report["leftovers_removed"] == 0
@@ -336,16 +339,18 @@ def test_gc_keeps_the_files_of_a_writer_that_started_after_it_read_the_leases(st
     assert verify_table(t)["ok"]
 
 
-def test_gc_keeps_the_file_of_a_writer_that_committed_and_left_between_its_reads(store, monkeypatch):
-    """A writer that commits and closes (its lease gone) between GC's reading of the
-    committed files and of the leases: its file is in neither; it must not be taken for an
-    orphan."""
+@pytest.mark.parametrize("after", ["listing", "committed files"])
+def test_gc_keeps_the_file_of_a_writer_that_commits_and_leaves_while_it_looks(store, monkeypatch, after):
+    """A writer that commits and closes (its lease gone) right after GC listed the folder,
+    or right after it read the committed files: its file must not be taken for an orphan.
+    (GC reads the leases between the two; in any other order one of these loses the file.)"""
     t = store.create_table("t", SCHEMA)
     t.append(_rows(0, 10))
     w = t.writer(commit_every_rows=None, target_file_bytes=1)
     w.write(_rows(100, 5))
     assert len(_data_files(t)) == 2
-    done = _spy_catalog(t, monkeypatch, "all_file_paths", w.close)  # commits, then lets the lease go
+    obj, method = (t.storage, "list_files") if after == "listing" else (t.catalog, "all_file_paths")
+    done = _spy(obj, monkeypatch, method, w.close)  # commits, then lets the lease go
     t.gc(grace_seconds=0)
     monkeypatch.undo()
     assert done
