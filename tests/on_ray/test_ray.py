@@ -94,6 +94,16 @@ class FailingSink:
         return Sink(table)
 
 
+def test_the_ray_tests_share_one_xdist_worker(request):
+    """Under `make test` (xdist, --dist loadgroup) these tests run in one worker, so one local
+    Ray cluster starts, not one per worker: xdist marks their ids with the group. With a
+    pytest whose node ids xdist cannot mark (pytest 9.2 with xdist 3.8: the tests were spread
+    over both workers, each starting a cluster), this fails."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not an xdist worker under --dist loadgroup")
+    assert request.node.nodeid.endswith("@ray"), request.node.nodeid
+
+
 def test_write_is_one_snapshot_with_every_row_once(ray_cluster, store):
     import samplestore.ray as ssr
 
