@@ -6,6 +6,7 @@ Sizes can be overridden with SAMPLESTORE_BENCH_ROWS / SAMPLESTORE_BENCH_WIDE_ROW
 """
 
 import os
+import sys
 
 import pytest
 
@@ -27,3 +28,20 @@ def bench_rows(quick) -> int:
 @pytest.fixture(scope="session")
 def wide_rows(quick) -> int:
     return int(os.environ.get("SAMPLESTORE_BENCH_WIDE_ROWS", 100 if quick else 100_000))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the Ray benchmark, which runs in the tests' "ray" xdist group (on their cluster
+    where one is up): shut the cluster down unless the next test is of the group
+    (tests/on_ray/conftest.py does the same after the Ray tests, and says why)."""
+    try:
+        return (yield)
+    finally:
+        def ray_group(it) -> bool:
+            return any(m.args[:1] == ("ray",) for m in it.iter_markers("xdist_group"))
+
+        if ray_group(item) and (nextitem is None or not ray_group(nextitem)):
+            ray = sys.modules.get("ray")
+            if ray is not None and ray.is_initialized():
+                ray.shutdown()

@@ -1,6 +1,7 @@
 """The Ray tests' cluster: one local Ray cluster per test process (``ray.init(num_cpus=2)``),
-started on first use and shut down at the end, so Ray's own start-up is paid once. `make
-test` runs these tests in one xdist worker (``xdist_group("ray")``, ``--dist loadgroup``).
+started on first use and shut down after the last test of the "ray" group, so Ray's own
+start-up is paid once and its processes do not take CPU from the tests after it. `make test`
+runs these tests in one xdist worker (``xdist_group("ray")``, ``--dist loadgroup``).
 
 (The folder is not tests/ray/: tests/ is on sys.path, and a folder of that name would shadow
 the ray package.)"""
@@ -12,9 +13,35 @@ import sys
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_cluster(s3_server):
+    """The local Ray cluster, started if it is not running (and shut down after the group)."""
     ray = pytest.importorskip("ray", reason="the Ray tests need the [ray] extra (pip install -e '.[ray]')")
+    if not ray.is_initialized():
+        _start(ray)
+    return ray
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Once the test's fixtures are torn down, shut the cluster down if the next test is not
+    of the "ray" group. Under xdist (--dist loadgroup) the group's tests run one after the
+    other, and an idle cluster's processes would take ~10% of a core for the rest of the
+    session. (benchmarks/conftest.py does the same after its Ray benchmark, of the group.)"""
+    try:
+        return (yield)
+    finally:
+        if nextitem is None or not in_ray_group(nextitem):
+            ray = sys.modules.get("ray")
+            if ray is not None and ray.is_initialized():
+                ray.shutdown()
+
+
+def in_ray_group(item) -> bool:
+    return any(m.args[:1] == ("ray",) for m in item.iter_markers("xdist_group"))
+
+
+def _start(ray) -> None:
     # The S3 server is started first: its fake credentials are in the environment the cluster's
     # workers inherit (without them a worker's uploads go unsigned, which moto stores garbled).
     # Ray's workers import the tests' functions by module (on_ray.test_ray, s3server) and
@@ -32,7 +59,3 @@ def ray_cluster(s3_server):
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
