@@ -59,7 +59,7 @@ def test_loader_with_and_without_imputation(benchmark, quick, tmp_path):
     or not, runs alternating; the quick test checks what each delivered, not the speed."""
     rows = 8_000 if quick else 1_000_000
     res = benchmark.pedantic(lambda: run_impute_bench(str(tmp_path), rows=rows, batch_size=1024 if quick else 4096,
-                                                      repeats=1 if quick else 5),
+                                                      repeats=1 if quick else 5, fresh_processes=not quick),
                              rounds=1, iterations=1)
     print("\n" + format_impute_markdown(res))
     plain, imputed = res["runs"]["samplestore"][0], res["runs"]["samplestore-impute"][0]

@@ -469,10 +469,12 @@ def run_loader_bench(workdir: str, rows: int = 1_000_000, batch_size: int = 4096
 
 
 def run_impute_bench(workdir: str, rows: int = 1_000_000, batch_size: int = 4096, buffer_rows: int | None = None,
-                     repeats: int = 5, workers: int = 0, dense_missing: float = 0.05) -> dict[str, Any]:
+                     repeats: int = 5, workers: int = 0, dense_missing: float = 0.05,
+                     fresh_processes: bool = True) -> dict[str, Any]:
     """SampleDataset with and without ``impute={"dense": "mean"}, missing_indicators=True``
     on the same table, ``dense_missing`` of its dense values NaN: ``repeats`` runs of each,
-    alternating (which goes first alternates too), each in a fresh process; medians."""
+    alternating (which goes first alternates too), each in a fresh process (in this one
+    without ``fresh_processes``: a quick test's); medians."""
     from ..torch import DEFAULT_SHUFFLE_BUFFER_ROWS
 
     buffer_rows = buffer_rows or DEFAULT_SHUFFLE_BUFFER_ROWS
@@ -481,7 +483,7 @@ def run_impute_bench(workdir: str, rows: int = 1_000_000, batch_size: int = 4096
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for i in range(repeats):
         for kind in (kinds if i % 2 == 0 else kinds[::-1]):
-            runs[kind].append(_median_runs(kind, info, workers, batch_size, buffer_rows, 1))
+            runs[kind].append(_median_runs(kind, info, workers, batch_size, buffer_rows, 1, fresh_processes))
     med = {k: float(np.median([r["samples_per_s"] for r in runs[k]])) for k in kinds}
     # Runs next to each other in time share the machine's load: their ratio is steadier on a
     # shared machine than the ratio of the medians.
