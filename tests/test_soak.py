@@ -260,6 +260,7 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
     procs: list[Proc] = []
     problems: list[str] = []
     restarts: list[str] = []
+    phases: dict[str, float] = {}  # seconds each part of the run took, for the summary
     try:
         # The daemon: a pass every 0.5 s; expiry to 1 snapshot and GC with no grace, so that
         # replaced files are deleted from disk while readers may still be on them.
@@ -277,6 +278,7 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
         scan_reader.wait_line("ready", 60)
         dataset_reader.wait_line("ready", 60)
         assert table.current_snapshot_id > 0
+        phases["start"] = time.monotonic() - started
 
         # SIGKILL one writer at random moments, and restart it from its last commit token.
         run_start = time.monotonic()
@@ -318,6 +320,7 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
         if daemon.stop(timeout=60) != 0:
             problems.append(f"daemon exited {daemon.p.returncode}: {daemon.stderr_tail()}")
         log = "".join(daemon.err)
+        phases["run+stop"] = time.monotonic() - started - sum(phases.values())
 
         # One last compaction pass, then check every invariant and report all that broke.
         last = subprocess.run([*cli, "compact", root, "--target-mb", "1", "--retain-last", "1", "--grace", "0"],
@@ -348,9 +351,11 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
                     f"{len(batches)} rows: {int((have[:t + 1] == 0).sum())} batches missing, "
                     f"{int((have[:t + 1] > BATCH).sum())} more than once (first wrong: {wrong[:10].tolist()}), "
                     f"{int(have[t + 1:].sum())} rows after batch {t}")
+        phases["compact+check"] = time.monotonic() - started - sum(phases.values())
         verify = subprocess.run([*cli, "verify", root], env=env(), capture_output=True, text=True, timeout=120)
         if verify.returncode != 0:
             problems.append(f"samplestore verify exited {verify.returncode}: {verify.stdout[-2000:]}{verify.stderr[-1000:]}")
+        phases["verify"] = time.monotonic() - started - sum(phases.values())
         if where == "s3":
             erasure = "; " + check_erasure(table, request.getfixturevalue("s3_server"), store.storage.root,
                                            problems)
@@ -360,6 +365,7 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
             p.join()
 
     wall = time.monotonic() - started
+    phases["erasure" if where == "s3" else "rest"] = wall - sum(phases.values())
     stop = DAEMON_STOP.search(log)  # the daemon is stopped after the readers
     summary = (f"soak {where}+{catalog_backend} (seed {SEED}, {wall:.1f} s): {len(ids):,} rows, "
                f"{len(table.files())} files, "
@@ -367,7 +373,7 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
                f"{len(GC_REMOVED.findall(log))} GC passes that removed replaced files "
                f"({len(GC_REMOVED.findall(log[:stop.start() if stop else len(log)]))} while the readers ran), "
                f"{len(DAEMON_ERROR.findall(log))} daemon errors; reader passes {readers}; "
-               + "; ".join(restarts) + erasure)
+               + "; ".join(restarts) + erasure + "; seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     print("\n" + summary)
     assert not problems, summary + "\n" + "\n".join(problems)
     # The run exercised what it is meant to: compaction, expiry and deletion of replaced files
