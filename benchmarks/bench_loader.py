@@ -25,8 +25,8 @@ def test_loader_against_parquet_and_lance(benchmark, quick, tmp_path):
     rows = 20_000 if quick else 1_000_000
     batch = 1024 if quick else 4096
     # Quick (a bare pytest): no DataLoader workers, no second buffer size, each loader measured
-    # in this process (a fresh one imports torch: seconds each; the impute test below runs the
-    # fresh-process path); the worker paths have tests of their own.
+    # in this process (a fresh one imports torch: seconds each; the fresh-process path has the
+    # test below); the worker paths have tests of their own.
     workers = (0,) if quick else (0, 2)
     res = benchmark.pedantic(lambda: run_loader_bench(str(tmp_path), rows=rows, batch_size=batch,
                                                       repeats=1 if quick else 3, workers=workers,
@@ -52,6 +52,19 @@ def test_loader_against_parquet_and_lance(benchmark, quick, tmp_path):
         take, rnd = by[("lance-take", 0)], by[("lance-take", 0)]["random_order"]
         assert abs(take["batch_neighbour_rate"] - rnd["batch_neighbour_rate"]) < 0.3 * rnd["batch_neighbour_rate"]
     benchmark.extra_info.update({k: v for k, v in res["ratios"].items()})
+
+
+def test_a_run_in_a_fresh_process_reports_what_one_in_this_process_does(tmp_path):
+    """The full-size bench measures each loader in a fresh process (``python -m
+    samplestore.bench.loader``, one JSON line back): the quick tests above measure in this one,
+    so this runs that path once, on a small table."""
+    here, fresh = (run_loader_bench(str(tmp_path / str(f)), rows=2_000, batch_size=512, buffer_rows=2_000, repeats=1,
+                                    large_buffer_factor=0, loaders=("samplestore",), workers=(0,),
+                                    fresh_processes=f)["results"][0] for f in (False, True))
+    assert fresh["rows"] == fresh["unique_rows"] == 2_000 and fresh["samples_per_s"] > 0
+    assert set(fresh) == set(here) and fresh["unit"] == here["unit"]
+    # The same seed and table: both processes deliver the same order.
+    assert fresh["spearman"] == here["spearman"] and fresh["units_per_batch"] == here["units_per_batch"]
 
 
 def test_loader_with_and_without_imputation(benchmark, quick, tmp_path):

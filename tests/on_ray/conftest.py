@@ -1,7 +1,9 @@
-"""The Ray tests' cluster: one local Ray cluster per test process (``ray.init(num_cpus=2)``),
-started on first use and shut down after the last test of the "ray" group, so Ray's own
-start-up is paid once and its processes do not take CPU from the tests after it. `make test`
-runs these tests in one xdist worker (``xdist_group("ray")``, ``--dist loadgroup``).
+"""The Ray tests' cluster: a local Ray cluster (``ray.init(num_cpus=2)``) started by the first
+test that needs one and shut down after the last of a run of consecutive tests of the "ray"
+group, so that its processes do not take CPU from the tests after it. `make test` runs the
+group in one xdist worker (``xdist_group("ray")``, ``--dist loadgroup``), one test after the
+other: Ray's start-up is paid once. (A plain serial pytest runs benchmarks/bench_ray.py apart
+from these tests, and it starts a cluster of its own.)
 
 (The folder is not tests/ray/: tests/ is on sys.path, and a folder of that name would shadow
 the ray package.)"""

@@ -489,7 +489,7 @@ def run_impute_bench(workdir: str, rows: int = 1_000_000, batch_size: int = 4096
     # shared machine than the ratio of the medians.
     pairs = [b["samples_per_s"] / a["samples_per_s"] for a, b in zip(runs[kinds[0]], runs[kinds[1]])]
     return {"rows": rows, "batch_size": batch_size, "buffer_rows": buffer_rows, "workers": workers,
-            "dense_missing": dense_missing, "repeats": repeats, "runs": runs,
+            "dense_missing": dense_missing, "repeats": repeats, "fresh_processes": fresh_processes, "runs": runs,
             "samples_per_s": {k: [r["samples_per_s"] for r in runs[k]] for k in kinds},
             "median_samples_per_s": med, "ratio": med["samplestore-impute"] / med["samplestore"],
             "pair_ratios": pairs, "median_pair_ratio": float(np.median(pairs))}
@@ -499,7 +499,8 @@ def format_impute_markdown(res: dict[str, Any]) -> str:
     """The imputation benchmark as a markdown table."""
     lines = [f"{res['rows']:,} Criteo-like rows, {res['dense_missing']:.0%} of the 13 dense values NaN, batch "
              f"{res['batch_size']:,}, shuffle buffer {res['buffer_rows']:,} rows, {res['workers']} DataLoader workers; "
-             f"{res['repeats']} runs each, alternating, each a fresh process; medians.", "",
+             f"{res['repeats']} runs each, alternating, each "
+             f"{'a fresh process' if res.get('fresh_processes', True) else 'in the same process'}; medians.", "",
              "| loader | median samples/s | runs |", "|---|---:|---|"]
     for kind, label in (("samplestore", "SampleDataset"),
                         ("samplestore-impute", 'SampleDataset(impute={"dense": "mean"}, missing_indicators=True)')):
