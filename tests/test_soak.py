@@ -365,7 +365,7 @@ def soak(tmp_path, request, where: str, catalog_backend: str) -> None:
             p.join()
 
     wall = time.monotonic() - started
-    phases["erasure" if where == "s3" else "rest"] = wall - sum(phases.values())
+    phases["erasure+cleanup" if where == "s3" else "cleanup"] = wall - sum(phases.values())
     stop = DAEMON_STOP.search(log)  # the daemon is stopped after the readers
     summary = (f"soak {where}+{catalog_backend} (seed {SEED}, {wall:.1f} s): {len(ids):,} rows, "
                f"{len(table.files())} files, "
