@@ -19,7 +19,8 @@ from ..errors import CatalogError
 from ..schema import Schema
 
 __all__ = ["Catalog", "TableMeta", "Snapshot", "DataFile", "ColumnStats", "Tag", "RetentionPolicy", "Quarantine",
-           "validate_table_name", "validate_tag_name", "RETENTION_PROPERTY", "QUARANTINE_ACTIONS", "DEFAULT_RETENTION_SECONDS"]
+           "validate_table_name", "validate_tag_name", "RETENTION_PROPERTY", "QUARANTINE_ACTIONS", "DEFAULT_RETENTION_SECONDS",
+           "SHUFFLED_SORT_KEY"]
 
 # fullmatch, not ``$``: ``$`` also matches before a final newline, which let "t\n" through.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
@@ -222,6 +223,12 @@ def partition_key(values: Mapping[str, Any]) -> str:
     return json.dumps(dict(values), sort_keys=True)
 
 
+#: The sort key of a file whose rows compaction wrote in a uniformly random order: stored
+#: like any sort key, so that no catalog change was needed, and a name no column can have
+#: (column names start with a letter or ``_``), so that ``sorted_by`` a column is never true.
+SHUFFLED_SORT_KEY = ("@shuffled",)
+
+
 @dataclass(frozen=True, slots=True)
 class DataFile:
     """One data file of a table.
@@ -235,7 +242,8 @@ class DataFile:
     ``sort_key`` is the column names the file's rows are sorted by, ascending and
     lexicographically (``()``: no known order, the default, and what a file committed before
     a backend stored the key reads as); a backend stores it as an ordered list of strings, in
-    one column or field of its file record.
+    one column or field of its file record. :data:`SHUFFLED_SORT_KEY` marks a file whose rows
+    compaction wrote in a uniformly random order (``layout="shuffled"``).
     """
 
     path: str  # relative to the table's directory
@@ -265,6 +273,11 @@ class DataFile:
         """Whether the file's rows are in ``key`` order (its sort key starts with ``key``)."""
         key = tuple(key)
         return bool(key) and tuple(self.sort_key[:len(key)]) == key
+
+    @property
+    def shuffled(self) -> bool:
+        """Whether compaction wrote the file's rows in a uniformly random order."""
+        return self.sort_key == SHUFFLED_SORT_KEY
 
     def row_group_rows(self) -> list[int]:
         """Rows of each row group, derived from the file's row-group size."""

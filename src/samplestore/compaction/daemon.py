@@ -23,9 +23,14 @@ from ..table import Store
 from ..table.maintenance import compact_executor
 from .compactor import compact
 from .lifecycle import expire_snapshots, gc_table
-from .plan import DEFAULT_TARGET_FILE_BYTES
+from .plan import DEFAULT_TARGET_FILE_BYTES, check_layout
 
-__all__ = ["run_once", "run_daemon"]
+__all__ = ["run_once", "run_daemon", "SORT_BY_PROPERTY", "LAYOUT_PROPERTY"]
+
+#: Table properties that say how compaction lays out a table's rows: a list of columns to
+#: sort by, or a layout of :data:`~samplestore.compaction.plan.LAYOUTS` (``"shuffled"``).
+SORT_BY_PROPERTY = "compaction.sort_by"
+LAYOUT_PROPERTY = "compaction.layout"
 
 log = logging.getLogger("samplestore.daemon")
 
@@ -46,8 +51,14 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
              sort_by: Sequence[str] | None = None, retain_last: int | None = None, older_than: float | None = None,
              grace_seconds: float = 3600.0, compact_seconds: float | None = None,
              should_stop: Any = None, executor: str = "local",
-             executor_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+             executor_options: dict[str, Any] | None = None, layout: str | None = None) -> list[dict[str, Any]]:
     """One pass over the tables: compact, expire, gc. Returns a report per table.
+
+    Each table is compacted with ``sort_by`` or ``layout`` (see
+    :func:`~samplestore.compaction.compact`), unless it sets its own in its properties
+    (:data:`SORT_BY_PROPERTY`, :data:`LAYOUT_PROPERTY`): a table that sets either is compacted
+    as its properties say alone. A property with a bad value fails that table's step (the
+    report says why), not the pass.
 
     Expiry follows each table's own retention policy (``table.set_retention``; by default a
     week of snapshots and at least the last), unless ``retain_last`` or ``older_than`` is
@@ -61,6 +72,7 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
     rewritten as Ray tasks, ``executor_options`` such as ``address`` passed on; see
     ``Table.compact``).
     """
+    check_layout(layout, sort_by, "run_once")
     run_compact = compact if executor == "local" else compact_executor(executor)
     reports = []
     for name in store.tables() if tables is None else tables:
@@ -69,9 +81,8 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
         t0 = time.perf_counter()
         try:
             table = store.table(name)
-            props = table.meta().properties
-            cols = props.get("compaction.sort_by", sort_by)
-            res = run_compact(table, target_file_bytes, sort_by=cols, should_stop=should_stop,
+            cols, shape = _layout_of(name, table.meta().properties, sort_by, layout)
+            res = run_compact(table, target_file_bytes, sort_by=cols, layout=shape, should_stop=should_stop,
                               max_seconds=compact_seconds, **(executor_options or {}))
             expired = expire_snapshots(table, older_than=older_than, retain_last=retain_last)
             gc = gc_table(table, grace_seconds)
@@ -88,6 +99,17 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
                  " (compaction time limit reached; the next pass goes on)" if res.time_limited else "")
         reports.append(rep)
     return reports
+
+
+def _layout_of(name: str, props: Any, sort_by: Sequence[str] | None,
+               layout: str | None) -> tuple[Sequence[str] | None, str | None]:
+    """The sort key and layout to compact table ``name`` with: its properties' if it sets
+    either, else those given."""
+    if SORT_BY_PROPERTY not in props and LAYOUT_PROPERTY not in props:
+        return sort_by, layout
+    cols, shape = props.get(SORT_BY_PROPERTY), props.get(LAYOUT_PROPERTY)
+    check_layout(shape, cols, f"table {name!r}, properties {SORT_BY_PROPERTY!r} / {LAYOUT_PROPERTY!r}")
+    return cols, shape
 
 
 #: The daemon's default bound on one table's compaction in one pass (seconds).

@@ -7,11 +7,34 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..catalog.base import partition_key
+from ..errors import SchemaError
 from ..table import Table
 
-__all__ = ["CompactionGroup", "CompactionPlan", "plan_compaction", "DEFAULT_TARGET_FILE_BYTES"]
+__all__ = ["CompactionGroup", "CompactionPlan", "plan_compaction", "check_layout", "LAYOUTS",
+           "DEFAULT_TARGET_FILE_BYTES"]
 
 DEFAULT_TARGET_FILE_BYTES = 128 << 20
+
+#: The layouts compaction writes on request. ``None`` (the default) keeps rows in commit order
+#: (or in ``sort_by`` order when given); ``"shuffled"`` writes the live rows of each rewritten
+#: group in a uniformly random order, for training tables (the loader's bounded shuffle then
+#: draws each batch from rows of the whole group, not from a few stretches of it).
+LAYOUTS = ("shuffled",)
+
+
+def check_layout(layout: str | None, sort_by: Sequence[str] | None, where: str = "compaction") -> None:
+    """Check a compaction ``layout`` (see :data:`LAYOUTS`) and that it is not asked for with
+    ``sort_by``: both decide the order of the rows in the new files.
+
+    Raises:
+        SchemaError: an unknown layout, or a layout with ``sort_by`` (``where`` says whose).
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise SchemaError(f"{where}: layout must be one of {list(LAYOUTS)} or None (rows in commit order); "
+                          f"found {layout!r}")
+    if layout is not None and sort_by:
+        raise SchemaError(f"{where}: layout {layout!r} and sort_by {list(sort_by)} both set the order of the rows; "
+                          "give one of them")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +78,7 @@ class CompactionPlan:
 
 def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
                     partitions: Iterable[Mapping[str, Any]] | None = None, small_fraction: float = 0.75,
-                    sort_by: Sequence[str] | None = None) -> CompactionPlan:
+                    sort_by: Sequence[str] | None = None, layout: str | None = None) -> CompactionPlan:
     """Bin-pack, per partition, the files below ``small_fraction * target`` (and every file
     holding deleted rows, which must be rewritten to purge them) into groups of about
     ``target_file_bytes``. A group of one file without deletes is left alone, and so are
@@ -63,12 +86,14 @@ def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_B
 
     With ``sort_by``, a file whose catalog entry is not sorted by that key
     (:meth:`DataFile.sorted_by`) is rewritten whatever its size, alone if it must be: asking
-    for the clustering must not leave a table appended as one large file as it was.
+    for the clustering must not leave a table appended as one large file as it was. Likewise
+    with ``layout="shuffled"`` for a file not written in that layout (:attr:`DataFile.shuffled`).
 
     Files held by an open quarantine are left alone, except those holding deleted rows: an
     erasure must reach the disk whatever happens to the quarantine, so they are rewritten,
     per quarantine, into files that stay in it (see :attr:`CompactionGroup.quarantine_id`).
     """
+    check_layout(layout, sort_by)
     sid = table.current_snapshot_id
     every = table.catalog.files(table.name, sid, include_quarantined=True)
     files = [f for f in every if f.visible_from is not None and f.visible_from <= sid]
@@ -81,7 +106,9 @@ def plan_compaction(table: Table, target_file_bytes: int = DEFAULT_TARGET_FILE_B
         files = [f for f in files if not (f.visible_from > watermark and f.added_by in ("append", "stream-append"))]
     dvs = table.catalog.deleted_positions(table.name, sid, [f.file_id for f in files + held])
     wanted = None if partitions is None else {partition_key(p) for p in partitions}
-    unsorted = {f.file_id for f in files if sort_by and not f.sorted_by(sort_by)}
+    # Files not in the order asked for ("unsorted"), rewritten whatever their size.
+    unsorted = {f.file_id for f in files
+                if (sort_by and not f.sorted_by(sort_by)) or (layout == "shuffled" and not f.shuffled)}
     by_part: dict[tuple[str, int], list[Any]] = {}
     for f in files:
         key = f.partition_key

@@ -21,9 +21,11 @@ __all__ = ["compact", "ingest"]
 
 
 def _rewrite_task(ref: TableRef, group: CompactionGroup, deletes: Mapping[int, Any], target_file_bytes: int,
-                  sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None) -> tuple[float, list[dict]]:
+                  sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None,
+                  layout: str | None) -> tuple[float, list[dict]]:
     t0 = time.perf_counter()
-    new = rewrite_group(ref.open_table(), group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id)
+    new = rewrite_group(ref.open_table(), group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id,
+                        layout=layout)
     return time.perf_counter() - t0, [entry_to_dict(f) for f in new]
 
 
@@ -32,14 +34,16 @@ def _in_flight(max_in_flight: int | None) -> int:
 
 
 def compact(table: Table, target_file_bytes: int | None = None, sort_by: Sequence[str] | None = None,
-            partitions: Any = None, *, address: str | None = None, max_in_flight: int | None = None,
-            progress: bool = False, **options: Any) -> CompactionResult:
+            partitions: Any = None, *, layout: str | None = None, address: str | None = None,
+            max_in_flight: int | None = None, progress: bool = False, **options: Any) -> CompactionResult:
     """``Table.compact(executor="ray")``: plan on the driver, rewrite the groups as Ray tasks
     in parallel, and commit each group's replace here as it finishes, with the usual conflict
     handling (a group that lost a race is dropped and re-planned; see
     :func:`samplestore.compaction.compact`, which this runs with Ray as its rewriter).
 
     Args:
+        layout: as for :func:`samplestore.compaction.compact` (``"shuffled"``: each task
+            writes its group's rows in a random order of its own drawing).
         address: the Ray cluster to use when this process is not connected (None: start a
             local one); the table's store must be reachable from its workers.
         max_in_flight: at most this many group rewrites at a time (default: twice the
@@ -54,7 +58,8 @@ def compact(table: Table, target_file_bytes: int | None = None, sort_by: Sequenc
 
     def rewrite_groups(table: Any, groups: Sequence[CompactionGroup], deletes: Mapping[int, Any],
                        target: int, sort_by: Sequence[str] | None, row_group_rows: int, lease_id: str | None,
-                       should_stop: Any = None) -> Iterator[tuple[CompactionGroup, list[Any], float]]:
+                       should_stop: Any = None, layout: str | None = None
+                       ) -> Iterator[tuple[CompactionGroup, list[Any], float]]:
         remote = ray.remote(_rewrite_task)
         limit = _in_flight(max_in_flight)
         todo = list(groups)
@@ -64,7 +69,7 @@ def compact(table: Table, target_file_bytes: int | None = None, sort_by: Sequenc
                 while todo and len(pending) < limit and not (should_stop is not None and should_stop()):
                     g = todo.pop(0)
                     mine = {fid: deletes[fid] for fid in g.file_ids if fid in deletes}
-                    pending[remote.remote(ref, g, mine, target, sort_by, row_group_rows, lease_id)] = g
+                    pending[remote.remote(ref, g, mine, target, sort_by, row_group_rows, lease_id, layout)] = g
                 if not pending:
                     return
                 (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -81,7 +86,7 @@ def compact(table: Table, target_file_bytes: int | None = None, sort_by: Sequenc
 
     try:
         return compact_table(table, target_file_bytes or DEFAULT_TARGET_FILE_BYTES, sort_by=sort_by,
-                             partitions=partitions, rewrite_groups=rewrite_groups, **options)
+                             partitions=partitions, rewrite_groups=rewrite_groups, layout=layout, **options)
     finally:
         bar.close()
 

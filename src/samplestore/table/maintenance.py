@@ -33,10 +33,10 @@ class Maintenance:
     those of the ``Table`` method of the same purpose (see there).
 
     Attributes:
-        compact: ``compact(table, target_file_bytes, sort_by=, partitions=)`` ->
+        compact: ``compact(table, target_file_bytes, sort_by=, partitions=, layout=)`` ->
             a ``CompactionResult``.
-        plan_compaction: ``plan_compaction(table, target_file_bytes, partitions, sort_by=)`` -> a
-            ``CompactionPlan``.
+        plan_compaction: ``plan_compaction(table, target_file_bytes, partitions, sort_by=, layout=)``
+            -> a ``CompactionPlan``.
         expire_snapshots: ``expire_snapshots(table, older_than=, retain_last=)`` -> the ids
             expired.
         gc: ``gc(table, grace_seconds)`` -> a report (a dict).
@@ -86,7 +86,7 @@ _executors: dict[str, Callable[[], Callable[..., Any]]] = {}
 
 def register_executor(name: str, load: Callable[[], Callable[..., Any]]) -> None:
     """Make ``Table.compact(executor=name)`` run ``load()(table, target_file_bytes, sort_by=,
-    partitions=, **options)``; ``load`` imports the executor on first use (and raises
+    partitions=, layout=, **options)``; ``load`` imports the executor on first use (and raises
     :class:`~samplestore.errors.MissingDependency` where its extra is missing)."""
     _executors[name] = load
 

@@ -325,7 +325,8 @@ class Table:
     # The work is done by samplestore.compaction, a layer above this one, which registers it
     # in .maintenance when imported (see there): table/ never imports compaction/.
     def compact(self, target_file_bytes: int | None = None, sort_by: Sequence[str] | None = None,
-                partitions: Iterable[Any] | None = None, executor: str = "local", **executor_options: Any) -> Any:
+                partitions: Iterable[Any] | None = None, executor: str = "local", *, layout: str | None = None,
+                **executor_options: Any) -> Any:
         """Merge the small files of each partition into files near ``target_file_bytes``
         (128 MiB by default), rewriting also every file with deleted rows so that their bytes
         leave the disk (after :meth:`expire_snapshots` and :meth:`gc`).
@@ -342,30 +343,35 @@ class Table:
                 tasks in parallel and committed here; ``pip install 'samplestore[ray]'``; see
                 :func:`samplestore.ray.compact`, which takes ``executor_options`` such as
                 ``address=``).
+            layout: None (rows in commit order, or ``sort_by`` order) or ``"shuffled"``: the
+                live rows of each rewritten group in a uniformly random order, for training
+                (every file not written so is rewritten, whatever its size; instead of
+                ``sort_by``, not with it).
 
         Returns:
             A :class:`samplestore.compaction.CompactionResult` (files in and out, commits,
             conflicts).
 
         Raises:
-            SchemaError: a ``sort_by`` name is not a column.
+            SchemaError: a ``sort_by`` name is not a column; an unknown ``layout``, or one
+                given with ``sort_by``.
 
         Runs :func:`samplestore.compaction.compact`.
         """
         ops = maintenance("Table.compact()")
         run = compact_executor(executor)
         return run(self, target_file_bytes or ops.default_target_file_bytes, sort_by=sort_by, partitions=partitions,
-                   **executor_options)
+                   layout=layout, **executor_options)
 
     def compaction_plan(self, target_file_bytes: int | None = None, partitions: Iterable[Any] | None = None,
-                        sort_by: Sequence[str] | None = None) -> Any:
+                        sort_by: Sequence[str] | None = None, layout: str | None = None) -> Any:
         """What :meth:`compact` would do now, without doing it: a
         :class:`samplestore.compaction.CompactionPlan` (the groups of files it would merge,
-        per partition; with ``sort_by`` also the files not sorted by it). Runs
+        per partition; with ``sort_by`` or ``layout`` also the files not in that order). Runs
         :func:`samplestore.compaction.plan_compaction`."""
         ops = maintenance("Table.compaction_plan()")
         return ops.plan_compaction(self, target_file_bytes or ops.default_target_file_bytes, partitions,
-                                   sort_by=sort_by)
+                                   sort_by=sort_by, layout=layout)
 
     def expire_snapshots(self, older_than: float | _dt.timedelta | None = None,
                          retain_last: int | None = None) -> list[int]:
