@@ -103,33 +103,29 @@ def _sorted_epoch(table: Any, users: np.ndarray, batch_size: int, buffer_rows: i
 def _shuffled_layout(workdir: str, chunks: list[pa.Table], users: np.ndarray, batch_size: int,
                      buffer_rows: int) -> dict[str, Any]:
     """The offline alternative (Corgi²-style): the same rows, and the rows with users, each
-    compacted into a random order (``sort_by`` a random key, 8,192-row groups), read with the
-    default loader. Bytes per sample leave the key column out (a compaction that shuffles
-    would not store one); order figures are over ``row_id``, the order the rows arrived in."""
+    compacted with ``layout="shuffled"`` (each rewritten group's rows in a random order,
+    8,192-row groups), read with the default loader. Order figures are over ``row_id``, the
+    order the rows arrived in."""
     import samplestore as ss
     from ..compaction import compact
     from .loader import order_figures, random_order_figures
 
     rows = len(users)
-    key = np.random.default_rng(23).permutation(rows)
     store = ss.open_store(os.path.join(workdir, "shuffled"), create=True)
     out: dict[str, Any] = {"row_group_rows": TABLE_ROW_GROUP_ROWS}
     for name, schema in (("rows", bench_schema()), ("by_user", _user_schema())):
         if name in store.tables():
             store.drop_table(name)
-        keyed = Schema([*schema.features, Scalar("shuffle_key", "int64", nullable=False)])
-        table = store.create_table(name, keyed)
+        table = store.create_table(name, schema)
         for c in chunks:
-            rid = c.column("row_id").to_numpy()
             if name == "by_user":
+                rid = c.column("row_id").to_numpy()
                 c = c.append_column("user_id", pa.array(users[rid])).append_column("ts", pa.array(rid))
-            table.append(keyed.conform(c.append_column("shuffle_key", pa.array(key[rid]))))
-        compact(table, sort_by=["shuffle_key"])
+            table.append(schema.conform(c))
+        compact(table, layout="shuffled")
         ids, sizes, speed = _epoch(table, batch_size, buffer_rows)
         if name == "rows":
-            files = table.catalog.files(table.name, table.current_snapshot_id, with_stats=["shuffle_key"])
-            key_bytes = sum(f.stats["shuffle_key"].bytes for f in files)
-            out["bytes_per_sample"] = (sum(f.file_bytes for f in files) - key_bytes) / rows
+            out["bytes_per_sample"] = _table_bytes(table) / rows
             # Units here are the arrival order's 8,192-row stretches: how many a batch mixes.
             starts = np.arange(0, rows, TABLE_ROW_GROUP_ROWS)
             out["loader"] = {"samples_per_s": speed, **order_figures(ids, sizes, batch_size, starts),
@@ -200,7 +196,7 @@ def format_markdown(res: dict[str, Any]) -> str:
              f"({res['buffer_rows']:,} rows: windows of {res['buffer_rows'] // 2:,}); Parquet (zstd): "
              f"{res['parquet_bytes_per_sample']:.0f} B/sample. Same user: users of ~{res['samples_per_user']} "
              "samples, table compacted with sort_by user_id, ts (in the offline shuffled layout's row: "
-             "the same rows compacted into a random order instead).", "",
+             "the same rows compacted with layout=\"shuffled\" instead).", "",
              "| row group rows | B/sample | samples/s (1 process, median) | Spearman | neighbour rate (random) | "
              "units/batch | same user (random) |", "|---:|---:|---:|---:|---:|---:|---:|"]
     shuffled = [dict(res["shuffled_layout"], label=" (offline shuffled layout)")] if res.get("shuffled_layout") else []
