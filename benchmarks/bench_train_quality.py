@@ -1,5 +1,6 @@
 """Training quality by loader (see samplestore.bench.train_quality): held-out AUC and log-loss
-after one epoch from SampleDataset defaults, a full permutation and a row-group shuffle.
+after one epoch from SampleDataset defaults, a full permutation, a row-group shuffle and
+SampleDataset defaults on the rows compacted with layout="shuffled".
 
 Full size (``samplestore bench train-quality``): 1,000,000 drifting rows, 3 seeds. As a
 quick test: a small table, one seed, and checks that the figures are present and sane.
@@ -25,6 +26,8 @@ def test_train_quality(benchmark, quick, tmp_path):
         assert 1.0 <= r["periods_per_batch"] <= res["periods"]
     # The row-group shuffle keeps most batches inside one period; a permutation mixes them all.
     assert res["arms"]["row-group shuffle"]["periods_per_batch"] < res["arms"]["permutation"]["periods_per_batch"]
+    # The shuffled layout puts rows of every period in each stretch the loader reads.
+    assert res["arms"]["shuffled layout"]["periods_per_batch"] > res["arms"]["row-group shuffle"]["periods_per_batch"]
     benchmark.extra_info.update({arm: r["auc"] for arm, r in res["arms"].items()})
 
 

@@ -11,7 +11,10 @@ from the whole time range, the mixture every loader should teach:
 * ``permutation``: a full random permutation in memory (the Parquet loader of the loader
   bench with a buffer of every row);
 * ``row-group shuffle``: the same Parquet loader with one row group in its buffer (row
-  groups in random order, rows shuffled within one), the cheap shuffle.
+  groups in random order, rows shuffled within one), the cheap shuffle;
+* ``shuffled layout``: ``SampleDataset`` with its defaults on the same rows compacted with
+  ``layout="shuffled"`` (the offline alternative: each rewritten group's rows written in a
+  random order, so the bounded shuffle draws from rows of the whole time range).
 
 Reported per loader: held-out AUC and log-loss (medians over seeds; a seed sets the model's
 initialisation and the loader's order), and what the epoch's order looked like (neighbour
@@ -35,7 +38,7 @@ from .. import datagen
 __all__ = ["ARMS", "make_drift_tables", "log_loss", "train_once", "run_train_quality_bench", "format_markdown"]
 
 #: The loaders compared, in the order they are reported.
-ARMS = ("samplestore", "permutation", "row-group shuffle")
+ARMS = ("samplestore", "permutation", "row-group shuffle", "shuffled layout")
 _NUM_SPARSE = 8
 
 
@@ -49,8 +52,10 @@ def log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
 def make_drift_tables(workdir: str, rows: int, row_group_rows: int = 8192, holdout: float = 0.1,
                       periods: int = 4, seed: int = 0) -> dict[str, Any]:
     """Generate ``rows`` drifting rows; hold out a random ``holdout`` share of them; write the
-    rest, in time order, as a samplestore table and as one Parquet file of ``row_group_rows``
-    row groups. ``row_id`` is renumbered in each part (the training table's position)."""
+    rest, in time order, as a samplestore table (``drift``), as one Parquet file of
+    ``row_group_rows`` row groups, and as a second table (``drift_shuffled``) compacted with
+    ``layout="shuffled"``. ``row_id`` is renumbered in each part (the training position, in
+    time order, in every copy)."""
     import samplestore as ss
 
     schema = datagen.drifting_schema(_NUM_SPARSE)
@@ -61,9 +66,11 @@ def make_drift_tables(workdir: str, rows: int, row_group_rows: int = 8192, holdo
         part = data.filter(pa.array(mask))
         parts[name] = part.set_column(0, "row_id", pa.array(np.arange(part.num_rows, dtype=np.int64)))
     store = ss.open_store(os.path.join(workdir, "store"), create=True)
-    if "drift" in store.tables():
-        store.drop_table("drift")
-    store.create_table("drift", schema).append(parts["train"])
+    for name in ("drift", "drift_shuffled"):
+        if name in store.tables():
+            store.drop_table(name)
+        store.create_table(name, schema).append(parts["train"])
+    store.table("drift_shuffled").compact(layout="shuffled")
     path = os.path.join(workdir, "drift-train.parquet")
     pq.write_table(parts["train"], path, compression="zstd", row_group_size=row_group_rows)
     period = parts["train"].column("period").to_numpy()
@@ -77,11 +84,12 @@ def _loader(arm: str, info: dict[str, Any], batch_size: int, seed: int) -> Any:
     from .loader import ParquetLoader
 
     schema = datagen.drifting_schema(_NUM_SPARSE)
-    if arm == "samplestore":
+    if arm in ("samplestore", "shuffled layout"):
         import samplestore as ss
         from ..torch import SampleDataset
 
-        return SampleDataset(ss.open_store(info["store"]).table("drift"), batch_size=batch_size, seed=seed)
+        name = "drift" if arm == "samplestore" else "drift_shuffled"
+        return SampleDataset(ss.open_store(info["store"]).table(name), batch_size=batch_size, seed=seed)
     buffer_rows = info["train_rows"] if arm == "permutation" else info["row_group_rows"]
     return ParquetLoader([info["parquet"]], schema, batch_size, buffer_rows, seed=seed)
 
@@ -154,8 +162,9 @@ def format_markdown(res: dict[str, Any]) -> str:
         f"{res['test_rows']:,} held out at random over the whole time range; medians of {res['seeds']} seeds. "
         f"samplestore: SampleDataset defaults (a {res['shuffle_buffer_rows']:,}-row shuffle buffer, {share:.0%} of "
         "the training rows); permutation: a full random permutation in memory; row-group shuffle: "
-        f"{res['row_group_rows']:,}-row row groups in random order, one in the buffer. Neighbour rate: consecutive "
-        f"rows at most {res['batch_size']:,} apart in the table.",
+        f"{res['row_group_rows']:,}-row row groups in random order, one in the buffer; shuffled layout: "
+        "SampleDataset defaults on the same rows compacted with layout=\"shuffled\" (rows written in a random "
+        f"order, drawn once for every seed). Neighbour rate: consecutive rows at most {res['batch_size']:,} apart in time order.",
         "",
         "| loader | held-out AUC | held-out log-loss | training loss | neighbour rate | periods per batch |",
         "|---|---:|---:|---:|---:|---:|",
