@@ -12,10 +12,10 @@ from ..table.maintenance import Maintenance, register_maintenance
 from .compactor import CompactionResult, compact
 from .daemon import run_daemon, run_once
 from .lifecycle import expire_snapshots, gc_table
-from .plan import DEFAULT_TARGET_FILE_BYTES, CompactionGroup, CompactionPlan, plan_compaction
+from .plan import DEFAULT_TARGET_FILE_BYTES, LAYOUTS, CompactionGroup, CompactionPlan, plan_compaction
 
 __all__ = ["compact", "CompactionResult", "plan_compaction", "CompactionPlan", "CompactionGroup", "expire_snapshots",
-           "gc_table", "run_once", "run_daemon", "DEFAULT_TARGET_FILE_BYTES"]
+           "gc_table", "run_once", "run_daemon", "DEFAULT_TARGET_FILE_BYTES", "LAYOUTS"]
 
 register_maintenance(Maintenance(compact=compact, plan_compaction=plan_compaction, expire_snapshots=expire_snapshots,
                                  gc=gc_table, default_target_file_bytes=DEFAULT_TARGET_FILE_BYTES))
