@@ -152,7 +152,8 @@ def rewrite_in_process(table: Any, groups: Sequence[CompactionGroup], deletes: M
         if should_stop is not None and should_stop():
             return
         t0 = time.perf_counter()
-        new = rewrite_group(table, group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id, layout=layout)
+        new = rewrite_group(table, group, deletes, target_file_bytes, sort_by, row_group_rows, lease_id,
+                            layout=layout)
         yield group, new, time.perf_counter() - t0
 
 

@@ -57,8 +57,8 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
     Each table is compacted with ``sort_by`` or ``layout`` (see
     :func:`~samplestore.compaction.compact`), unless it sets its own in its properties
     (:data:`SORT_BY_PROPERTY`, :data:`LAYOUT_PROPERTY`): a table that sets either is compacted
-    as its properties say alone. A property with a bad value fails that table's step (the
-    report says why), not the pass.
+    by its properties only. A property with a bad value fails that table's step (the report
+    says why), not the pass.
 
     Expiry follows each table's own retention policy (``table.set_retention``; by default a
     week of snapshots and at least the last), unless ``retain_last`` or ``older_than`` is
