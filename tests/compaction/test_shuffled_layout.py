@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import samplestore as ss
-from samplestore.compaction import run_once
+from samplestore.compaction import run_daemon, run_once
 from samplestore.errors import SchemaError
 from samplestore.format import FileReader
 from samplestore.torch import SampleDataset
@@ -62,6 +62,19 @@ def test_shuffled_compaction_keeps_every_row_once_in_a_random_order(store):
     (f,) = shuffled.files()
     assert f.shuffled and not plain.files()[0].shuffled
     assert shuffled.snapshots()[-1].summary["layout"] == "shuffled"
+
+
+def test_deleted_rows_are_purged_by_a_shuffled_compaction(store):
+    import pyarrow.compute as pc
+
+    t = small_files(store)
+    gone = np.arange(0, 1200, 7)
+    t.delete(pc.field("row_id").isin(gone))
+    t.compact(layout="shuffled")
+    kept = np.setdiff1d(np.arange(1200), gone)
+    assert np.array_equal(all_ids(t), kept)
+    (ids,) = file_row_ids(t)  # the file holds the kept rows only, each once
+    assert np.array_equal(np.sort(ids), kept)
 
 
 def test_later_compactions_leave_shuffled_files_alone_and_sort_by_rewrites_them(store):
@@ -124,15 +137,19 @@ def test_daemon_pass_follows_each_tables_layout_property(store):
     shuffled = small_files(store, "shuffled", properties={"compaction.layout": "shuffled"})
     plain = small_files(store, "plain")
     bad = small_files(store, "bad", files=3, properties={"compaction.layout": "random"})
-    reports = {r["table"]: r for r in run_once(store, grace_seconds=0)}
+    assert len(bad.snapshots()) == 3
+    reports = {r["table"]: r for r in run_once(store, retain_last=1, grace_seconds=0)}
     assert successor_share(shuffled) < 0.01 and all(f.shuffled for f in shuffled.files())
     assert successor_share(plain) == 1.0 and reports["plain"]["files_out"] == 1
     assert "compaction.layout" in reports["bad"]["error"] and len(bad.files()) == 3
+    assert len(bad.snapshots()) == 1  # a failed compaction does not keep expiry from running
     # The layout given to the pass applies to tables whose properties set none.
     run_once(store, ["plain"], layout="shuffled", grace_seconds=0)
     assert all(f.shuffled for f in plain.files()) and np.array_equal(all_ids(plain), np.arange(1200))
     with pytest.raises(SchemaError):
         run_once(store, layout="shuffled", sort_by=["row_id"])
+    with pytest.raises(SchemaError):  # refused at once, not retried pass after pass
+        run_daemon(store, interval=0.01, max_passes=3, layout="random")
 
 
 def test_cli_compact_layout_and_its_conflict_with_sort_by(store, capsys):
@@ -144,6 +161,8 @@ def test_cli_compact_layout_and_its_conflict_with_sort_by(store, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "both set the order of the rows" in err, err
     assert len(t.files()) == 10  # refused before any work
+    assert main(["compact", root, "--daemon", "--layout", "shuffled", "--sort-by", "row_id"]) == 2
+    assert "--layout and --sort-by" in capsys.readouterr().err
     assert main(["compact", root, "t", "--layout", "shuffled", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["files_in"] == 10
     assert [f.shuffled for f in t.files()] == [True] and successor_share(t) < 0.05

@@ -164,7 +164,8 @@ def format_markdown(res: dict[str, Any]) -> str:
         "the training rows); permutation: a full random permutation in memory; row-group shuffle: "
         f"{res['row_group_rows']:,}-row row groups in random order, one in the buffer; shuffled layout: "
         "SampleDataset defaults on the same rows compacted with layout=\"shuffled\" (rows written in a random "
-        f"order, drawn once for every seed). Neighbour rate: consecutive rows at most {res['batch_size']:,} apart in time order.",
+        f"order, drawn once for every seed). Neighbour rate: consecutive rows at most {res['batch_size']:,} apart "
+        "in time order.",
         "",
         "| loader | held-out AUC | held-out log-loss | training loss | neighbour rate | periods per batch |",
         "|---|---:|---:|---:|---:|---:|",

@@ -423,10 +423,10 @@ def _cmd_compact(a: argparse.Namespace) -> int:
 
     from ..compaction import run_daemon, run_once
     from ..compaction.daemon import DAEMON_COMPACT_SECONDS
-    from ..compaction.plan import check_layout
 
     sort_by = a.sort_by.split(",") if a.sort_by else None
-    check_layout(a.layout, sort_by, "compact")  # refused before any work
+    if a.layout and sort_by:  # refused before any work
+        raise SampleStoreError("compact: --layout and --sort-by both set the order of the rows; give one of them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     opts = dict(target_file_bytes=int(a.target_mb * (1 << 20)), sort_by=sort_by, layout=a.layout,
                 retain_last=a.retain_last, older_than=a.older_than, grace_seconds=a.grace)
@@ -934,9 +934,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--target-mb", type=float, default=128.0, help="target file size in MiB")
     cp.add_argument("--sort-by", help="comma-separated cluster key, e.g. user_id,ts")
     cp.add_argument("--layout", choices=["shuffled"],
-                    help="shuffled: write each rewritten group's rows in a random order, for training tables (every "
-                         "file not written so is rewritten; not with --sort-by). A table's properties "
-                         "compaction.sort_by / compaction.layout, where set, win over --sort-by and --layout")
+                    help="shuffled: write each rewritten group's rows in a random order, for training tables "
+                         "(every file not written so is rewritten, each group read whole into memory as with "
+                         "--sort-by; not with --sort-by). A table's properties compaction.sort_by / "
+                         "compaction.layout, where set, win over --sort-by and --layout")
     cp.add_argument("--retain-last", type=int,
                     help="expire keeping the newest N snapshots; given (alone or with --older-than), it overrides "
                          "every table's retention policy for this run (default: each table's policy, see "

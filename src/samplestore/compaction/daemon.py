@@ -57,8 +57,8 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
     Each table is compacted with ``sort_by`` or ``layout`` (see
     :func:`~samplestore.compaction.compact`), unless it sets its own in its properties
     (:data:`SORT_BY_PROPERTY`, :data:`LAYOUT_PROPERTY`): a table that sets either is compacted
-    by its properties only. A property with a bad value fails that table's step (the report
-    says why), not the pass.
+    by its properties only. A property with a bad value fails that table's compaction (the
+    report says why), not the pass; its expiry and GC still run.
 
     Expiry follows each table's own retention policy (``table.set_retention``; by default a
     week of snapshots and at least the last), unless ``retain_last`` or ``older_than`` is
@@ -79,18 +79,28 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
         if should_stop is not None and should_stop():
             break
         t0 = time.perf_counter()
+        errors: list[str] = []
+        res = None
         try:
             table = store.table(name)
+        except _RECOVERABLE as exc:  # one bad table must not stop the others
+            _failed(reports, name, [_error_text(exc)])
+            continue
+        try:
             cols, shape = _layout_of(name, table.meta().properties, sort_by, layout)
             res = run_compact(table, target_file_bytes, sort_by=cols, layout=shape, should_stop=should_stop,
                               max_seconds=compact_seconds, **(executor_options or {}))
+        except _RECOVERABLE as exc:
+            errors.append(_error_text(exc))
+        # Expiry and GC run whatever became of the compaction: a table whose compaction keeps
+        # failing (a bad property, say) still loses its expired snapshots and their bytes.
+        try:
             expired = expire_snapshots(table, older_than=older_than, retain_last=retain_last)
             gc = gc_table(table, grace_seconds)
-        except _RECOVERABLE as exc:  # one bad table must not stop the others
-            # samplestore's messages say what and where; an OSError's needs the type.
-            text = str(exc) if isinstance(exc, SampleStoreError) else f"{type(exc).__name__}: {exc}"
-            log.error("table %s: %s", name, text)
-            reports.append({"table": name, "error": text})
+        except _RECOVERABLE as exc:
+            errors.append(_error_text(exc))
+        if errors or res is None:
+            _failed(reports, name, errors)
             continue
         rep = {**res.to_dict(), "snapshots_expired": len(expired), **{k: v for k, v in gc.items() if k != "table"},
                "seconds": round(time.perf_counter() - t0, 3)}
@@ -99,6 +109,17 @@ def run_once(store: Store, tables: Sequence[str] | None = None, *, target_file_b
                  " (compaction time limit reached; the next pass goes on)" if res.time_limited else "")
         reports.append(rep)
     return reports
+
+
+def _error_text(exc: BaseException) -> str:
+    # samplestore's messages say what and where; an OSError's needs the type.
+    return str(exc) if isinstance(exc, SampleStoreError) else f"{type(exc).__name__}: {exc}"
+
+
+def _failed(reports: list[dict[str, Any]], name: str, errors: list[str]) -> None:
+    text = "; ".join(errors)
+    log.error("table %s: %s", name, text)
+    reports.append({"table": name, "error": text})
 
 
 def _layout_of(name: str, props: Any, sort_by: Sequence[str] | None,
@@ -134,6 +155,8 @@ def run_daemon(store: Store | Callable[[], Store], interval: float = 60.0, max_p
     seconds; a table whose step fails is logged and skipped by later passes for the same
     back-off, while the other tables carry on at ``interval``.
     """
+    # Arguments that would fail every pass fail now, not as a retried pass.
+    check_layout(options.get("layout"), options.get("sort_by"), "run_daemon")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

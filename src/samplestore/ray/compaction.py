@@ -10,6 +10,7 @@ import ray
 from ..compaction import CompactionGroup, CompactionResult
 from ..compaction import compact as compact_table
 from ..compaction.compactor import drop_new_files, rewrite_group
+from ..compaction.plan import check_layout
 from ..progress import Progress
 from ..table import Table
 from ..table.ingest import guess_format, source_batches
@@ -51,6 +52,7 @@ def compact(table: Table, target_file_bytes: int | None = None, sort_by: Sequenc
         progress: show groups done, rows and bytes on stderr.
         options: passed to :func:`samplestore.compaction.compact` (``max_seconds``...).
     """
+    check_layout(layout, sort_by, "ray compact")  # before starting or joining a cluster
     ensure_ray(address)
     ref = TableRef.of(table)
     bar = Progress(f"compact {table.name} (ray)", unit=" groups", enabled=progress)
