@@ -51,6 +51,7 @@ def movielens_like(seed: int = 0) -> pa.Table:
     })
 
 
+@pytest.mark.slow  # ~4 s (an ingest subprocess, then training): `make test` runs it, `make test-fast` does not
 def test_movielens_parquet_to_training(tmp_path):
     ratings = movielens_like()
     pq.write_table(ratings, tmp_path / "ratings.parquet", row_group_size=400)

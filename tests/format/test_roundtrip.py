@@ -230,3 +230,19 @@ def test_dense_storage_in_the_schema():
     assert ss.Schema.from_json(ss.Schema([d]).to_json()).features == (d,)
     with pytest.raises(ss.SchemaError, match="storage must be one of"):
         ss.Dense("d", storage="int8")
+
+
+def test_one_reader_gives_each_column_selection_its_own_schema(tmp_path):
+    # The reader keeps the Arrow schema of each selection it was asked for (scans ask for
+    # the same one at every row group): every selection, in any order, gets its own, also
+    # after more selections than it keeps.
+    names = ["a", "b", "c", "d", "e"]
+    schema = ss.Schema([ss.Scalar(n, "int64") for n in names])
+    data = pa.table({n: pa.array(np.arange(3) + 10 * k, pa.int64()) for k, n in enumerate(names)})
+    write_file(tmp_path / "f.ssf", data, schema, row_group_rows=2)
+    pairs = [[x, y] for x in names for y in names if x != y]  # 20 ordered selections
+    with FileReader(tmp_path / "f.ssf") as r:
+        for cols in [None, *pairs, *pairs[::-1], ["e"], None]:
+            for rg in range(r.num_row_groups):
+                got = pa.Table.from_batches([r.read_row_group(rg, cols)])
+                assert got.equals(data.slice(2 * rg, 2).select(cols or names)), (cols, rg)

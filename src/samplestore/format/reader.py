@@ -45,14 +45,6 @@ MAX_HINT_BYTES = 64 << 20
 MAX_COALESCED_BYTES = 64 << 20
 
 
-#: Parsed column descriptors by their bytes, shared by the readers of this process: the files
-#: of one table repeat the same descriptors, and the loader, scans and ``verify`` open a
-#: reader per file. Features are immutable; only descriptors that parsed are kept, and the
-#: checks against each file's own name index still run for every file.
-_PARSED: dict[bytes, Feature] = {}
-_PARSED_MAX = 4096
-
-
 def tail_bytes(file_size: int) -> int:
     """How much of a file's end opening it reads in one request: ``TAIL_BYTES``, or 1/256 of
     the file up to ``MAX_TAIL_BYTES`` (a wide file's footer grows with it; reading 0.4% more
@@ -277,13 +269,16 @@ class FileReader:
 
     def _parse_feature(self, ordinal: int) -> Feature:
         a, b = int(self._desc_offsets[ordinal]), int(self._desc_offsets[ordinal + 1])
-        raw = bytes(self._desc_blob[a:b])
-        f = _PARSED.get(raw)
-        if f is None:
-            f = self._parse_descriptor(ordinal, raw)
-            if len(_PARSED) >= _PARSED_MAX:
-                _PARSED.clear()
-            _PARSED[raw] = f
+        where = f"column descriptor {ordinal} of {self.num_columns}"
+        try:
+            d = json.loads(self._desc_blob[a:b])
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+            raise self._corrupt(f"{where} is not valid JSON: {exc}") from exc
+        name = d.get("name") if isinstance(d, dict) and isinstance(d.get("name"), str) else None
+        try:
+            f = feature_from_dict(d)
+        except (SchemaError, ValueError) as exc:
+            raise self._corrupt(f"{where} does not describe a feature: {exc}", column=name) from exc
         h = name_hash(f.name)
         found = int(self._hashes[self._index_of[ordinal]])
         if found != h:
@@ -293,18 +288,6 @@ class FileReader:
         if other != ordinal:
             raise self._corrupt(f"column descriptors {other} and {ordinal} both name {f.name!r}", column=f.name)
         return f
-
-    def _parse_descriptor(self, ordinal: int, raw: bytes) -> Feature:
-        where = f"column descriptor {ordinal} of {self.num_columns}"
-        try:
-            d = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
-            raise self._corrupt(f"{where} is not valid JSON: {exc}") from exc
-        name = d.get("name") if isinstance(d, dict) and isinstance(d.get("name"), str) else None
-        try:
-            return feature_from_dict(d)
-        except (SchemaError, ValueError) as exc:
-            raise self._corrupt(f"{where} does not describe a feature: {exc}", column=name) from exc
 
     def _ordinal(self, name: str) -> int:
         o = self._ordinals_seen.get(name)
@@ -518,10 +501,13 @@ class FileReader:
         return [self._ordinal(c) for c in columns]
 
     def _arrow_schema(self, ords: list[int]) -> pa.Schema:
-        # Kept per column selection: a scan asks for the same one at every row group.
+        # Kept per column selection: a scan asks for the same one at every row group (a few
+        # kept at most: a reader may live long in a cache and be asked for many).
         key = tuple(ords)
         schema = self._arrow_schemas.get(key)
         if schema is None:
+            if len(self._arrow_schemas) >= 16:
+                self._arrow_schemas.clear()
             schema = self._arrow_schemas[key] = Schema(self._feature(o) for o in ords).to_arrow()
         return schema
 
