@@ -102,6 +102,8 @@ cdef extern from *:
 # DRAM round trip. Touching rows a few iterations ahead keeps several misses in flight.
 DEF AHEAD_OFFSETS = 16
 DEF AHEAD_VALUES = 8
+# The copy pass reads each list's start from a sequential array, so it can look further ahead.
+DEF AHEAD_COPY = 32
 
 
 cdef int _check_rows(const int32_t[::1] piece, const int64_t[::1] local, Py_ssize_t npieces,
@@ -175,33 +177,150 @@ def gather_jagged_pieces(list offsets, list values, Py_ssize_t itemsize, const i
     return pos
 
 
-def jagged_total_pieces(list offsets, const int32_t[::1] piece, const int64_t[::1] local):
-    """Total number of items the chosen rows hold (to size the output)."""
-    cdef Py_ssize_t np_ = len(offsets), n = piece.shape[0], i, p
-    cdef const int32_t** offs = <const int32_t**>malloc(np_ * sizeof(int32_t*) + 1)
-    cdef int64_t* rows_in = <int64_t*>malloc(np_ * sizeof(int64_t) + 1)
-    cdef const int32_t[::1] o
-    cdef int64_t total = 0
-    try:
-        if offs == NULL or rows_in == NULL:
+cdef class JaggedPieces:
+    """The pieces of several jagged columns of one window, checked once, for batch after batch.
+
+    ``offsets[k][p]`` (int32, rows + 1 entries) index items of ``itemsize`` bytes in the byte
+    view ``values[k][p]`` of column ``k``'s piece ``p``; every column has the same pieces
+    with the same rows. A batch takes two passes over all the columns, so the ~50 Python
+    calls a batch of 26 features made become two, and the copy pass knows each list's
+    source and destination before it starts (its prefetches need no load of offsets):
+    :meth:`lengths` writes each chosen row's length and first item, key-major, and each
+    column's total; :meth:`copy` then copies the lists into one output, key-major.
+    """
+
+    cdef const int32_t** offs
+    cdef const uint8_t** vals
+    cdef int64_t* nvals
+    cdef int64_t* rows_in
+    cdef readonly Py_ssize_t ncols, npieces, itemsize
+    cdef object _keep  # the arrays the pointers point into
+
+    def __cinit__(self, list offsets, list values, Py_ssize_t itemsize):
+        cdef Py_ssize_t k, p, m, ncols = len(offsets)
+        cdef Py_ssize_t npieces = len(offsets[0]) if ncols else 0
+        cdef const int32_t[::1] o
+        cdef const uint8_t[::1] v
+        if itemsize <= 0 or len(values) != ncols:
+            raise ValueError("gather: jagged columns need an item size and one values list per offsets list")
+        m = ncols * npieces
+        self.offs = <const int32_t**>malloc(m * sizeof(int32_t*) + 1)
+        self.vals = <const uint8_t**>malloc(m * sizeof(uint8_t*) + 1)
+        self.nvals = <int64_t*>malloc(m * sizeof(int64_t) + 1)
+        self.rows_in = <int64_t*>malloc(npieces * sizeof(int64_t) + 1)
+        if self.offs == NULL or self.vals == NULL or self.nvals == NULL or self.rows_in == NULL:
             raise MemoryError()
-        for p in range(np_):
-            o = offsets[p]
-            if o.shape[0] < 1:
-                raise ValueError("gather: a piece has no offsets")
-            rows_in[p] = o.shape[0] - 1
-            offs[p] = &o[0]
-        _check_rows(piece, local, np_, rows_in)
+        for k in range(ncols):
+            if len(offsets[k]) != npieces or len(values[k]) != npieces:
+                raise ValueError(f"gather: jagged column {k} has {len(offsets[k])} offsets and {len(values[k])} "
+                                 f"values pieces, expected {npieces}")
+            for p in range(npieces):
+                o = offsets[k][p]
+                v = values[k][p]
+                if o.shape[0] < 1:
+                    raise ValueError(f"gather: piece {p} of jagged column {k} has no offsets")
+                if k == 0:
+                    self.rows_in[p] = o.shape[0] - 1
+                elif o.shape[0] - 1 != self.rows_in[p]:
+                    raise ValueError(f"gather: piece {p} of jagged column {k} has {o.shape[0] - 1} rows, "
+                                     f"expected {self.rows_in[p]}")
+                if o[0] < 0 or <int64_t>o[o.shape[0] - 1] * itemsize > v.shape[0]:
+                    raise ValueError(f"gather: offsets of piece {p} of jagged column {k} point past its values")
+                self.offs[k * npieces + p] = &o[0]
+                self.vals[k * npieces + p] = &v[0] if v.shape[0] else NULL
+                self.nvals[k * npieces + p] = v.shape[0] // itemsize
+        self.ncols, self.npieces, self.itemsize = ncols, npieces, itemsize
+        self._keep = (offsets, values)
+
+    def __dealloc__(self):
+        free(<void*>self.offs)
+        free(<void*>self.vals)
+        free(self.nvals)
+        free(self.rows_in)
+
+    def lengths(self, const int32_t[::1] piece, const int64_t[::1] local, int32_t[::1] out_lengths,
+                int32_t[::1] out_starts, int64_t[::1] totals):
+        """For row ``local[i]`` of piece ``piece[i]`` and each column ``k``: its length to
+        ``out_lengths[k * n + i]``, its first item to ``out_starts[k * n + i]``; each column's
+        total to ``totals[k]``. Returns the total over all columns."""
+        cdef Py_ssize_t n = piece.shape[0], k, i, np_ = self.npieces, bad_k = -1, bad_i = -1
+        cdef const int32_t* o
+        cdef int64_t t, total = 0
+        cdef int32_t a, b
+        if out_lengths.shape[0] != self.ncols * n or out_starts.shape[0] != self.ncols * n \
+                or totals.shape[0] != self.ncols:
+            raise ValueError("gather: length, start and total outputs do not match the rows and columns")
+        if self.ncols == 0:  # no jagged column: no pieces to check rows against, nothing to do
+            return 0
+        _check_rows(piece, local, np_, self.rows_in)
         with nogil:
-            for i in range(n):
-                if i + AHEAD_OFFSETS < n:
-                    SS_PREFETCH(&offs[piece[i + AHEAD_OFFSETS]][local[i + AHEAD_OFFSETS]])
-                p = piece[i]
-                total += offs[p][local[i] + 1] - offs[p][local[i]]
-    finally:
-        free(<void*>offs)
-        free(rows_in)
-    return total
+            for k in range(self.ncols):
+                t = 0
+                for i in range(n):
+                    if i + AHEAD_OFFSETS < n:
+                        SS_PREFETCH(&self.offs[k * np_ + piece[i + AHEAD_OFFSETS]][local[i + AHEAD_OFFSETS]])
+                    o = self.offs[k * np_ + piece[i]]
+                    a = o[local[i]]
+                    b = o[local[i] + 1]
+                    if a < 0 or b < a or b > self.nvals[k * np_ + piece[i]]:
+                        bad_k, bad_i = k, i
+                        break
+                    out_starts[k * n + i] = a
+                    out_lengths[k * n + i] = b - a
+                    t += b - a
+                if bad_k >= 0:
+                    break
+                totals[k] = t
+                total += t
+        if bad_k >= 0:
+            raise ValueError(f"gather: offsets of jagged column {bad_k} around row {local[bad_i]} of piece "
+                             f"{piece[bad_i]} decrease or point past its values")
+        return total
+
+    def copy(self, const int32_t[::1] piece, const int32_t[::1] lengths, const int32_t[::1] starts,
+             uint8_t[::1] out):
+        """Copy the lists :meth:`lengths` described, column after column, into ``out``;
+        returns the items written."""
+        cdef Py_ssize_t n = piece.shape[0], k, i, j, np_ = self.npieces, isz = self.itemsize, bad = 0
+        cdef int64_t pos = 0, ln, a, cap = out.shape[0] // self.itemsize
+        cdef int32_t p
+        cdef const uint8_t* src
+        cdef uint8_t* dst
+        if lengths.shape[0] != self.ncols * n or starts.shape[0] != self.ncols * n:
+            raise ValueError("gather: lengths and starts do not match the rows and columns")
+        if self.ncols == 0:
+            return 0
+        for i in range(n):
+            if piece[i] < 0 or piece[i] >= np_:
+                raise IndexError(f"gather: piece {piece[i]} is out of range (the window has {np_})")
+        with nogil:
+            for k in range(self.ncols):
+                for i in range(n):
+                    if i + AHEAD_COPY < n and self.vals[k * np_ + piece[i + AHEAD_COPY]] != NULL:
+                        SS_PREFETCH(self.vals[k * np_ + piece[i + AHEAD_COPY]]
+                                    + <int64_t>starts[k * n + i + AHEAD_COPY] * isz)
+                    p = piece[i]
+                    ln = lengths[k * n + i]
+                    a = starts[k * n + i]
+                    if ln < 0 or a < 0 or a + ln > self.nvals[k * np_ + p] or pos + ln > cap:
+                        bad = 1
+                        break
+                    if ln:
+                        src = self.vals[k * np_ + p] + a * isz
+                        dst = &out[pos * isz]
+                        if isz == 8 and ln <= 8:
+                            # Most lists hold a few ids: fixed 8-byte copies compile to plain
+                            # moves, where memcpy's call and size dispatch cost more than the copy.
+                            for j in range(ln):
+                                memcpy(dst + 8 * j, src + 8 * j, 8)
+                        else:
+                            memcpy(dst, src, ln * isz)
+                    pos += ln
+                if bad:
+                    break
+        if bad:
+            raise ValueError("gather: a list's start or length is out of its piece, or the output is too small")
+        return pos
 
 
 def gather_rows_pieces(list srcs, Py_ssize_t rowbytes, const int32_t[::1] piece, const int64_t[::1] local,

@@ -101,6 +101,77 @@ def test_gather_jagged_matches_python(data):
                               np.empty(1, np.int32), out_val.view(np.uint8))
 
 
+def _jagged_window(data, ncols, npieces, itemsize=8):
+    """Random pieces of ``ncols`` jagged columns (same rows per piece in every column)."""
+    rows = [data.draw(st.integers(0, 12)) for _ in range(npieces)]
+    offsets, values = [], []
+    for k in range(ncols):
+        offs, vals = [], []
+        for p, n in enumerate(rows):
+            lengths = data.draw(st.lists(st.integers(0, 11), min_size=n, max_size=n))
+            offs.append(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+            dtype = np.int64 if itemsize == 8 else np.float32
+            vals.append((np.arange(offs[-1][-1]) * 1000 + k * 100 + p).astype(dtype).view(np.uint8))
+        offsets.append(offs)
+        values.append(vals)
+    return rows, offsets, values
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), itemsize=st.sampled_from([8, 4]))
+def test_jagged_pieces_match_python(data, itemsize):
+    """Both passes over several columns give every chosen row's list, key-major, as the
+    per-row slices would (lists longer than 8 items take the memcpy path)."""
+    ncols, npieces = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    rows, offsets, values = _jagged_window(data, ncols, npieces, itemsize)
+    choices = [(p, r) for p, n in enumerate(rows) for r in range(n)]
+    picked = data.draw(st.lists(st.sampled_from(choices), max_size=40)) if choices else []
+    piece = np.array([p for p, _ in picked], np.int32)
+    local = np.array([r for _, r in picked], np.int64)
+    n = len(picked)
+    jp = _gather.JaggedPieces(offsets, values, itemsize)
+    lengths, starts, totals = np.empty(ncols * n, np.int32), np.empty(ncols * n, np.int32), np.empty(ncols, np.int64)
+    total = jp.lengths(piece, local, lengths, starts, totals)
+    out = np.empty(total * itemsize, np.uint8)
+    assert jp.copy(piece, lengths, starts, out) == total
+    expect = [values[k][p].view(np.int64 if itemsize == 8 else np.float32)[offsets[k][p][r]:offsets[k][p][r + 1]]
+              for k in range(ncols) for p, r in picked]
+    assert lengths.tolist() == [len(e) for e in expect]
+    assert totals.tolist() == [sum(len(e) for e in expect[k * n:(k + 1) * n]) for k in range(ncols)]
+    assert out.tobytes() == b"".join(e.tobytes() for e in expect)
+
+
+def test_jagged_pieces_refuse_what_does_not_fit():
+    offs = [np.array([0, 2, 3], np.int32), np.array([0, 1], np.int32)]
+    vals = [np.arange(3, dtype=np.int64).view(np.uint8), np.arange(1, dtype=np.int64).view(np.uint8)]
+    jp = _gather.JaggedPieces([offs], [vals], 8)
+    piece, local = np.array([0, 1], np.int32), np.array([1, 0], np.int64)
+    lengths, starts, totals = np.empty(2, np.int32), np.empty(2, np.int32), np.empty(1, np.int64)
+    assert jp.lengths(piece, local, lengths, starts, totals) == 2
+    with pytest.raises(IndexError, match="row 2 of piece 0"):  # piece 0 has 2 rows
+        jp.lengths(piece, np.array([2, 0], np.int64), lengths, starts, totals)
+    with pytest.raises(IndexError, match="piece 2"):
+        jp.lengths(np.array([2, 0], np.int32), local, lengths, starts, totals)
+    with pytest.raises(ValueError, match="do not match"):
+        jp.lengths(piece, local, np.empty(3, np.int32), starts, totals)
+    with pytest.raises(ValueError, match="too small"):  # two items do not fit one
+        jp.copy(piece, lengths, starts, np.empty(8, np.uint8))
+    with pytest.raises(ValueError, match="out of its piece"):  # a start past the piece's values
+        jp.copy(piece, lengths, np.array([3, 0], np.int32), np.empty(16, np.uint8))
+    with pytest.raises(IndexError, match="piece 5"):
+        jp.copy(np.array([5, 0], np.int32), lengths, starts, np.empty(16, np.uint8))
+    # Offsets that point past the values, decrease, or disagree on a piece's rows are refused.
+    with pytest.raises(ValueError, match="past its values"):
+        _gather.JaggedPieces([[np.array([0, 4], np.int32)]], [[vals[0]]], 8)
+    with pytest.raises(ValueError, match="has 1 rows, expected 2"):
+        _gather.JaggedPieces([offs, [offs[1], offs[1]]], [vals, [vals[1], vals[1]]], 8)
+    bad = _gather.JaggedPieces([[np.array([0, 3, 1], np.int32)]], [[vals[0]]], 8)
+    with pytest.raises(ValueError, match="decrease"):
+        bad.lengths(np.array([0, 0], np.int32), np.array([0, 1], np.int64), lengths, starts, totals)
+    none = _gather.JaggedPieces([], [], 8)  # no jagged feature: nothing to check or copy
+    assert none.lengths(piece, local, np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int64)) == 0
+
+
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_impute_columns_matches_numpy(data):

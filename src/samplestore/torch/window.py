@@ -106,6 +106,7 @@ class Window:
     columns: dict[str, Column]
     maps: list[np.ndarray | None] | None = None  # live row -> row of the piece, where rows were deleted
     dropped: np.ndarray | None = None  # rows deleted after the window was planned (not delivered)
+    jagged: Any = None  # _gather.JaggedPieces over the sparse features' pieces (made on first use)
 
 
 def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
@@ -146,8 +147,18 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
         raw = cd = None  # type: ignore[assignment]  # the whole decoded row group: freed before the next
     for f, a in assemblers:
         a.finish(f, cols[f.name])
-    return Window(starts[-1], np.asarray(starts, dtype=np.int64), cols,
-                  maps if any(m is not None for m in maps) else None)
+    win = Window(starts[-1], np.asarray(starts, dtype=np.int64), cols,
+                 maps if any(m is not None for m in maps) else None)
+    _jagged_pieces(win, layout)  # here, on the loading thread, not on the one cutting batches
+    return win
+
+
+def _jagged_pieces(win: Window, layout: FeatureLayout) -> Any:
+    """The window's sparse features as one :class:`_gather.JaggedPieces` (ids, 8 bytes each)."""
+    if win.jagged is None:
+        cols = [win.columns[f.name] for f in layout.sparse]
+        win.jagged = _gather.JaggedPieces([c.offsets for c in cols], [c.pieces for c in cols], 8)
+    return win.jagged
 
 
 def _fetch_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
@@ -242,8 +253,14 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
     dim_total = sum(f.dim for f in layout.dense)
     width = dim_total + (impute.extra_columns if impute is not None else 0)
     nl, nk = len(layout.labels), len(layout.sparse)
-    totals = [_gather.jagged_total_pieces(win.columns[f.name].offsets, piece, local) for f in layout.sparse]
-    total = sum(totals)
+    # One pass over every sparse feature's offsets: each chosen list's length and first id,
+    # key-major (the lengths are the batch's KJT lengths, copied into the arena below).
+    jagged = _jagged_pieces(win, layout)
+    list_lengths = np.empty(b * nk, np.int32)
+    list_starts = np.empty(b * nk, np.int32)
+    totals_arr = np.empty(nk, np.int64)
+    total = jagged.lengths(piece, local, list_lengths, list_starts, totals_arr)
+    totals = totals_arr.tolist()
     extra_src = {f.name: win.columns[f.name] for f in layout.extras if win.columns[f.name].flat.dtype != object}
     n_inverse = sum(totals[nk - dedup_keys:]) if dedup_keys else 0
     shapes = [((b, width), np.float32), ((b, nl), np.float32), ((total,), np.int64), ((b * nk,), np.int32),
@@ -270,15 +287,16 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
     if layout.weighted:
         weights = arena.take((total,), np.float32)
         weights[:] = 1.0
-    pos = 0
-    for k, (f, t) in enumerate(zip(layout.sparse, totals)):
-        c = win.columns[f.name]
-        _gather.gather_jagged_pieces(c.offsets, c.pieces, 8, piece, local, lengths[k * b:(k + 1) * b],
-                                     values[pos: pos + t].view(np.uint8))
-        if weights is not None and getattr(f, "weighted", False):
-            _gather.gather_jagged_pieces(c.offsets, c.second, 4, piece, local, np.empty(b, np.int32),
-                                         weights[pos: pos + t].view(np.uint8))
-        pos += t
+    lengths[:] = list_lengths
+    jagged.copy(piece, list_lengths, list_starts, values.view(np.uint8))
+    if weights is not None:
+        pos = 0
+        for f, t in zip(layout.sparse, totals):
+            if getattr(f, "weighted", False):
+                c = win.columns[f.name]
+                _gather.gather_jagged_pieces(c.offsets, c.second, 4, piece, local, np.empty(b, np.int32),
+                                             weights[pos: pos + t].view(np.uint8))
+            pos += t
     embeddings = {}
     for f in layout.embeddings:
         out = arena.take((b, f.dim), np.float32)
