@@ -183,10 +183,17 @@ cdef class JaggedPieces:
     ``offsets[k][p]`` (int32, rows + 1 entries) index items of ``itemsize`` bytes in the byte
     view ``values[k][p]`` of column ``k``'s piece ``p``; every column has the same pieces
     with the same rows. A batch takes two passes over all the columns, so the ~50 Python
-    calls a batch of 26 features made become two, and the copy pass knows each list's
-    source and destination before it starts (its prefetches need no load of offsets):
-    :meth:`lengths` writes each chosen row's length and first item, key-major, and each
-    column's total; :meth:`copy` then copies the lists into one output, key-major.
+    calls a batch of 26 features made become two, and the copy pass knows where each list
+    comes from and goes to before it starts (its prefetches need no load of offsets):
+    :meth:`lengths` writes each chosen row's length and the position of its first item,
+    key-major, and each column's total; :meth:`copy` then copies the lists into one output,
+    key-major.
+
+    The object holds the buffers it was given (their exports, not only the lists), so they
+    can be neither freed nor resized while it lives.
+
+    Raises:
+        ValueError: the columns' pieces, rows or offsets do not fit their values.
     """
 
     cdef const int32_t** offs
@@ -194,16 +201,19 @@ cdef class JaggedPieces:
     cdef int64_t* nvals
     cdef int64_t* rows_in
     cdef readonly Py_ssize_t ncols, npieces, itemsize
-    cdef object _keep  # the arrays the pointers point into
+    cdef list _keep  # the buffer exports the pointers point into
 
     def __cinit__(self, list offsets, list values, Py_ssize_t itemsize):
         cdef Py_ssize_t k, p, m, ncols = len(offsets)
         cdef Py_ssize_t npieces = len(offsets[0]) if ncols else 0
         cdef const int32_t[::1] o
         cdef const uint8_t[::1] v
-        if itemsize <= 0 or len(values) != ncols:
-            raise ValueError("gather: jagged columns need an item size and one values list per offsets list")
+        if not 1 <= itemsize <= 64:
+            raise ValueError(f"gather: items of {itemsize} bytes, expected 1 to 64")
+        if len(values) != ncols:
+            raise ValueError(f"gather: {len(values)} values lists for {ncols} offsets lists, expected one each")
         m = ncols * npieces
+        self._keep = []
         self.offs = <const int32_t**>malloc(m * sizeof(int32_t*) + 1)
         self.vals = <const uint8_t**>malloc(m * sizeof(uint8_t*) + 1)
         self.nvals = <int64_t*>malloc(m * sizeof(int64_t) + 1)
@@ -217,20 +227,22 @@ cdef class JaggedPieces:
             for p in range(npieces):
                 o = offsets[k][p]
                 v = values[k][p]
+                self._keep.append(o)  # keeps each buffer exported, so it stays where the pointers are
+                self._keep.append(v)
                 if o.shape[0] < 1:
-                    raise ValueError(f"gather: piece {p} of jagged column {k} has no offsets")
+                    raise ValueError(f"gather: piece {p} of jagged column {k} has no offsets, expected rows + 1")
                 if k == 0:
                     self.rows_in[p] = o.shape[0] - 1
                 elif o.shape[0] - 1 != self.rows_in[p]:
                     raise ValueError(f"gather: piece {p} of jagged column {k} has {o.shape[0] - 1} rows, "
                                      f"expected {self.rows_in[p]}")
                 if o[0] < 0 or <int64_t>o[o.shape[0] - 1] * itemsize > v.shape[0]:
-                    raise ValueError(f"gather: offsets of piece {p} of jagged column {k} point past its values")
+                    raise ValueError(f"gather: offsets of piece {p} of jagged column {k} run from {o[0]} to "
+                                     f"{o[o.shape[0] - 1]}, past its {v.shape[0] // itemsize} items")
                 self.offs[k * npieces + p] = &o[0]
                 self.vals[k * npieces + p] = &v[0] if v.shape[0] else NULL
                 self.nvals[k * npieces + p] = v.shape[0] // itemsize
         self.ncols, self.npieces, self.itemsize = ncols, npieces, itemsize
-        self._keep = (offsets, values)
 
     def __dealloc__(self):
         free(<void*>self.offs)
@@ -240,16 +252,28 @@ cdef class JaggedPieces:
 
     def lengths(self, const int32_t[::1] piece, const int64_t[::1] local, int32_t[::1] out_lengths,
                 int32_t[::1] out_starts, int64_t[::1] totals):
-        """For row ``local[i]`` of piece ``piece[i]`` and each column ``k``: its length to
-        ``out_lengths[k * n + i]``, its first item to ``out_starts[k * n + i]``; each column's
-        total to ``totals[k]``. Returns the total over all columns."""
+        """Describe the lists of the chosen rows: row ``local[i]`` of piece ``piece[i]``.
+
+        For each column ``k`` and chosen row ``i``, writes the list's length to
+        ``out_lengths[k * n + i]`` and the position of its first item in the piece's values
+        to ``out_starts[k * n + i]``, and each column's total to ``totals[k]``.
+
+        Returns:
+            The number of items over all columns.
+
+        Raises:
+            ValueError: the outputs are not ``ncols * n`` (totals: ``ncols``) long, or a
+                row's offsets decrease or point outside its values.
+            IndexError: a piece or row is out of range.
+        """
         cdef Py_ssize_t n = piece.shape[0], k, i, np_ = self.npieces, bad_k = -1, bad_i = -1
         cdef const int32_t* o
         cdef int64_t t, total = 0
         cdef int32_t a, b
         if out_lengths.shape[0] != self.ncols * n or out_starts.shape[0] != self.ncols * n \
                 or totals.shape[0] != self.ncols:
-            raise ValueError("gather: length, start and total outputs do not match the rows and columns")
+            raise ValueError(f"gather: outputs of {out_lengths.shape[0]} lengths, {out_starts.shape[0]} starts and "
+                             f"{totals.shape[0]} totals, expected {self.ncols * n}, {self.ncols * n} and {self.ncols}")
         if self.ncols == 0:  # no jagged column: no pieces to check rows against, nothing to do
             return 0
         _check_rows(piece, local, np_, self.rows_in)
@@ -273,21 +297,33 @@ cdef class JaggedPieces:
                 totals[k] = t
                 total += t
         if bad_k >= 0:
-            raise ValueError(f"gather: offsets of jagged column {bad_k} around row {local[bad_i]} of piece "
-                             f"{piece[bad_i]} decrease or point past its values")
+            o = self.offs[bad_k * np_ + piece[bad_i]]
+            raise ValueError(f"gather: jagged column {bad_k}, row {local[bad_i]} of piece {piece[bad_i]}: offsets "
+                             f"{o[local[bad_i]]} to {o[local[bad_i] + 1]}, expected a rising range within the "
+                             f"piece's {self.nvals[bad_k * np_ + piece[bad_i]]} items")
         return total
 
     def copy(self, const int32_t[::1] piece, const int32_t[::1] lengths, const int32_t[::1] starts,
              uint8_t[::1] out):
-        """Copy the lists :meth:`lengths` described, column after column, into ``out``;
-        returns the items written."""
-        cdef Py_ssize_t n = piece.shape[0], k, i, j, np_ = self.npieces, isz = self.itemsize, bad = 0
+        """Copy the lists :meth:`lengths` described, column after column, into ``out``.
+
+        Returns:
+            The number of items written.
+
+        Raises:
+            ValueError: ``lengths`` or ``starts`` are not ``ncols * n`` long, a list lies
+                outside its piece's values, or ``out`` is too small.
+            IndexError: a piece is out of range.
+        """
+        cdef Py_ssize_t n = piece.shape[0], k, i, j, np_ = self.npieces, isz = self.itemsize
+        cdef Py_ssize_t bad_k = -1, bad_i = -1
         cdef int64_t pos = 0, ln, a, cap = out.shape[0] // self.itemsize
         cdef int32_t p
         cdef const uint8_t* src
         cdef uint8_t* dst
         if lengths.shape[0] != self.ncols * n or starts.shape[0] != self.ncols * n:
-            raise ValueError("gather: lengths and starts do not match the rows and columns")
+            raise ValueError(f"gather: {lengths.shape[0]} lengths and {starts.shape[0]} starts, "
+                             f"expected {self.ncols * n} each")
         if self.ncols == 0:
             return 0
         for i in range(n):
@@ -303,7 +339,7 @@ cdef class JaggedPieces:
                     ln = lengths[k * n + i]
                     a = starts[k * n + i]
                     if ln < 0 or a < 0 or a + ln > self.nvals[k * np_ + p] or pos + ln > cap:
-                        bad = 1
+                        bad_k, bad_i = k, i
                         break
                     if ln:
                         src = self.vals[k * np_ + p] + a * isz
@@ -316,10 +352,15 @@ cdef class JaggedPieces:
                         else:
                             memcpy(dst, src, ln * isz)
                     pos += ln
-                if bad:
+                if bad_k >= 0:
                     break
-        if bad:
-            raise ValueError("gather: a list's start or length is out of its piece, or the output is too small")
+        if bad_k >= 0:
+            p, ln, a = piece[bad_i], lengths[bad_k * n + bad_i], starts[bad_k * n + bad_i]
+            if ln < 0 or a < 0 or a + ln > self.nvals[bad_k * np_ + p]:
+                raise ValueError(f"gather: jagged column {bad_k}, batch row {bad_i} (piece {p}): items {a} to "
+                                 f"{a + ln}, expected a range within the piece's {self.nvals[bad_k * np_ + p]} items")
+            raise ValueError(f"gather: the output holds {cap} items, too small for the {pos + ln} these lists need "
+                             f"so far")
         return pos
 
 

@@ -148,28 +148,80 @@ def test_jagged_pieces_refuse_what_does_not_fit():
     piece, local = np.array([0, 1], np.int32), np.array([1, 0], np.int64)
     lengths, starts, totals = np.empty(2, np.int32), np.empty(2, np.int32), np.empty(1, np.int64)
     assert jp.lengths(piece, local, lengths, starts, totals) == 2
+    assert (lengths.tolist(), starts.tolist(), totals.tolist()) == ([1, 1], [2, 0], [2])
+    # Rows and pieces out of range.
     with pytest.raises(IndexError, match="row 2 of piece 0"):  # piece 0 has 2 rows
         jp.lengths(piece, np.array([2, 0], np.int64), lengths, starts, totals)
     with pytest.raises(IndexError, match="piece 2"):
         jp.lengths(np.array([2, 0], np.int32), local, lengths, starts, totals)
-    with pytest.raises(ValueError, match="do not match"):
-        jp.lengths(piece, local, np.empty(3, np.int32), starts, totals)
-    with pytest.raises(ValueError, match="too small"):  # two items do not fit one
-        jp.copy(piece, lengths, starts, np.empty(8, np.uint8))
-    with pytest.raises(ValueError, match="out of its piece"):  # a start past the piece's values
-        jp.copy(piece, lengths, np.array([3, 0], np.int32), np.empty(16, np.uint8))
     with pytest.raises(IndexError, match="piece 5"):
         jp.copy(np.array([5, 0], np.int32), lengths, starts, np.empty(16, np.uint8))
-    # Offsets that point past the values, decrease, or disagree on a piece's rows are refused.
-    with pytest.raises(ValueError, match="past its values"):
+    # Outputs and inputs of the wrong size.
+    with pytest.raises(ValueError, match="3 lengths, 2 starts and 1 totals, expected 2, 2 and 1"):
+        jp.lengths(piece, local, np.empty(3, np.int32), starts, totals)
+    with pytest.raises(ValueError, match="expected 2, 2 and 1"):
+        jp.lengths(piece, local, lengths, starts, np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="1 lengths and 2 starts, expected 2 each"):
+        jp.copy(piece, lengths[:1], starts, np.empty(16, np.uint8))
+    with pytest.raises(ValueError, match="holds 1 items, too small"):
+        jp.copy(piece, lengths, starts, np.empty(8, np.uint8))
+    # Lists that lie outside their piece: a start past the end, a negative start or length.
+    for bad_len, bad_start, found in (([1, 1], [3, 0], "items 3 to 4"), ([1, 1], [-1, 0], "items -1 to 0"),
+                                      ([-1, 1], [0, 0], "items 0 to -1")):
+        with pytest.raises(ValueError, match=f"column 0, batch row 0 \\(piece 0\\): {found}, expected a range within "
+                                             "the piece's 3 items"):
+            jp.copy(piece, np.array(bad_len, np.int32), np.array(bad_start, np.int32), np.empty(16, np.uint8))
+    # Offsets that decrease, go negative or point past the values, found per row...
+    for o, row in (([0, 3, 1], 1), ([0, -1, 2], 1), ([0, 9, 3], 0)):  # decreasing, negative, past the end
+        bad = _gather.JaggedPieces([[np.array(o, np.int32)]], [[vals[0]]], 8)
+        with pytest.raises(ValueError, match=f"row {row} of piece 0: offsets .* expected a rising range within "
+                                             "the piece's 3 items"):
+            bad.lengths(np.array([0], np.int32), np.array([row], np.int64), lengths[:1], starts[:1], totals)
+    # ... or when the pieces are taken: past the values, negative first, none, rows or
+    # pieces that differ between columns, item sizes and list counts that do not fit.
+    with pytest.raises(ValueError, match="run from 0 to 4, past its 3 items"):
         _gather.JaggedPieces([[np.array([0, 4], np.int32)]], [[vals[0]]], 8)
+    with pytest.raises(ValueError, match="run from -1 to 2"):
+        _gather.JaggedPieces([[np.array([-1, 2], np.int32)]], [[vals[0]]], 8)
+    with pytest.raises(ValueError, match="has no offsets"):
+        _gather.JaggedPieces([[np.empty(0, np.int32)]], [[vals[0]]], 8)
     with pytest.raises(ValueError, match="has 1 rows, expected 2"):
         _gather.JaggedPieces([offs, [offs[1], offs[1]]], [vals, [vals[1], vals[1]]], 8)
-    bad = _gather.JaggedPieces([[np.array([0, 3, 1], np.int32)]], [[vals[0]]], 8)
-    with pytest.raises(ValueError, match="decrease"):
-        bad.lengths(np.array([0, 0], np.int32), np.array([0, 1], np.int64), lengths, starts, totals)
+    with pytest.raises(ValueError, match="column 1 has 1 offsets and 1 values pieces, expected 2"):
+        _gather.JaggedPieces([offs, offs[:1]], [vals, vals[:1]], 8)
+    with pytest.raises(ValueError, match="items of 0 bytes"):
+        _gather.JaggedPieces([offs], [vals], 0)
+    with pytest.raises(ValueError, match="1 values lists for 2 offsets lists"):
+        _gather.JaggedPieces([offs, offs], [vals], 8)
     none = _gather.JaggedPieces([], [], 8)  # no jagged feature: nothing to check or copy
     assert none.lengths(piece, local, np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int64)) == 0
+    assert none.copy(piece, np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.uint8)) == 0
+
+
+def test_jagged_pieces_hold_their_buffers():
+    """The buffers stay exported while the object lives: they cannot be freed or resized
+    under it, and replacing the lists' arrays does not pull them away."""
+    import mmap
+
+    m = mmap.mmap(-1, 4096)
+    np.frombuffer(m, np.int64)[:3] = [7, 8, 9]
+    offsets = [[np.array([0, 3], np.int32)]]
+    jp = _gather.JaggedPieces(offsets, [[np.frombuffer(m, np.uint8)]], 8)
+    with pytest.raises(BufferError):
+        m.close()
+    grow = bytearray(24)
+    jp2 = _gather.JaggedPieces([[np.array([0, 3], np.int32)]], [[grow]], 8)
+    with pytest.raises(BufferError):
+        grow.extend(b"x" * 1_000_000)
+    offsets[0][0] = np.array([0, 0], np.int32)  # the object keeps the array it was given
+    lengths, starts, totals = np.empty(1, np.int32), np.empty(1, np.int32), np.empty(1, np.int64)
+    assert jp.lengths(np.zeros(1, np.int32), np.zeros(1, np.int64), lengths, starts, totals) == 3
+    out = np.empty(3, np.int64)
+    jp.copy(np.zeros(1, np.int32), lengths, starts, out.view(np.uint8))
+    assert out.tolist() == [7, 8, 9]
+    del jp, jp2
+    m.close()
+    grow.extend(b"x")
 
 
 @settings(max_examples=100, deadline=None)

@@ -106,7 +106,8 @@ class Window:
     columns: dict[str, Column]
     maps: list[np.ndarray | None] | None = None  # live row -> row of the piece, where rows were deleted
     dropped: np.ndarray | None = None  # rows deleted after the window was planned (not delivered)
-    jagged: Any = None  # _gather.JaggedPieces over the sparse features' pieces (made on first use)
+    # (sparse feature names, _gather.JaggedPieces over their pieces), made by load_window
+    jagged: tuple[tuple[str, ...], Any] | None = None
 
 
 def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
@@ -154,11 +155,13 @@ def load_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray,
 
 
 def _jagged_pieces(win: Window, layout: FeatureLayout) -> Any:
-    """The window's sparse features as one :class:`_gather.JaggedPieces` (ids, 8 bytes each)."""
-    if win.jagged is None:
-        cols = [win.columns[f.name] for f in layout.sparse]
-        win.jagged = _gather.JaggedPieces([c.offsets for c in cols], [c.pieces for c in cols], 8)
-    return win.jagged
+    """The layout's sparse features of the window as one :class:`_gather.JaggedPieces` (ids,
+    8 bytes each), kept on the window for the layout it was made for."""
+    names = tuple(f.name for f in layout.sparse)
+    if win.jagged is None or win.jagged[0] != names:
+        cols = [win.columns[name] for name in names]
+        win.jagged = (names, _gather.JaggedPieces([c.offsets for c in cols], [c.pieces for c in cols], 8))
+    return win.jagged[1]
 
 
 def _fetch_window(pieces: np.ndarray, paths: Sequence[str], unit_file: np.ndarray, unit_rg: np.ndarray,
@@ -253,8 +256,8 @@ def gather(win: Window, idx: np.ndarray, layout: FeatureLayout, shared: bool = F
     dim_total = sum(f.dim for f in layout.dense)
     width = dim_total + (impute.extra_columns if impute is not None else 0)
     nl, nk = len(layout.labels), len(layout.sparse)
-    # One pass over every sparse feature's offsets: each chosen list's length and first id,
-    # key-major (the lengths are the batch's KJT lengths, copied into the arena below).
+    # One pass over every sparse feature's offsets: each chosen list's length and where its
+    # ids start, key-major (the lengths are the batch's KJT lengths, copied into the arena below).
     jagged = _jagged_pieces(win, layout)
     list_lengths = np.empty(b * nk, np.int32)
     list_starts = np.empty(b * nk, np.int32)
